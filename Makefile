@@ -1,0 +1,46 @@
+GO      ?= go
+BIN     := bin
+PKGS    := ./...
+# The race detector slows raft several-fold on 2 cores; tests wait on
+# conditions with generous deadlines, so they stay correct, only slower.
+TESTFLAGS ?= -race -count=1 -timeout 20m
+
+.PHONY: build run stop test test-short fuzz lint bench clean
+
+build:
+	$(GO) build -o $(BIN)/tallyd ./cmd/tallyd
+	$(GO) build -o $(BIN)/tally ./cmd/tally
+
+## run: start a 3-node local cluster (scripts/cluster.sh up) and print examples.
+run: build
+	scripts/cluster.sh up 3
+	@echo
+	@echo "tally is running: 3 nodes, HTTP on 127.0.0.1:7070, :7080, :7090. Try:"
+	@echo "  curl -s -XPOST 127.0.0.1:7070/v1/counters/likes:post:42/incr"
+	@echo "  curl -s -XPOST 127.0.0.1:7080/v1/counters/likes:post:42/incr -d '{\"delta\": 5}'"
+	@echo "  curl -s 127.0.0.1:7090/v1/counters/likes:post:42"
+	@echo "  bin/tally cluster"
+	@echo "Stop it with: make stop   (or scripts/cluster.sh down)"
+
+stop:
+	scripts/cluster.sh down
+
+## test: vet, unit and cluster tests with -race, a short fuzz run, and the process-level test.
+test: build
+	$(GO) vet $(PKGS)
+	$(GO) test $(TESTFLAGS) $(PKGS)
+	$(GO) test -run '^$$' -fuzz FuzzDecodeEntry -fuzztime 15s ./fsm/
+
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+lint:
+	gofmt -l . | (! grep .)
+	$(GO) vet $(PKGS)
+	staticcheck $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+clean:
+	rm -rf $(BIN)

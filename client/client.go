@@ -1,0 +1,258 @@
+// Package client is the Go client for a tally counter cluster.
+//
+// Every call may go to any node: the cluster forwards it to the right shard
+// leader. A call that meets a 503 or a connection error is retried on the
+// next address until the retry deadline; writes keep their Idempotency-Key
+// across those retries, so a retry can never count twice.
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultAddr is used when New is given no address: the first node of a
+// local cluster, and tallyd's default.
+const DefaultAddr = "127.0.0.1:7070"
+
+// Client talks to a tally cluster. It is safe for concurrent use.
+type Client struct {
+	bases []string // "http://host:port", no trailing slash
+	next  atomic.Uint64
+	hc    *http.Client
+
+	retryDeadline time.Duration
+	minBackoff    time.Duration
+	maxBackoff    time.Duration
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient replaces the default HTTP client (keep-alive pool, 5 s per
+// attempt). Its Timeout, if any, bounds each attempt, not the whole call.
+func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.hc = h } }
+
+// WithRetryDeadline sets how long one call keeps retrying 503s and
+// connection errors (default 10 s); d <= 0 means a single attempt. The
+// context can end a call sooner.
+func WithRetryDeadline(d time.Duration) Option { return func(c *Client) { c.retryDeadline = d } }
+
+// New returns a client for the nodes at addrs ("host:port" or
+// "http://host:port"). Calls rotate over the addresses, so load spreads and
+// a dead node costs one failed attempt, not a failed call.
+func New(addrs []string, opts ...Option) *Client {
+	c := &Client{
+		retryDeadline: 10 * time.Second,
+		minBackoff:    20 * time.Millisecond,
+		maxBackoff:    500 * time.Millisecond,
+	}
+	for _, a := range addrs {
+		a = strings.TrimRight(strings.TrimSpace(a), "/")
+		if a == "" {
+			continue
+		}
+		if !strings.Contains(a, "://") {
+			a = "http://" + a
+		}
+		c.bases = append(c.bases, a)
+	}
+	if len(c.bases) == 0 {
+		c.bases = []string{"http://" + DefaultAddr}
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.hc == nil {
+		c.hc = defaultHTTPClient()
+	}
+	return c
+}
+
+func defaultHTTPClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	// Many goroutines hammer the same few nodes; the default of 2 idle
+	// connections per host would make most requests dial anew.
+	t.MaxIdleConns = 256
+	t.MaxIdleConnsPerHost = 64
+	return &http.Client{Transport: t, Timeout: 5 * time.Second}
+}
+
+// Result is the answer to a write.
+type Result struct {
+	Name  string `json:"name"`
+	Value int64  `json:"value"`
+	// Exact is false for a split counter: Value is then a lower bound.
+	Exact bool `json:"exact"`
+}
+
+// Counter is the answer to a read.
+type Counter struct {
+	Name   string `json:"name"`
+	Value  int64  `json:"value"`
+	Shards []int  `json:"shards,omitempty"`
+}
+
+// Consistency selects how a read is served.
+type Consistency string
+
+const (
+	// Linearizable reads go through the shard leader (the server default).
+	Linearizable Consistency = "linearizable"
+	// Stale reads answer from the local replica without a network round.
+	Stale Consistency = "stale"
+)
+
+// ClusterInfo is one node's view of the cluster.
+type ClusterInfo struct {
+	Node    string   `json:"node"`
+	Members []Member `json:"members"`
+	Shards  []Shard  `json:"shards"`
+}
+
+// Member is a node as gossip sees it.
+type Member struct {
+	ID    string `json:"id"`
+	HTTP  string `json:"http"`
+	State string `json:"state"`
+}
+
+// Shard is one Raft group. Leader is empty while it has none.
+type Shard struct {
+	ID           int      `json:"id"`
+	Leader       string   `json:"leader"`
+	Replicas     []string `json:"replicas"`
+	AppliedIndex uint64   `json:"applied_index"`
+}
+
+// Incr adds delta to the counter name under a fresh random idempotency key,
+// kept across retries.
+func (c *Client) Incr(ctx context.Context, name string, delta int64) (Result, error) {
+	return c.write(ctx, name, "incr", delta, newKey())
+}
+
+// Decr subtracts delta from the counter name under a fresh idempotency key.
+func (c *Client) Decr(ctx context.Context, name string, delta int64) (Result, error) {
+	return c.write(ctx, name, "decr", delta, newKey())
+}
+
+// IncrWithKey is Incr with a caller-chosen idempotency key (1..256
+// printable ASCII bytes). Repeating a call with the same key and delta,
+// even from another process, returns the first result and counts once.
+func (c *Client) IncrWithKey(ctx context.Context, name string, delta int64, key string) (Result, error) {
+	return c.write(ctx, name, "incr", delta, key)
+}
+
+// DecrWithKey is Decr with a caller-chosen idempotency key.
+func (c *Client) DecrWithKey(ctx context.Context, name string, delta int64, key string) (Result, error) {
+	return c.write(ctx, name, "decr", delta, key)
+}
+
+func (c *Client) write(ctx context.Context, name, op string, delta int64, key string) (Result, error) {
+	var r Result
+	if err := checkName(name); err != nil {
+		return r, err
+	}
+	if err := checkKey(key); err != nil {
+		return r, err
+	}
+	body := struct {
+		Delta int64 `json:"delta"`
+	}{delta}
+	err := c.do(ctx, call{
+		method: http.MethodPost,
+		path:   "/v1/counters/" + url.PathEscape(name) + "/" + op,
+		body:   body,
+		key:    key,
+		write:  true,
+	}, &r)
+	return r, err
+}
+
+// Get reads one counter. An empty cons means the server default
+// (linearizable). A counter never written reads as 0.
+func (c *Client) Get(ctx context.Context, name string, cons Consistency) (Counter, error) {
+	var r Counter
+	if err := checkName(name); err != nil {
+		return r, err
+	}
+	q := url.Values{}
+	if cons != "" {
+		q.Set("consistency", string(cons))
+	}
+	err := c.do(ctx, call{method: http.MethodGet, path: "/v1/counters/" + url.PathEscape(name), query: q}, &r)
+	return r, err
+}
+
+// MultiGet reads up to 1,000 counters in one request, in the order given.
+func (c *Client) MultiGet(ctx context.Context, names []string, cons Consistency) ([]Counter, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	q := url.Values{"name": names}
+	if cons != "" {
+		q.Set("consistency", string(cons))
+	}
+	var r struct {
+		Counters []Counter `json:"counters"`
+	}
+	err := c.do(ctx, call{method: http.MethodGet, path: "/v1/counters", query: q}, &r)
+	return r.Counters, err
+}
+
+// Cluster returns the answering node's view of members and shard leaders.
+func (c *Client) Cluster(ctx context.Context) (ClusterInfo, error) {
+	var r ClusterInfo
+	err := c.do(ctx, call{method: http.MethodGet, path: "/v1/cluster"}, &r)
+	return r, err
+}
+
+// Ready returns nil when every address answers /readyz with 200. It is a
+// probe: each address is asked once, without retries, and the first
+// failure is returned; callers that wait for readiness poll it.
+func (c *Client) Ready(ctx context.Context) error {
+	for _, base := range c.bases {
+		if err := c.attempt(ctx, base, call{method: http.MethodGet, path: "/readyz"}, nil, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newKey returns 16 random bytes in hex: unique enough that two calls
+// never share a key by chance.
+func newKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go ≥ 1.24)
+	return hex.EncodeToString(b[:])
+}
+
+// checkName rejects the names that would change the request's route
+// (empty, or containing '/'); the server checks the rest of the rules.
+func checkName(name string) error {
+	if name == "" || strings.Contains(name, "/") {
+		return &APIError{Status: http.StatusBadRequest, Code: "bad_name",
+			Message: "counter name must be 1-256 bytes of printable UTF-8 without '/'"}
+	}
+	return nil
+}
+
+// checkKey enforces the key rules locally because an invalid header value
+// would otherwise fail inside net/http, not as a clean 400.
+func checkKey(key string) error {
+	ok := len(key) >= 1 && len(key) <= 256
+	for i := 0; ok && i < len(key); i++ {
+		ok = key[i] >= 0x20 && key[i] <= 0x7e
+	}
+	if !ok {
+		return &APIError{Status: http.StatusBadRequest, Code: "bad_key",
+			Message: "idempotency key must be 1-256 printable ASCII bytes"}
+	}
+	return nil
+}

@@ -1,0 +1,116 @@
+// Command tallyd runs one tally cluster node.
+//
+// With no flags it is a working single-node cluster storing its data in
+// ./tally-data and serving HTTP on 127.0.0.1:7070. Every flag can also be
+// given as an environment variable TALLY_<FLAG> (e.g. TALLY_DATA_DIR); a
+// flag on the command line wins.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"tally/node"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("tallyd", flag.ContinueOnError)
+	var (
+		id        = fs.String("id", "", "unique node id (default: the host name)")
+		dataDir   = fs.String("data-dir", "tally-data", "directory for raft logs, snapshots and cluster state")
+		httpAddr  = fs.String("http", "127.0.0.1:7070", "HTTP API listen address")
+		raftAddr  = fs.String("raft", "127.0.0.1:7071", "cluster transport address (raft and forwarding); other nodes dial it")
+		gossip    = fs.String("gossip", "127.0.0.1:7072", "memberlist gossip address (TCP and UDP)")
+		join      = fs.String("join", "", "comma-separated gossip addresses of existing members")
+		expect    = fs.Int("bootstrap-expect", 1, "number of nodes that form a new cluster")
+		shards    = fs.Int("shards", 8, "number of shards (fixed when the cluster forms; at most 64)")
+		replicas  = fs.Int("replicas", 3, "replicas per shard (every node while fewer)")
+		faults    = fs.Bool("enable-faults", false, "enable the transport fault-injection switch (tests only)")
+		dedupTTL  = fs.Duration("dedup-ttl", 10*time.Minute, "how long an Idempotency-Key is remembered")
+		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
+		snapEvery = fs.Uint64("snapshot-threshold", 8192, "raft log entries between snapshots")
+	)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: tallyd [flags]   (each flag also as env TALLY_<FLAG>, e.g. TALLY_DATA_DIR)")
+		fs.PrintDefaults()
+	}
+	if err := applyEnv(fs); err != nil {
+		fmt.Fprintln(os.Stderr, "tallyd:", err)
+		return 2
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "tallyd: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintln(os.Stderr, "tallyd: --log-level:", err)
+		return 2
+	}
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	cfg := node.Config{
+		ID:                *id,
+		DataDir:           *dataDir,
+		HTTPAddr:          *httpAddr,
+		RaftAddr:          *raftAddr,
+		GossipAddr:        *gossip,
+		BootstrapExpect:   *expect,
+		Shards:            *shards,
+		Replicas:          *replicas,
+		EnableFaults:      *faults,
+		DedupTTL:          *dedupTTL,
+		SnapshotThreshold: *snapEvery,
+		Logger:            logger,
+	}
+	for _, a := range strings.Split(*join, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			cfg.Join = append(cfg.Join, a)
+		}
+	}
+	n, err := node.Start(cfg)
+	if err != nil {
+		logger.Error("start failed", "err", err)
+		return 1
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	s := <-sig
+	logger.Info("signal received; shutting down", "signal", s.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.Shutdown(ctx); err != nil {
+		logger.Error("shutdown", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// applyEnv sets each flag from TALLY_<FLAG> when that variable is set, so
+// the command line, parsed afterwards, overrides it.
+func applyEnv(fs *flag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "TALLY_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok && err == nil {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("%s=%q: %v", name, v, e)
+			}
+		}
+	})
+	return err
+}

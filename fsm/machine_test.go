@@ -1,0 +1,442 @@
+package fsm
+
+import (
+	"fmt"
+	"maps"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+const sec = int64(time.Second)
+
+func add(name string, delta int64) Op { return Op{Kind: OpAdd, Name: name, Delta: delta} }
+
+func keyed(name string, delta int64, key string) Op {
+	return Op{Kind: OpAdd, Name: name, Delta: delta, Key: key}
+}
+
+func ok(v int64) Result { return Result{Value: v, Code: OK} }
+
+// state is a Machine's logical state in comparable form: what must be equal
+// between replicas. Ring layout and sequence numbers are internal and left out.
+type state struct {
+	Counters map[string]int64
+	Dedup    []dedupRec // oldest first
+	LastTime int64
+}
+
+func stateOf(m *Machine) state {
+	s := state{Counters: maps.Clone(m.counters), LastTime: m.lastTime}
+	for seq := m.head; seq != m.tail; seq++ {
+		r := *m.rec(seq)
+		if got, ok := m.keys[r.key]; !ok || got != seq {
+			panic(fmt.Sprintf("keys[%q] = %d, %v; want %d", r.key, got, ok, seq))
+		}
+		s.Dedup = append(s.Dedup, r)
+	}
+	if len(m.keys) != len(s.Dedup) {
+		panic(fmt.Sprintf("%d keys for %d dedup records", len(m.keys), len(s.Dedup)))
+	}
+	for name, v := range m.counters {
+		if v == 0 {
+			panic(fmt.Sprintf("counter %q held at zero", name))
+		}
+	}
+	return s
+}
+
+func TestApply(t *testing.T) {
+	type step struct {
+		time int64
+		ops  []Op
+		want []Result
+	}
+	const (
+		max = math.MaxInt64
+		min = math.MinInt64
+	)
+	tests := []struct {
+		name  string
+		cfg   Config
+		steps []step
+		want  map[string]int64 // every counter held afterwards
+		keys  int              // DedupKeys afterwards
+	}{
+		{
+			name:  "add positive",
+			steps: []step{{1, []Op{add("a", 5), add("a", 2)}, []Result{ok(5), ok(7)}}},
+			want:  map[string]int64{"a": 7},
+		},
+		{
+			name:  "add negative",
+			steps: []step{{1, []Op{add("a", -5), add("a", -2)}, []Result{ok(-5), ok(-7)}}},
+			want:  map[string]int64{"a": -7},
+		},
+		{
+			name: "counters are independent",
+			steps: []step{{1, []Op{add("a", 1), add("b", 2), add("a", 3)},
+				[]Result{ok(1), ok(2), ok(4)}}},
+			want: map[string]int64{"a": 4, "b": 2},
+		},
+		{
+			name: "to zero deletes",
+			steps: []step{
+				{1, []Op{add("a", 3), add("b", 1)}, []Result{ok(3), ok(1)}},
+				{2, []Op{add("a", -3)}, []Result{ok(0)}},
+			},
+			want: map[string]int64{"b": 1},
+		},
+		{
+			name:  "zero delta on unknown counter creates nothing",
+			steps: []step{{1, []Op{add("a", 0)}, []Result{ok(0)}}},
+			want:  map[string]int64{},
+		},
+		{
+			name:  "extremes fit",
+			steps: []step{{1, []Op{add("a", max), add("b", min), add("b", max)}, []Result{ok(max), ok(min), ok(-1)}}},
+			want:  map[string]int64{"a": max, "b": -1},
+		},
+		{
+			name: "overflow up",
+			steps: []step{
+				{1, []Op{add("a", max-1)}, []Result{ok(max - 1)}},
+				{2, []Op{add("a", 2), add("b", 1), add("a", 1)},
+					[]Result{{max - 1, ErrOverflow}, ok(1), ok(max)}},
+				{3, []Op{add("a", 1)}, []Result{{max, ErrOverflow}}},
+			},
+			want: map[string]int64{"a": max, "b": 1},
+		},
+		{
+			name: "overflow down",
+			steps: []step{
+				{1, []Op{add("a", -1)}, []Result{ok(-1)}},
+				{2, []Op{add("a", min), add("b", 1), add("a", min+1)},
+					[]Result{{-1, ErrOverflow}, ok(1), ok(min)}},
+				{3, []Op{add("a", -1)}, []Result{{min, ErrOverflow}}},
+			},
+			want: map[string]int64{"a": min, "b": 1},
+		},
+		{
+			name: "overflow on unknown counter cannot happen, on max can",
+			steps: []step{
+				{1, []Op{add("a", max), add("a", max)}, []Result{ok(max), {max, ErrOverflow}}},
+			},
+			want: map[string]int64{"a": max},
+		},
+		{
+			name: "dedup hit returns first result and does not add",
+			steps: []step{
+				{1, []Op{keyed("a", 5, "k")}, []Result{ok(5)}},
+				{2, []Op{add("a", 1)}, []Result{ok(6)}},
+				{3, []Op{keyed("a", 5, "k"), add("a", 1)}, []Result{ok(5), ok(7)}},
+			},
+			want: map[string]int64{"a": 7},
+			keys: 1,
+		},
+		{
+			name: "dedup hit within the same entry",
+			steps: []step{
+				{1, []Op{keyed("a", 5, "k"), keyed("a", 5, "k"), add("a", 1), keyed("a", 5, "k")},
+					[]Result{ok(5), ok(5), ok(6), ok(5)}},
+			},
+			want: map[string]int64{"a": 6},
+			keys: 1,
+		},
+		{
+			name: "dedup hit on a decrement to zero",
+			steps: []step{
+				{1, []Op{add("a", 2), keyed("a", -2, "k")}, []Result{ok(2), ok(0)}},
+				{2, []Op{keyed("a", -2, "k")}, []Result{ok(0)}},
+			},
+			want: map[string]int64{},
+			keys: 1,
+		},
+		{
+			name: "key reused with a different delta",
+			steps: []step{
+				{1, []Op{keyed("a", 5, "k")}, []Result{ok(5)}},
+				{2, []Op{add("a", 1), keyed("a", 6, "k"), keyed("a", -5, "k")},
+					[]Result{ok(6), {6, ErrKeyReused}, {6, ErrKeyReused}}},
+				// The original op still dedups: a reuse is not remembered.
+				{3, []Op{keyed("a", 5, "k")}, []Result{ok(5)}},
+			},
+			want: map[string]int64{"a": 6},
+			keys: 1,
+		},
+		{
+			name: "key reused with a different name",
+			steps: []step{
+				{1, []Op{keyed("a", 5, "k"), add("b", 2)}, []Result{ok(5), ok(2)}},
+				// Value is the current value of the op's own counter, b.
+				{2, []Op{keyed("b", 5, "k"), keyed("c", 5, "k")},
+					[]Result{{2, ErrKeyReused}, {0, ErrKeyReused}}},
+			},
+			want: map[string]int64{"a": 5, "b": 2},
+			keys: 1,
+		},
+		{
+			name: "key reused within the same entry",
+			steps: []step{
+				{1, []Op{keyed("a", 5, "k"), keyed("a", 4, "k"), keyed("a", 5, "k")},
+					[]Result{ok(5), {5, ErrKeyReused}, ok(5)}},
+			},
+			want: map[string]int64{"a": 5},
+			keys: 1,
+		},
+		{
+			name: "overflow result is remembered",
+			steps: []step{
+				{1, []Op{add("a", max)}, []Result{ok(max)}},
+				{2, []Op{keyed("a", 1, "k"), add("a", -10)}, []Result{{max, ErrOverflow}, ok(max - 10)}},
+				// The add would fit now, but the retry gets the first answer.
+				{3, []Op{keyed("a", 1, "k")}, []Result{{max, ErrOverflow}}},
+			},
+			want: map[string]int64{"a": max - 10},
+			keys: 1,
+		},
+		{
+			name: "distinct keys are independent",
+			steps: []step{
+				{1, []Op{keyed("a", 1, "k1"), keyed("a", 1, "k2"), keyed("a", 1, "k1")},
+					[]Result{ok(1), ok(2), ok(1)}},
+			},
+			want: map[string]int64{"a": 2},
+			keys: 2,
+		},
+		{
+			name: "key expires exactly at TTL, not before",
+			cfg:  Config{DedupTTL: 10 * time.Second},
+			steps: []step{
+				{100 * sec, []Op{keyed("a", 5, "k")}, []Result{ok(5)}},
+				{110*sec - 1, []Op{keyed("a", 5, "k")}, []Result{ok(5)}},
+				{110 * sec, []Op{keyed("a", 5, "k")}, []Result{ok(10)}}, // forgotten, so applied again
+				// ...and remembered afresh from 110s.
+				{120*sec - 1, []Op{keyed("a", 5, "k")}, []Result{ok(10)}},
+			},
+			want: map[string]int64{"a": 10},
+			keys: 1,
+		},
+		{
+			name: "expired key can be reused for another op",
+			cfg:  Config{DedupTTL: time.Second},
+			steps: []step{
+				{0, []Op{keyed("a", 5, "k")}, []Result{ok(5)}},
+				{sec, []Op{keyed("b", 1, "k")}, []Result{ok(1)}},
+			},
+			want: map[string]int64{"a": 5, "b": 1},
+			keys: 1,
+		},
+		{
+			name: "empty entry expires keys",
+			cfg:  Config{DedupTTL: time.Second},
+			steps: []step{
+				{0, []Op{keyed("a", 5, "k")}, []Result{ok(5)}},
+				{sec, nil, []Result{}},
+			},
+			want: map[string]int64{"a": 5},
+			keys: 0,
+		},
+		{
+			name: "default TTL is 10 minutes",
+			steps: []step{
+				{0, []Op{keyed("a", 1, "k1")}, []Result{ok(1)}},
+				{sec, []Op{keyed("a", 1, "k2")}, []Result{ok(2)}},
+				{int64(10*time.Minute) - 1, []Op{keyed("a", 1, "k1")}, []Result{ok(1)}},
+				{int64(10 * time.Minute), []Op{keyed("a", 1, "k1"), keyed("a", 1, "k2")}, []Result{ok(3), ok(2)}},
+			},
+			want: map[string]int64{"a": 3},
+			keys: 2,
+		},
+		{
+			name: "negative TTL means the default",
+			cfg:  Config{DedupTTL: -time.Second},
+			steps: []step{
+				{0, []Op{keyed("a", 1, "k")}, []Result{ok(1)}},
+				{int64(10*time.Minute) - 1, []Op{keyed("a", 1, "k")}, []Result{ok(1)}},
+			},
+			want: map[string]int64{"a": 1},
+			keys: 1,
+		},
+		{
+			name: "configurable TTL",
+			cfg:  Config{DedupTTL: 3 * time.Millisecond},
+			steps: []step{
+				{0, []Op{keyed("a", 1, "k")}, []Result{ok(1)}},
+				{2e6, []Op{keyed("a", 1, "k")}, []Result{ok(1)}},
+				{3e6, []Op{keyed("a", 1, "k")}, []Result{ok(2)}},
+			},
+			want: map[string]int64{"a": 2},
+			keys: 1,
+		},
+		{
+			name: "expiry near the ends of time does not overflow",
+			steps: []step{
+				{math.MinInt64, []Op{keyed("a", 1, "k1")}, []Result{ok(1)}},
+				{math.MinInt64 + 1, []Op{keyed("a", 1, "k1")}, []Result{ok(1)}},
+				{math.MaxInt64 - 1, []Op{keyed("a", 1, "k2"), keyed("a", 1, "k1")}, []Result{ok(2), ok(3)}},
+				{math.MaxInt64, []Op{keyed("a", 1, "k2")}, []Result{ok(2)}},
+			},
+			want: map[string]int64{"a": 3},
+			keys: 2,
+		},
+		{
+			name: "invalid ops change nothing and later ops apply",
+			steps: []step{
+				{1, []Op{add("a", 1)}, []Result{ok(1)}},
+				{2, []Op{
+					{Kind: 0, Name: "a", Delta: 1, Key: "k1"},
+					{Kind: 9, Name: "a", Delta: 1},
+					{Kind: OpAdd, Name: "", Delta: 1, Key: "k2"},
+					{Kind: OpAdd, Name: strings.Repeat("b", MaxNameLen+1), Delta: 1},
+					{Kind: OpAdd, Name: "a", Delta: 1, Key: strings.Repeat("k", MaxKeyLen+1)},
+					keyed("a", 1, "k1"),
+				}, []Result{{1, ErrInvalidOp}, {1, ErrInvalidOp}, {0, ErrInvalidOp}, {0, ErrInvalidOp}, {1, ErrInvalidOp}, ok(2)}},
+			},
+			want: map[string]int64{"a": 2},
+			keys: 1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := New(tt.cfg)
+			for i, s := range tt.steps {
+				got := m.Apply(&Entry{Time: s.time, Ops: s.ops})
+				if !reflect.DeepEqual(got, s.want) {
+					t.Fatalf("step %d: results\n got %v\nwant %v", i, got, s.want)
+				}
+			}
+			st := stateOf(m)
+			if !maps.Equal(st.Counters, tt.want) {
+				t.Errorf("counters = %v, want %v", st.Counters, tt.want)
+			}
+			for name, v := range tt.want {
+				if got := m.Value(name); got != v {
+					t.Errorf("Value(%q) = %d, want %d", name, got, v)
+				}
+			}
+			if m.Counters() != len(tt.want) {
+				t.Errorf("Counters() = %d, want %d", m.Counters(), len(tt.want))
+			}
+			if m.DedupKeys() != tt.keys {
+				t.Errorf("DedupKeys() = %d, want %d", m.DedupKeys(), tt.keys)
+			}
+		})
+	}
+}
+
+func TestValueUnknownIsZero(t *testing.T) {
+	m := New(Config{})
+	if v := m.Value("nope"); v != 0 {
+		t.Fatalf("Value = %d", v)
+	}
+	m.Apply(&Entry{Ops: []Op{add("a", 1), add("a", -1)}})
+	if v, n := m.Value("a"), m.Counters(); v != 0 || n != 0 {
+		t.Fatalf("after back to zero: Value = %d, Counters = %d", v, n)
+	}
+}
+
+func TestLastTime(t *testing.T) {
+	m := New(Config{})
+	if m.LastTime() != 0 {
+		t.Fatalf("fresh LastTime = %d", m.LastTime())
+	}
+	for _, tc := range []struct{ time, want int64 }{{5, 5}, {9, 9}, {7, 9}, {9, 9}, {12, 12}} {
+		m.Apply(&Entry{Time: tc.time})
+		if got := m.LastTime(); got != tc.want {
+			t.Fatalf("after time %d: LastTime = %d, want %d", tc.time, got, tc.want)
+		}
+	}
+}
+
+// Expiry walks the FIFO in insertion order and stops at the first live
+// record, so a key stamped with an earlier time (the leader's clock stepped
+// back) waits behind a later one. That is deterministic, and it is what a
+// restored replica must reproduce.
+func TestExpiryIsFIFO(t *testing.T) {
+	m := New(Config{DedupTTL: 10 * time.Second})
+	m.Apply(&Entry{Time: 100 * sec, Ops: []Op{keyed("a", 1, "late")}})
+	m.Apply(&Entry{Time: 50 * sec, Ops: []Op{keyed("a", 1, "early")}})
+	m.Apply(&Entry{Time: 105 * sec})
+	if m.DedupKeys() != 2 {
+		t.Fatalf("early key expired out of FIFO order: DedupKeys = %d", m.DedupKeys())
+	}
+	m.Apply(&Entry{Time: 110 * sec})
+	if m.DedupKeys() != 0 {
+		t.Fatalf("DedupKeys = %d after both are due", m.DedupKeys())
+	}
+}
+
+func TestDedupRingGrowsAndShrinks(t *testing.T) {
+	m := New(Config{DedupTTL: 10 * time.Second})
+	const n = 5000
+	for i := range n {
+		m.Apply(&Entry{Time: sec, Ops: []Op{keyed("a", 1, fmt.Sprint("old", i))}})
+	}
+	for i := range 10 {
+		m.Apply(&Entry{Time: 5 * sec, Ops: []Op{keyed("a", 1, fmt.Sprint("new", i))}})
+	}
+	big := len(m.ring)
+	if big < n {
+		t.Fatalf("ring of %d holds %d keys", big, n+10)
+	}
+	m.Apply(&Entry{Time: 11 * sec}) // expires the old keys only
+	if m.DedupKeys() != 10 {
+		t.Fatalf("DedupKeys = %d, want 10", m.DedupKeys())
+	}
+	if len(m.ring) >= big/8 {
+		t.Fatalf("ring did not shrink: %d -> %d", big, len(m.ring))
+	}
+	stateOf(m) // checks keys and ring agree after the rebuild
+	res := m.Apply(&Entry{Time: 12 * sec, Ops: []Op{keyed("a", 1, "new3"), keyed("a", 1, "old3")}})
+	want := []Result{ok(n + 4), ok(n + 11)}
+	if !reflect.DeepEqual(res, want) {
+		t.Fatalf("after shrink: got %v, want %v", res, want)
+	}
+}
+
+func TestApplyToAppendsAndDoesNotAllocate(t *testing.T) {
+	m := New(Config{})
+	e := &Entry{Time: 1, Ops: []Op{add("a", 1), add("b", -1), keyed("a", 1, "k"), keyed("a", 1, "k")}}
+	dst := m.ApplyTo([]Result{{Value: 42}}, e)
+	want := []Result{{Value: 42}, ok(1), ok(-1), ok(2), ok(2)}
+	if !reflect.DeepEqual(dst, want) {
+		t.Fatalf("ApplyTo = %v, want %v", dst, want)
+	}
+	e.Ops = e.Ops[:2] // existing counters, no keys: the steady state
+	allocs := testing.AllocsPerRun(100, func() { dst = m.ApplyTo(dst[:0], e) })
+	if allocs != 0 {
+		t.Fatalf("ApplyTo allocates %.1f times per entry", allocs)
+	}
+	// A dedup hit does not allocate either.
+	e.Ops = []Op{keyed("a", 1, "k")}
+	allocs = testing.AllocsPerRun(100, func() { dst = m.ApplyTo(dst[:0], e) })
+	if allocs != 0 {
+		t.Fatalf("ApplyTo allocates %.1f times per dedup hit", allocs)
+	}
+}
+
+func TestCodeString(t *testing.T) {
+	for c, want := range map[Code]string{
+		OK: "ok", ErrOverflow: "overflow", ErrKeyReused: "key_reused", ErrInvalidOp: "invalid_op", 200: "Code(200)",
+	} {
+		if got := c.String(); got != want {
+			t.Errorf("Code(%d).String() = %q, want %q", uint8(c), got, want)
+		}
+	}
+}
+
+func TestStateOfChecksInvariants(t *testing.T) {
+	// stateOf must notice a zero counter; otherwise the tests relying on it
+	// for the "zero is deleted" invariant would pass vacuously.
+	m := New(Config{})
+	m.counters["z"] = 0
+	defer func() {
+		if recover() == nil {
+			t.Fatal("stateOf accepted a zero counter")
+		}
+	}()
+	stateOf(m)
+}

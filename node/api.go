@@ -1,0 +1,427 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"sync"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"tally/fsm"
+	"tally/shard"
+)
+
+const (
+	maxBody       = 64 << 10
+	maxMultiGet   = 1000
+	retryAfterS   = "1"
+	headerIdemKey = "Idempotency-Key"
+)
+
+func (n *Node) router() http.Handler {
+	r := chi.NewRouter()
+	r.Use(n.countRequests)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.Method+" "+r.URL.Path, nil)
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path, nil)
+	})
+	r.Post("/v1/counters/{name}/incr", n.handleAdd(1))
+	r.Post("/v1/counters/{name}/decr", n.handleAdd(-1))
+	r.Get("/v1/counters/{name}", n.handleGet)
+	r.Get("/v1/counters", n.handleMultiGet)
+	r.Get("/v1/cluster", n.handleCluster)
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.Get("/readyz", n.handleReady)
+	r.Handle("/metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+	return r
+}
+
+// --- errors and JSON ---
+
+type apiError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Value   *int64 `json:"value,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":{"code":"internal","message":"encoding the answer failed"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string, value *int64) {
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfterS)
+	}
+	writeJSON(w, status, map[string]apiError{"error": {Code: code, Message: msg, Value: value}})
+}
+
+// writeClusterError answers a failed shard operation with what the client
+// may conclude from it.
+func writeClusterError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, shard.ErrOutcomeUnknown):
+		writeError(w, http.StatusServiceUnavailable, "outcome_unknown",
+			"the write may or may not have been applied; retry with the same Idempotency-Key", nil)
+	case errors.Is(err, errNoLeader):
+		writeError(w, http.StatusServiceUnavailable, "no_leader", "the counter's shard has no leader right now; nothing was applied", nil)
+	case errors.Is(err, shard.ErrUnavailable), errors.Is(err, shard.ErrClosed):
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the counter's shard is unavailable; nothing was applied", nil)
+	default:
+		writeError(w, http.StatusInternalServerError, "internal", err.Error(), nil)
+	}
+}
+
+// --- validation ---
+
+// validName checks DESIGN's rule: 1–256 bytes of printable UTF-8, no '/'.
+func validName(s string) string {
+	switch {
+	case len(s) == 0:
+		return "counter name is empty"
+	case len(s) > fsm.MaxNameLen:
+		return "counter name is longer than 256 bytes"
+	case !utf8.ValidString(s):
+		return "counter name is not valid UTF-8"
+	}
+	for _, r := range s {
+		if r == '/' {
+			return "counter name contains '/'"
+		}
+		if !unicode.IsPrint(r) {
+			return "counter name contains a control or non-printable character"
+		}
+	}
+	return ""
+}
+
+// nameParam returns the {name} path segment, unescaped. chi matches on the
+// raw (escaped) path when the URL has one, so an encoded '/' (%2F) arrives
+// escaped and is rejected after unescaping.
+func nameParam(r *http.Request) (string, string) {
+	raw := chi.URLParam(r, "name")
+	if r.URL.RawPath != "" {
+		s, err := url.PathUnescape(raw)
+		if err != nil {
+			return "", "counter name is not a valid escaped path segment"
+		}
+		raw = s
+	}
+	return raw, validName(raw)
+}
+
+func validKey(k string) bool {
+	if len(k) == 0 || len(k) > fsm.MaxKeyLen {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x21 || k[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// parseDelta reads the optional {"delta": n} body. An absent body or
+// delta means 1.
+func parseDelta(r *http.Request) (int64, string, string) {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
+	if err != nil {
+		return 0, "bad_body", "request body too large or unreadable"
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return 1, "", ""
+	}
+	var req struct {
+		Delta json.RawMessage `json:"delta"`
+	}
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&req); err != nil {
+		return 0, "bad_body", "body must be a JSON object like {\"delta\": 5}: " + err.Error()
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return 0, "bad_body", "unexpected data after the JSON object"
+	}
+	if len(req.Delta) == 0 {
+		return 1, "", ""
+	}
+	delta, err := strconv.ParseInt(string(req.Delta), 10, 64)
+	if err != nil {
+		return 0, "bad_delta", "delta must be an integer between -9223372036854775808 and 9223372036854775807"
+	}
+	return delta, "", ""
+}
+
+// --- handlers ---
+
+type addAnswer struct {
+	Name  string `json:"name"`
+	Value int64  `json:"value"`
+	Exact bool   `json:"exact"`
+}
+
+func (n *Node) handleAdd(sign int64) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name, bad := nameParam(r)
+		if bad != "" {
+			writeError(w, http.StatusBadRequest, "bad_name", bad, nil)
+			return
+		}
+		var key string
+		if keys := r.Header.Values(headerIdemKey); len(keys) > 0 {
+			key = keys[0]
+			if len(keys) > 1 || !validKey(key) {
+				writeError(w, http.StatusBadRequest, "bad_key", "Idempotency-Key must be one header of 1–256 printable ASCII characters", nil)
+				return
+			}
+		}
+		delta, code, msg := parseDelta(r)
+		if code != "" {
+			writeError(w, http.StatusBadRequest, code, msg, nil)
+			return
+		}
+		if sign < 0 {
+			if delta == math.MinInt64 {
+				writeError(w, http.StatusBadRequest, "bad_delta", "decr delta cannot be -9223372036854775808", nil)
+				return
+			}
+			delta = -delta
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RequestTimeout)
+		defer cancel()
+		res, err := n.write(ctx, shard.Home(name, n.shardCount()), []fsm.Op{{Kind: fsm.OpAdd, Name: name, Delta: delta, Key: key}})
+		if err != nil {
+			writeClusterError(w, err)
+			return
+		}
+		writeResult(w, name, res[0])
+	}
+}
+
+func writeResult(w http.ResponseWriter, name string, res fsm.Result) {
+	switch res.Code {
+	case fsm.OK:
+		writeJSON(w, http.StatusOK, addAnswer{Name: name, Value: res.Value, Exact: true})
+	case fsm.ErrOverflow:
+		v := res.Value
+		writeError(w, http.StatusConflict, "overflow", "the result would overflow int64; nothing changed", &v)
+	case fsm.ErrKeyReused:
+		writeError(w, http.StatusUnprocessableEntity, "key_reused", "this Idempotency-Key was already used for a different operation", nil)
+	default:
+		writeError(w, http.StatusInternalServerError, "internal", "unexpected result code "+res.Code.String(), nil)
+	}
+}
+
+func consistency(r *http.Request) (linear bool, ok bool) {
+	switch r.URL.Query().Get("consistency") {
+	case "", "linearizable":
+		return true, true
+	case "stale":
+		return false, true
+	}
+	return false, false
+}
+
+func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
+	name, bad := nameParam(r)
+	if bad != "" {
+		writeError(w, http.StatusBadRequest, "bad_name", bad, nil)
+		return
+	}
+	linear, ok := consistency(r)
+	if !ok {
+		writeError(w, http.StatusBadRequest, "bad_consistency", "consistency must be linearizable or stale", nil)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RequestTimeout)
+	defer cancel()
+	home := shard.Home(name, n.shardCount())
+	vals, err := n.read(ctx, home, []string{name}, linear)
+	if err != nil {
+		writeClusterError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Name   string   `json:"name"`
+		Value  int64    `json:"value"`
+		Shards []uint32 `json:"shards"`
+	}{name, vals[0], []uint32{home}})
+}
+
+type counterValue struct {
+	Name  string `json:"name"`
+	Value int64  `json:"value"`
+}
+
+func (n *Node) handleMultiGet(w http.ResponseWriter, r *http.Request) {
+	names := r.URL.Query()["name"]
+	if len(names) == 0 {
+		writeError(w, http.StatusBadRequest, "bad_name", "give at least one ?name=", nil)
+		return
+	}
+	if len(names) > maxMultiGet {
+		writeError(w, http.StatusBadRequest, "too_many_names", "at most 1000 names per request", nil)
+		return
+	}
+	for _, name := range names {
+		if bad := validName(name); bad != "" {
+			writeError(w, http.StatusBadRequest, "bad_name", bad+": "+strconv.Quote(name), nil)
+			return
+		}
+	}
+	linear, ok := consistency(r)
+	if !ok {
+		writeError(w, http.StatusBadRequest, "bad_consistency", "consistency must be linearizable or stale", nil)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RequestTimeout)
+	defer cancel()
+
+	// One read per shard, all shards in parallel.
+	byShard := map[uint32][]int{}
+	S := n.shardCount()
+	for i, name := range names {
+		s := shard.Home(name, S)
+		byShard[s] = append(byShard[s], i)
+	}
+	out := make([]counterValue, len(names))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for s, idx := range byShard {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			batch := make([]string, len(idx))
+			for j, i := range idx {
+				batch[j] = names[i]
+			}
+			vals, err := n.read(ctx, s, batch, linear)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				return
+			}
+			for j, i := range idx {
+				out[i] = counterValue{Name: names[i], Value: vals[j]}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		writeClusterError(w, firstErr)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string][]counterValue{"counters": out})
+}
+
+type memberAnswer struct {
+	ID    string `json:"id"`
+	HTTP  string `json:"http"`
+	State string `json:"state"`
+}
+
+type shardAnswer struct {
+	ID           uint32   `json:"id"`
+	Leader       string   `json:"leader"`
+	Replicas     []string `json:"replicas"`
+	AppliedIndex *uint64  `json:"applied_index,omitempty"`
+}
+
+func (n *Node) handleCluster(w http.ResponseWriter, r *http.Request) {
+	members := n.ms.snapshot()
+	ans := struct {
+		Node    string         `json:"node"`
+		Members []memberAnswer `json:"members"`
+		Shards  []shardAnswer  `json:"shards"`
+	}{Node: n.cfg.ID, Members: []memberAnswer{}, Shards: []shardAnswer{}}
+	for _, m := range members {
+		ans.Members = append(ans.Members, memberAnswer{ID: m.ID, HTTP: m.HTTP, State: m.State})
+	}
+	for s := 0; s < n.shardCount(); s++ {
+		id := uint32(s)
+		sa := shardAnswer{ID: id, Replicas: []string{}}
+		sa.Leader, _ = n.leaderOf(id)
+		if sh := n.shard(id); sh != nil {
+			idx := sh.AppliedIndex()
+			sa.AppliedIndex = &idx
+			if voters, err := sh.Voters(); err == nil {
+				for v := range voters {
+					sa.Replicas = append(sa.Replicas, v)
+				}
+			}
+		} else {
+			for _, m := range members {
+				for _, h := range m.Hosted {
+					if h == id {
+						sa.Replicas = append(sa.Replicas, m.ID)
+					}
+				}
+			}
+		}
+		sort.Strings(sa.Replicas)
+		ans.Shards = append(ans.Shards, sa)
+	}
+	writeJSON(w, http.StatusOK, ans)
+}
+
+func (n *Node) handleReady(w http.ResponseWriter, r *http.Request) {
+	if err, _ := n.formErr.Load().(error); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "not_ready", "cluster formation failed: "+err.Error(), nil)
+		return
+	}
+	if !n.Ready() {
+		writeError(w, http.StatusServiceUnavailable, "not_ready", "not every shard replica on this node has a leader yet", nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// --- metrics middleware ---
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (n *Node) countRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		route := chi.RouteContext(r.Context()).RoutePattern()
+		if route == "" {
+			route = "unmatched"
+		}
+		n.metrics.requests.WithLabelValues(route, strconv.Itoa(sw.status)).Inc()
+	})
+}

@@ -1,0 +1,13 @@
+package node
+
+import "testing"
+
+// TestLeadersSpread: right after bootstrap one node wins most elections;
+// the balancer must hand leaderships off until no node leads more than
+// ceil(shards/nodes). startCluster fails the test if that never happens.
+func TestLeadersSpread(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	startCluster(t, 3, 8)
+}

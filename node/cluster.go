@@ -1,0 +1,162 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"time"
+
+	"tally/shard"
+)
+
+// clusterState is what a node remembers about the cluster it belongs to,
+// in <data-dir>/cluster.json. Its presence means "bootstrap is done": a
+// restarted node reopens its shards from disk and never bootstraps again.
+type clusterState struct {
+	Shards    int               `json:"shards"`
+	Replicas  int               `json:"replicas"`
+	Members   []string          `json:"members"`   // the nodes the cluster was formed with
+	Placement [][]string        `json:"placement"` // shard → replica node ids
+	Addrs     map[string]string `json:"addrs"`     // node id → cluster (raft) address at bootstrap
+}
+
+func (c *clusterState) hosts(id string, s int) bool {
+	return slices.Contains(c.Placement[s], id)
+}
+
+func statePath(dataDir string) string { return filepath.Join(dataDir, "cluster.json") }
+
+func loadState(dataDir string) (*clusterState, error) {
+	b, err := os.ReadFile(statePath(dataDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var c clusterState
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("%s: %w", statePath(dataDir), err)
+	}
+	if c.Shards <= 0 || len(c.Placement) != c.Shards {
+		return nil, fmt.Errorf("%s: inconsistent cluster state", statePath(dataDir))
+	}
+	return &c, nil
+}
+
+// saveState writes the file durably: temp file, fsync, rename, fsync dir.
+func saveState(dataDir string, c *clusterState) error {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := statePath(dataDir) + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, statePath(dataDir)); err != nil {
+		return err
+	}
+	d, err := os.Open(dataDir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func allPresent(ids []string, byID map[string]member) bool {
+	for _, id := range ids {
+		if _, ok := byID[id]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// awaitFormation decides this node's place in the cluster on first start:
+// once --bootstrap-expect members (this one included) are visible, every
+// one of them computes the same placement from the same sorted ids. A node
+// that finds an already formed cluster joins it without hosting shards.
+func (n *Node) awaitFormation(stop <-chan struct{}) (*clusterState, error) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	lastLog := time.Time{}
+	for {
+		members := n.ms.snapshot()
+		var alive []member
+		for _, m := range members {
+			if m.State == "alive" {
+				alive = append(alive, m)
+			}
+		}
+		byID := map[string]member{}
+		for _, m := range alive {
+			byID[m.ID] = m
+		}
+		var group []string // the members to form with
+		for _, m := range alive {
+			if !m.Formed || m.ID == n.cfg.ID {
+				continue
+			}
+			if !slices.Contains(m.Peers, n.cfg.ID) {
+				n.log.Info("joining a formed cluster; this node routes requests and hosts no shard replicas", "via", m.ID)
+				return &clusterState{Shards: m.Shards, Replicas: n.cfg.Replicas, Placement: make([][]string, m.Shards), Addrs: map[string]string{}}, nil
+			}
+			// The others formed the cluster with this node in it before
+			// this node saw them all: take the same member list.
+			group = m.Peers
+			break
+		}
+		if group == nil && len(alive) >= n.cfg.BootstrapExpect {
+			for _, m := range alive {
+				group = append(group, m.ID)
+			}
+		}
+		if group != nil && allPresent(group, byID) {
+			addrs := map[string]string{}
+			for _, id := range group {
+				m := byID[id]
+				if m.Shards != n.cfg.Shards {
+					return nil, fmt.Errorf("member %s was started with --shards %d, this node with %d", m.ID, m.Shards, n.cfg.Shards)
+				}
+				addrs[id] = m.Raft
+			}
+			ids := append([]string(nil), group...)
+			sort.Strings(ids)
+			n.log.Info("bootstrap: forming cluster", "members", ids, "shards", n.cfg.Shards)
+			return &clusterState{
+				Shards:    n.cfg.Shards,
+				Replicas:  n.cfg.Replicas,
+				Members:   ids,
+				Placement: shard.Place(ids, n.cfg.Shards, n.cfg.Replicas),
+				Addrs:     addrs,
+			}, nil
+		}
+		if time.Since(lastLog) > 5*time.Second {
+			n.log.Info("bootstrap: waiting for members", "seen", len(alive), "expect", n.cfg.BootstrapExpect)
+			lastLog = time.Now()
+		}
+		select {
+		case <-stop:
+			return nil, errors.New("stopped before the cluster formed")
+		case <-tick.C:
+		}
+	}
+}

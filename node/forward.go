@@ -1,0 +1,498 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"tally/fsm"
+	"tally/shard"
+)
+
+// errNotSent says a forwarded request never left this node: safe to retry.
+var errNotSent = errors.New("forward: request not sent")
+
+// localHandler serves requests forwarded to this node. It must not
+// forward them again: a node that is not the leader answers NotLeader
+// with its hint, and the sender retries.
+type localHandler interface {
+	localWrite(ctx context.Context, shard uint32, ops []fsm.Op) ([]fsm.Result, error)
+	localRead(ctx context.Context, shard uint32, names []string, linearizable bool) ([]int64, error)
+}
+
+type dialFunc func(addr string, timeout time.Duration) (net.Conn, error)
+
+// forwarder keeps one multiplexed connection per peer and batches every
+// request queued for a peer into one frame.
+type forwarder struct {
+	dial dialFunc
+	log  *slog.Logger
+
+	mu    sync.Mutex
+	peers map[string]*peer
+}
+
+func newForwarder(dial dialFunc, log *slog.Logger) *forwarder {
+	return &forwarder{dial: dial, log: log, peers: map[string]*peer{}}
+}
+
+type call struct {
+	kind   uint8
+	shard  uint32
+	ops    []fsm.Op
+	names  []string
+	linear bool
+	done   chan callResult
+}
+
+type callResult struct {
+	results []fsm.Result
+	values  []int64
+	err     error
+}
+
+type peer struct {
+	addr  string
+	conn  net.Conn
+	sendq chan *call
+	quit  chan struct{}
+
+	mu      sync.Mutex
+	pending map[uint64]*call
+	nextID  uint64
+	dead    bool
+}
+
+// write forwards ops for shard to the node at addr. Errors: errNotSent
+// (nothing left this node), *shard.NotLeaderError, shard.ErrUnavailable,
+// or shard.ErrOutcomeUnknown.
+func (f *forwarder) write(ctx context.Context, addr string, sh uint32, ops []fsm.Op) ([]fsm.Result, error) {
+	res, err := f.do(ctx, addr, &call{kind: reqWrite, shard: sh, ops: ops})
+	return res.results, err
+}
+
+func (f *forwarder) read(ctx context.Context, addr string, sh uint32, names []string, linear bool) ([]int64, error) {
+	res, err := f.do(ctx, addr, &call{kind: reqRead, shard: sh, names: names, linear: linear})
+	if errors.Is(err, shard.ErrOutcomeUnknown) {
+		err = shard.ErrUnavailable // a read changes nothing
+	}
+	return res.values, err
+}
+
+func (f *forwarder) do(ctx context.Context, addr string, c *call) (callResult, error) {
+	p, err := f.peer(ctx, addr)
+	if err != nil {
+		return callResult{}, fmt.Errorf("%w: %v", errNotSent, err)
+	}
+	c.done = make(chan callResult, 1)
+	select {
+	case p.sendq <- c:
+	case <-p.quit:
+		return callResult{}, errNotSent
+	case <-ctx.Done():
+		return callResult{}, errNotSent
+	}
+	select {
+	case r := <-c.done:
+		return r, r.err
+	case <-ctx.Done():
+		// The request may be on the wire or applied by now.
+		return callResult{}, shard.ErrOutcomeUnknown
+	}
+}
+
+func (f *forwarder) peer(ctx context.Context, addr string) (*peer, error) {
+	f.mu.Lock()
+	p := f.peers[addr]
+	f.mu.Unlock()
+	if p != nil {
+		return p, nil
+	}
+	timeout := 2 * time.Second
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+		timeout = time.Until(dl)
+	}
+	conn, err := f.dial(addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	if old := f.peers[addr]; old != nil {
+		f.mu.Unlock()
+		conn.Close()
+		return old, nil
+	}
+	p = &peer{addr: addr, conn: conn, sendq: make(chan *call, 4096), quit: make(chan struct{}), pending: map[uint64]*call{}}
+	f.peers[addr] = p
+	f.mu.Unlock()
+	go f.sendLoop(p)
+	go f.recvLoop(p)
+	return p, nil
+}
+
+// drop forgets a broken peer and fails its calls: those already sent with
+// an unknown outcome, those still queued as not sent.
+func (f *forwarder) drop(p *peer, cause error) {
+	f.mu.Lock()
+	if f.peers[p.addr] == p {
+		delete(f.peers, p.addr)
+	}
+	f.mu.Unlock()
+	p.mu.Lock()
+	if p.dead {
+		p.mu.Unlock()
+		return
+	}
+	p.dead = true
+	pending := p.pending
+	p.pending = nil
+	p.mu.Unlock()
+	close(p.quit)
+	p.conn.Close()
+	f.log.Debug("forward connection closed", "peer", p.addr, "err", cause)
+	for _, c := range pending {
+		c.done <- callResult{err: shard.ErrOutcomeUnknown}
+	}
+	for {
+		select {
+		case c := <-p.sendq:
+			c.done <- callResult{err: errNotSent}
+		default:
+			return
+		}
+	}
+}
+
+func (f *forwarder) close() {
+	f.mu.Lock()
+	peers := make([]*peer, 0, len(f.peers))
+	for _, p := range f.peers {
+		peers = append(peers, p)
+	}
+	f.mu.Unlock()
+	for _, p := range peers {
+		f.drop(p, errors.New("closing"))
+	}
+}
+
+func (f *forwarder) sendLoop(p *peer) {
+	var e enc
+	var batch []*call
+	w := bufio.NewWriterSize(p.conn, 64<<10)
+	for {
+		batch = batch[:0]
+		select {
+		case c := <-p.sendq:
+			batch = append(batch, c)
+		case <-p.quit:
+			return
+		}
+	drain:
+		for len(batch) < 1024 {
+			select {
+			case c := <-p.sendq:
+				batch = append(batch, c)
+			default:
+				break drain
+			}
+		}
+		p.mu.Lock()
+		if p.dead {
+			p.mu.Unlock()
+			for _, c := range batch {
+				c.done <- callResult{err: errNotSent}
+			}
+			return
+		}
+		e.startFrame(frameRequests, len(batch))
+		for _, c := range batch {
+			p.nextID++
+			p.pending[p.nextID] = c
+			encodeRequest(&e, p.nextID, c)
+		}
+		p.mu.Unlock()
+		if _, err := w.Write(e.finishFrame()); err != nil {
+			f.drop(p, err)
+			return
+		}
+		if err := w.Flush(); err != nil {
+			f.drop(p, err)
+			return
+		}
+	}
+}
+
+func (f *forwarder) recvLoop(p *peer) {
+	r := bufio.NewReaderSize(p.conn, 64<<10)
+	var buf []byte
+	for {
+		var err error
+		buf, err = readFrame(r, buf)
+		if err != nil {
+			f.drop(p, err)
+			return
+		}
+		d := dec{b: buf}
+		if d.u8() != frameResponses {
+			f.drop(p, errBadFrame)
+			return
+		}
+		n := d.count()
+		for i := 0; i < n && d.err == nil; i++ {
+			id := d.uv()
+			p.mu.Lock()
+			c := p.pending[id]
+			delete(p.pending, id)
+			p.mu.Unlock()
+			if c == nil {
+				f.drop(p, fmt.Errorf("forward: response for unknown request %d", id))
+				return
+			}
+			res := decodeResponse(&d, c.kind)
+			if d.err != nil {
+				// Put it back so drop reports it as unknown.
+				p.mu.Lock()
+				if p.pending != nil {
+					p.pending[id] = c
+				}
+				p.mu.Unlock()
+				break
+			}
+			c.done <- res
+		}
+		if d.err != nil {
+			f.drop(p, d.err)
+			return
+		}
+	}
+}
+
+func encodeRequest(e *enc, id uint64, c *call) {
+	e.uv(id)
+	e.u8(c.kind)
+	e.uv(uint64(c.shard))
+	switch c.kind {
+	case reqWrite:
+		// The ops travel in the fsm's own entry encoding (time unset: the
+		// leader stamps its own when it proposes).
+		e.bytes(fsm.AppendEntry(nil, &fsm.Entry{Ops: c.ops}))
+	case reqRead:
+		if c.linear {
+			e.u8(1)
+		} else {
+			e.u8(0)
+		}
+		e.uv(uint64(len(c.names)))
+		for _, n := range c.names {
+			e.str(n)
+		}
+	}
+}
+
+func decodeResponse(d *dec, kind uint8) callResult {
+	switch d.u8() {
+	case statusOK:
+		n := d.count()
+		if kind == reqWrite {
+			res := make([]fsm.Result, n)
+			for i := range res {
+				res[i].Value = d.v()
+				res[i].Code = fsm.Code(d.u8())
+			}
+			return callResult{results: res}
+		}
+		vals := make([]int64, n)
+		for i := range vals {
+			vals[i] = d.v()
+		}
+		return callResult{values: vals}
+	case statusNotLeader:
+		id, addr := d.str(), d.str()
+		return callResult{err: &shard.NotLeaderError{LeaderID: id, LeaderAddr: addr}}
+	case statusUnavailable:
+		return callResult{err: fmt.Errorf("%w: %s", shard.ErrUnavailable, d.str())}
+	case statusUnknown:
+		d.str()
+		return callResult{err: shard.ErrOutcomeUnknown}
+	case statusError:
+		return callResult{err: fmt.Errorf("forwarded request failed: %s", d.str())}
+	default:
+		d.fail()
+		return callResult{}
+	}
+}
+
+// serveForward answers forwarded requests on every connection l accepts.
+func serveForward(l net.Listener, h localHandler, log *slog.Logger) {
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go serveForwardConn(conn, h, log)
+	}
+}
+
+type response struct {
+	id   uint64
+	kind uint8
+	res  callResult
+}
+
+func serveForwardConn(conn net.Conn, h localHandler, log *slog.Logger) {
+	defer conn.Close()
+	out := make(chan response, 4096)
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		writeResponses(conn, out, quit)
+	}()
+	r := bufio.NewReaderSize(conn, 64<<10)
+	var buf []byte
+	for {
+		var err error
+		buf, err = readFrame(r, buf)
+		if err != nil {
+			break
+		}
+		d := dec{b: buf}
+		if d.u8() != frameRequests {
+			log.Debug("forward: bad frame type")
+			break
+		}
+		n := d.count()
+		bad := false
+		for i := 0; i < n; i++ {
+			id := d.uv()
+			kind := d.u8()
+			sh := uint32(d.uv())
+			var ops []fsm.Op
+			var names []string
+			var linear bool
+			switch kind {
+			case reqWrite:
+				raw := d.raw()
+				if d.err == nil {
+					e, err := fsm.DecodeEntry(raw)
+					if err != nil {
+						d.fail()
+					}
+					ops = e.Ops
+				}
+			case reqRead:
+				linear = d.u8() == 1
+				k := d.count()
+				names = make([]string, 0, k)
+				for j := 0; j < k; j++ {
+					names = append(names, d.str())
+				}
+			default:
+				d.fail()
+			}
+			if d.err != nil {
+				bad = true
+				break
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				var res callResult
+				if kind == reqWrite {
+					res.results, res.err = h.localWrite(ctx, sh, ops)
+				} else {
+					res.values, res.err = h.localRead(ctx, sh, names, linear)
+				}
+				select {
+				case out <- response{id: id, kind: kind, res: res}:
+				case <-quit:
+				}
+			}()
+		}
+		if bad {
+			log.Debug("forward: malformed request frame")
+			break
+		}
+	}
+	close(quit)
+	conn.Close()
+	wg.Wait()
+	<-writerDone
+}
+
+func writeResponses(conn net.Conn, out <-chan response, quit <-chan struct{}) {
+	w := bufio.NewWriterSize(conn, 64<<10)
+	var e enc
+	var batch []response
+	for {
+		batch = batch[:0]
+		select {
+		case r := <-out:
+			batch = append(batch, r)
+		case <-quit:
+			return
+		}
+	drain:
+		for len(batch) < 1024 {
+			select {
+			case r := <-out:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		e.startFrame(frameResponses, len(batch))
+		for _, r := range batch {
+			e.uv(r.id)
+			encodeResult(&e, r.kind, r.res)
+		}
+		if _, err := w.Write(e.finishFrame()); err != nil {
+			return
+		}
+		if err := w.Flush(); err != nil {
+			return
+		}
+	}
+}
+
+func encodeResult(e *enc, kind uint8, r callResult) {
+	if r.err != nil {
+		if nl, ok := shard.IsNotLeader(r.err); ok {
+			e.u8(statusNotLeader)
+			e.str(nl.LeaderID)
+			e.str(nl.LeaderAddr)
+			return
+		}
+		switch {
+		case errors.Is(r.err, shard.ErrOutcomeUnknown):
+			e.u8(statusUnknown)
+		case errors.Is(r.err, shard.ErrUnavailable), errors.Is(r.err, shard.ErrClosed), errors.Is(r.err, errNoShard):
+			e.u8(statusUnavailable)
+		default:
+			e.u8(statusError)
+		}
+		e.str(r.err.Error())
+		return
+	}
+	e.u8(statusOK)
+	if kind == reqWrite {
+		e.uv(uint64(len(r.results)))
+		for _, x := range r.results {
+			e.v(x.Value)
+			e.u8(uint8(x.Code))
+		}
+		return
+	}
+	e.uv(uint64(len(r.values)))
+	for _, v := range r.values {
+		e.v(v)
+	}
+}

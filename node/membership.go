@@ -1,0 +1,293 @@
+package node
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"tally/logbridge"
+)
+
+// meta is what every node gossips about itself in its memberlist node
+// meta: how to reach it, which shards it hosts, and which it leads (with
+// the raft term, so a stale claim loses to a newer one). The union of all
+// members' metas is the cluster's shard → leader routing table.
+type meta struct {
+	ID      string
+	HTTP    string
+	Raft    string // the transport (mux) address: raft and forwarding
+	Shards  int
+	Formed  bool     // has joined a formed cluster (bootstrap done)
+	Peers   []string // the members the cluster was formed with (set once formed)
+	Hosted  []uint32
+	Leading map[uint32]uint64 // shard → term
+}
+
+const metaVersion = 1
+
+func (m *meta) encode() []byte {
+	var e enc
+	e.u8(metaVersion)
+	e.str(m.ID)
+	e.str(m.HTTP)
+	e.str(m.Raft)
+	e.uv(uint64(m.Shards))
+	if m.Formed {
+		e.u8(1)
+	} else {
+		e.u8(0)
+	}
+	e.uv(uint64(len(m.Peers)))
+	for _, p := range m.Peers {
+		e.str(p)
+	}
+	e.uv(uint64(len(m.Hosted)))
+	for _, s := range m.Hosted {
+		e.uv(uint64(s))
+	}
+	keys := make([]uint32, 0, len(m.Leading))
+	for s := range m.Leading {
+		keys = append(keys, s)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	e.uv(uint64(len(keys)))
+	for _, s := range keys {
+		e.uv(uint64(s))
+		e.uv(m.Leading[s])
+	}
+	return e.b
+}
+
+func decodeMeta(b []byte) (meta, error) {
+	d := dec{b: b}
+	var m meta
+	if d.u8() != metaVersion {
+		return m, fmt.Errorf("node meta: unknown version")
+	}
+	m.ID, m.HTTP, m.Raft = d.str(), d.str(), d.str()
+	m.Shards = int(d.uv())
+	m.Formed = d.u8() == 1
+	n := d.count()
+	for i := 0; i < n; i++ {
+		m.Peers = append(m.Peers, d.str())
+	}
+	n = d.count()
+	for i := 0; i < n; i++ {
+		m.Hosted = append(m.Hosted, uint32(d.uv()))
+	}
+	n = d.count()
+	m.Leading = make(map[uint32]uint64, n)
+	for i := 0; i < n; i++ {
+		s := uint32(d.uv())
+		m.Leading[s] = d.uv()
+	}
+	if d.err != nil {
+		return meta{}, d.err
+	}
+	return m, nil
+}
+
+// member is what this node knows of another (or itself).
+type member struct {
+	meta
+	State string // alive, suspect, dead, left
+}
+
+// membership wraps memberlist: it publishes this node's meta and keeps the
+// table of every member's meta.
+type membership struct {
+	ml         *memberlist.Memberlist
+	log        *slog.Logger
+	gossipAddr string
+
+	mu      sync.RWMutex
+	self    meta
+	members map[string]*member
+
+	updates chan struct{}
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func startMembership(self meta, gossipAddr string, log *slog.Logger) (*membership, error) {
+	host, portStr, err := net.SplitHostPort(gossipAddr)
+	if err != nil {
+		return nil, fmt.Errorf("gossip address %q: %w", gossipAddr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("gossip address %q: %w", gossipAddr, err)
+	}
+	ms := &membership{log: log, self: self, members: map[string]*member{}, updates: make(chan struct{}, 1), stop: make(chan struct{})}
+	c := memberlist.DefaultLocalConfig()
+	c.Name = self.ID
+	c.BindAddr = host
+	c.BindPort = port
+	c.AdvertiseAddr = host
+	c.AdvertisePort = port
+	c.Delegate = ms
+	c.Events = ms
+	c.Logger = logbridge.Std(log, "memberlist")
+	// Leader claims ride on node meta; push/pull more often than the
+	// default so a node that missed a broadcast converges quickly.
+	c.PushPullInterval = 5 * time.Second
+	ml, err := memberlist.Create(c)
+	if err != nil {
+		return nil, fmt.Errorf("start gossip: %w", err)
+	}
+	ms.ml = ml
+	// LocalNode's fields change under memberlist's lock on every meta
+	// update; read the bound address once, before any update can run.
+	ln := ml.LocalNode()
+	ms.gossipAddr = net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
+	ms.wg.Add(1)
+	go ms.publishLoop()
+	return ms, nil
+}
+
+func (ms *membership) addr() string { return ms.gossipAddr }
+
+// join contacts existing members; it is fine for some to be down.
+func (ms *membership) join(addrs []string) (int, error) {
+	if len(addrs) == 0 {
+		return 0, nil
+	}
+	return ms.ml.Join(addrs)
+}
+
+// update changes this node's meta and gossips it.
+func (ms *membership) update(f func(*meta)) {
+	ms.mu.Lock()
+	f(&ms.self)
+	ms.mu.Unlock()
+	select {
+	case ms.updates <- struct{}{}:
+	default:
+	}
+}
+
+func (ms *membership) selfMeta() meta {
+	ms.mu.RLock()
+	defer ms.mu.RUnlock()
+	return ms.self
+}
+
+// publishLoop pushes meta changes out, coalescing bursts (a node gaining
+// leadership of several shards at once sends one update).
+func (ms *membership) publishLoop() {
+	defer ms.wg.Done()
+	for {
+		select {
+		case <-ms.stop:
+			return
+		case <-ms.updates:
+			if err := ms.ml.UpdateNode(5 * time.Second); err != nil {
+				ms.log.Warn("gossip meta update failed", "err", err)
+			}
+		}
+	}
+}
+
+// snapshot returns a copy of the member table (self included, as alive).
+func (ms *membership) snapshot() []member {
+	ms.mu.RLock()
+	defer ms.mu.RUnlock()
+	out := make([]member, 0, len(ms.members)+1)
+	out = append(out, member{meta: ms.self, State: "alive"})
+	for id, m := range ms.members {
+		if id == ms.self.ID {
+			continue
+		}
+		out = append(out, *m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// leaderOf returns the member that claims leadership of shard s with the
+// highest term among live members.
+func (ms *membership) leaderOf(s uint32) (id, raftAddr string, ok bool) {
+	var best uint64
+	for _, m := range ms.snapshot() {
+		if m.State != "alive" && m.State != "suspect" {
+			continue
+		}
+		if t, leads := m.Leading[s]; leads && (!ok || t > best) {
+			id, raftAddr, best, ok = m.ID, m.Raft, t, true
+		}
+	}
+	return id, raftAddr, ok
+}
+
+// shutdown stops gossip; graceful tells the others first that this node
+// is leaving (instead of letting them detect a failure).
+func (ms *membership) shutdown(graceful bool) {
+	select {
+	case <-ms.stop:
+		return
+	default:
+	}
+	close(ms.stop)
+	ms.wg.Wait()
+	if graceful {
+		if err := ms.ml.Leave(2 * time.Second); err != nil {
+			ms.log.Warn("gossip leave", "err", err)
+		}
+	}
+	if err := ms.ml.Shutdown(); err != nil {
+		ms.log.Warn("gossip shutdown", "err", err)
+	}
+}
+
+// --- memberlist.Delegate ---
+
+func (ms *membership) NodeMeta(limit int) []byte {
+	m := ms.selfMeta()
+	b := m.encode()
+	if len(b) > limit {
+		ms.log.Error("node meta exceeds gossip limit", "bytes", len(b), "limit", limit)
+		return nil
+	}
+	return b
+}
+
+func (ms *membership) NotifyMsg([]byte)                           {}
+func (ms *membership) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (ms *membership) LocalState(join bool) []byte                { return nil }
+func (ms *membership) MergeRemoteState(buf []byte, join bool)     {}
+
+// --- memberlist.EventDelegate ---
+
+func (ms *membership) NotifyJoin(n *memberlist.Node)   { ms.observe(n) }
+func (ms *membership) NotifyLeave(n *memberlist.Node)  { ms.observe(n) }
+func (ms *membership) NotifyUpdate(n *memberlist.Node) { ms.observe(n) }
+
+func (ms *membership) observe(n *memberlist.Node) {
+	m, err := decodeMeta(n.Meta)
+	if err != nil {
+		ms.log.Warn("ignoring member with bad meta", "member", n.Name, "err", err)
+		return
+	}
+	state := "alive"
+	switch n.State {
+	case memberlist.StateSuspect:
+		state = "suspect"
+	case memberlist.StateDead:
+		state = "dead"
+	case memberlist.StateLeft:
+		state = "left"
+	}
+	ms.mu.Lock()
+	prev := ms.members[n.Name]
+	ms.members[n.Name] = &member{meta: m, State: state}
+	ms.mu.Unlock()
+	if prev == nil || prev.State != state {
+		ms.log.Info("member state", "member", n.Name, "state", state)
+	}
+}

@@ -1,0 +1,51 @@
+package node
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the node's Prometheus metrics, on its own registry so that
+// several nodes in one test process do not collide.
+type metrics struct {
+	reg          *prometheus.Registry
+	requests     *prometheus.CounterVec
+	batchOps     prometheus.Histogram
+	forwardedOut prometheus.Counter
+	forwardedIn  prometheus.Counter
+}
+
+func newMetrics(n *Node) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tally_http_requests_total", Help: "HTTP requests by route and status code.",
+		}, []string{"route", "code"}),
+		batchOps: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "tally_raft_entry_ops", Help: "Ops per raft entry proposed by this node (group commit).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 13),
+		}),
+		forwardedOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tally_forwarded_out_total", Help: "Requests this node forwarded to a shard leader.",
+		}),
+		forwardedIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tally_forwarded_in_total", Help: "Forwarded writes this node served as shard leader.",
+		}),
+	}
+	leading := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tally_shards_leading", Help: "Shards this node leads.",
+	}, func() float64 {
+		k := 0
+		for _, sh := range n.hostedShards() {
+			if sh.IsLeader() {
+				k++
+			}
+		}
+		return float64(k)
+	})
+	m.reg.MustRegister(m.requests, m.batchOps, m.forwardedOut, m.forwardedIn, leading,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) observeBatch(ops int) { m.batchOps.Observe(float64(ops)) }

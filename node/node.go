@@ -1,0 +1,642 @@
+// Package node is a tally cluster node: it hosts shard replicas, joins the
+// gossip membership, routes every request to the shard leader (serving it
+// locally when it is the leader, forwarding otherwise) and serves the
+// HTTP API.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"tally/fsm"
+	"tally/shard"
+	"tally/transport"
+)
+
+// Config is a node's configuration (tallyd's flags).
+type Config struct {
+	ID              string
+	DataDir         string
+	HTTPAddr        string // listen address; ":0" picks a port
+	RaftAddr        string // cluster transport listen address
+	GossipAddr      string
+	Join            []string
+	BootstrapExpect int
+	Shards          int
+	Replicas        int
+	EnableFaults    bool
+	DedupTTL        time.Duration
+	Logger          *slog.Logger
+
+	// Tuning, mostly for tests; zero means the default.
+	HeartbeatTimeout  time.Duration
+	ElectionTimeout   time.Duration
+	SnapshotThreshold uint64
+	BalanceInterval   time.Duration // 0: 5 s; negative: never rebalance leaders
+	RequestTimeout    time.Duration // per request deadline (default 5 s)
+}
+
+const maxShards = 64 // leader claims for every shard must fit in gossip meta
+
+func (c *Config) setDefaults() error {
+	if c.ID == "" {
+		h, _ := os.Hostname()
+		c.ID = h
+	}
+	if c.ID == "" {
+		return errors.New("node id is empty")
+	}
+	if c.DataDir == "" {
+		c.DataDir = "tally-data"
+	}
+	if c.BootstrapExpect <= 0 {
+		c.BootstrapExpect = 1
+	}
+	if c.Shards <= 0 {
+		c.Shards = 8
+	}
+	if c.Shards > maxShards {
+		return fmt.Errorf("--shards %d: at most %d", c.Shards, maxShards)
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 3
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.BalanceInterval == 0 {
+		c.BalanceInterval = 5 * time.Second
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 5 * time.Second
+	}
+	return nil
+}
+
+// Node is a running cluster node.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	mux     *transport.Mux
+	ms      *membership
+	fwd     *forwarder
+	metrics *metrics
+
+	httpLn  net.Listener
+	httpSrv *http.Server
+
+	mu      sync.RWMutex
+	state   *clusterState
+	shards  map[uint32]*shard.Shard
+	nshards int
+
+	formed   atomic.Bool
+	stopping atomic.Bool
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	done     chan struct{}
+	doneOnce sync.Once
+	formErr  atomic.Value // error from formation, if it failed
+}
+
+// Start brings a node up: listeners first (so tests and scripts can learn
+// the ports), then gossip, then cluster formation and the shard replicas
+// in the background. /readyz tells when it can serve.
+func Start(cfg Config) (*Node, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger.With("node", cfg.ID)
+	n := &Node{cfg: cfg, log: log, shards: map[uint32]*shard.Shard{}, stop: make(chan struct{}), done: make(chan struct{})}
+	n.metrics = newMetrics(n)
+
+	state, err := loadState(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n.nshards = cfg.Shards
+	if state != nil {
+		n.nshards = state.Shards
+	}
+
+	n.mux, err = transport.Listen(cfg.RaftAddr, "", cfg.EnableFaults, log.With("component", "transport"))
+	if err != nil {
+		return nil, fmt.Errorf("cluster listener: %w", err)
+	}
+	n.fwd = newForwarder(n.mux.DialForward, log.With("component", "forward"))
+	go serveForward(n.mux.ForwardListener(), n, log.With("component", "forward"))
+
+	n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		n.mux.Close()
+		return nil, fmt.Errorf("http listener: %w", err)
+	}
+	n.httpSrv = &http.Server{Handler: n.router(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() {
+		if err := n.httpSrv.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", "err", err)
+		}
+	}()
+
+	self := meta{ID: cfg.ID, HTTP: n.httpLn.Addr().String(), Raft: n.mux.Addr(), Shards: n.nshards}
+	if state != nil {
+		self.Formed, self.Peers = true, state.Members
+	}
+	n.ms, err = startMembership(self, cfg.GossipAddr, log)
+	if err != nil {
+		n.httpSrv.Close()
+		n.mux.Close()
+		return nil, err
+	}
+	log.Info("node started", "http", self.HTTP, "cluster", self.Raft, "gossip", n.ms.addr(), "data_dir", cfg.DataDir)
+
+	n.wg.Add(1)
+	go n.run(state)
+	return n, nil
+}
+
+// HTTPAddr, RaftAddr and GossipAddr are the bound addresses.
+func (n *Node) HTTPAddr() string   { return n.httpLn.Addr().String() }
+func (n *Node) RaftAddr() string   { return n.mux.Addr() }
+func (n *Node) GossipAddr() string { return n.ms.addr() }
+func (n *Node) ID() string         { return n.cfg.ID }
+
+// Faults is the transport's fault switch (nil unless EnableFaults).
+func (n *Node) Faults() *transport.Faults { return n.mux.Faults() }
+
+// Done is closed when the node has stopped (after Shutdown or Kill).
+func (n *Node) Done() <-chan struct{} { return n.done }
+
+// run joins the cluster, waits for formation, opens shards, then keeps
+// rejoining gossip and balancing leaders until stopped.
+func (n *Node) run(state *clusterState) {
+	defer n.wg.Done()
+	go n.joinLoop()
+	if state == nil {
+		var err error
+		state, err = n.awaitFormation(n.stop)
+		if err != nil {
+			if !n.stopping.Load() {
+				n.log.Error("cluster formation failed", "err", err)
+				n.formErr.Store(err)
+			}
+			return
+		}
+		if err := saveState(n.cfg.DataDir, state); err != nil {
+			n.log.Error("saving cluster state", "err", err)
+			n.formErr.Store(err)
+			return
+		}
+	}
+	if err := n.openShards(state); err != nil {
+		n.log.Error("opening shards", "err", err)
+		n.formErr.Store(err)
+		return
+	}
+	n.formed.Store(true)
+	if n.cfg.BalanceInterval > 0 {
+		n.balanceLoop()
+	}
+}
+
+// joinLoop keeps trying the --join addresses until some member answers:
+// at cluster start the others may not be listening yet.
+func (n *Node) joinLoop() {
+	if len(n.cfg.Join) == 0 {
+		return
+	}
+	delay := 200 * time.Millisecond
+	for {
+		if k, err := n.ms.join(n.cfg.Join); err == nil && k > 0 {
+			n.log.Info("joined gossip", "contacted", k)
+			return
+		} else if err != nil {
+			n.log.Debug("gossip join failed; retrying", "err", err)
+		}
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 2*time.Second)
+	}
+}
+
+func (n *Node) openShards(state *clusterState) error {
+	n.mu.Lock()
+	n.state = state
+	n.nshards = state.Shards
+	n.mu.Unlock()
+	var hosted []uint32
+	for s := 0; s < state.Shards; s++ {
+		if !state.hosts(n.cfg.ID, s) {
+			continue
+		}
+		id := uint32(s)
+		sh, err := shard.Open(shard.Config{
+			ID:                id,
+			NodeID:            n.cfg.ID,
+			Dir:               filepath.Join(n.cfg.DataDir, fmt.Sprintf("shard-%d", s)),
+			Stream:            n.mux.StreamLayer(id),
+			Logger:            n.log,
+			DedupTTL:          n.cfg.DedupTTL,
+			SnapshotThreshold: n.cfg.SnapshotThreshold,
+			HeartbeatTimeout:  n.cfg.HeartbeatTimeout,
+			ElectionTimeout:   n.cfg.ElectionTimeout,
+			ObserveBatch:      n.metrics.observeBatch,
+			OnLeaderChange:    func(leader bool) { n.onLeaderChange(id, leader) },
+		})
+		if err != nil {
+			return err
+		}
+		n.mu.Lock()
+		n.shards[id] = sh
+		n.mu.Unlock()
+		hosted = append(hosted, id)
+		// The lowest id among a new shard's replicas bootstraps it. A
+		// replica with state never does, so a restart cannot reset a shard.
+		if !sh.HasState() && state.Placement[s][0] == n.cfg.ID {
+			voters := map[string]string{}
+			for _, rid := range state.Placement[s] {
+				voters[rid] = state.Addrs[rid]
+			}
+			if err := sh.Bootstrap(voters); err != nil {
+				return fmt.Errorf("bootstrap shard %d: %w", s, err)
+			}
+			n.log.Info("bootstrapped shard", "shard", s, "voters", state.Placement[s])
+		}
+	}
+	n.ms.update(func(m *meta) {
+		m.Formed = true
+		m.Peers = state.Members
+		m.Shards = state.Shards
+		m.Hosted = hosted
+	})
+	return nil
+}
+
+func (n *Node) onLeaderChange(s uint32, leader bool) {
+	n.mu.RLock()
+	sh := n.shards[s]
+	n.mu.RUnlock()
+	var term uint64
+	if sh != nil {
+		term = sh.Term()
+	}
+	n.ms.update(func(m *meta) {
+		if m.Leading == nil {
+			m.Leading = map[uint32]uint64{}
+		}
+		if leader {
+			m.Leading[s] = term
+		} else {
+			delete(m.Leading, s)
+		}
+	})
+}
+
+func (n *Node) shard(s uint32) *shard.Shard {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.shards[s]
+}
+
+func (n *Node) shardCount() int {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.nshards
+}
+
+// hostedShards returns the local replicas, by shard id.
+func (n *Node) hostedShards() []*shard.Shard {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	out := make([]*shard.Shard, 0, len(n.shards))
+	for _, s := range n.shards {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID() < out[j].ID() })
+	return out
+}
+
+// leaderOf returns who leads shard s as far as this node knows: its own
+// replica's view first (raft's own knowledge is the freshest), gossip
+// otherwise.
+func (n *Node) leaderOf(s uint32) (id, addr string) {
+	if sh := n.shard(s); sh != nil {
+		if sh.IsLeader() {
+			return n.cfg.ID, n.mux.Addr()
+		}
+		if id, addr := sh.Leader(); id != "" {
+			return id, addr
+		}
+	}
+	id, addr, _ = n.ms.leaderOf(s)
+	return id, addr
+}
+
+// errNoShard: this node hosts no replica of the shard a forwarded request
+// named (its sender's route was stale).
+var errNoShard = errors.New("no local replica of that shard")
+
+// localWrite and localRead serve forwarded requests (localHandler).
+func (n *Node) localWrite(ctx context.Context, s uint32, ops []fsm.Op) ([]fsm.Result, error) {
+	sh := n.shard(s)
+	if sh == nil {
+		return nil, errNoShard
+	}
+	n.metrics.forwardedIn.Inc()
+	return sh.Propose(ctx, ops)
+}
+
+func (n *Node) localRead(ctx context.Context, s uint32, names []string, linear bool) ([]int64, error) {
+	sh := n.shard(s)
+	if sh == nil {
+		return nil, errNoShard
+	}
+	return sh.Read(ctx, names, linear)
+}
+
+// write applies ops on shard s wherever its leader is, retrying while the
+// route is stale or no leader is known. It retries only failures that
+// guarantee nothing happened; an ambiguous one is returned as
+// shard.ErrOutcomeUnknown.
+func (n *Node) write(ctx context.Context, s uint32, ops []fsm.Op) ([]fsm.Result, error) {
+	var res []fsm.Result
+	err := n.routed(ctx, s, func(sh *shard.Shard, addr string) error {
+		var err error
+		if sh != nil {
+			res, err = sh.Propose(ctx, ops)
+		} else {
+			n.metrics.forwardedOut.Inc()
+			res, err = n.fwd.write(ctx, addr, s, ops)
+		}
+		return err
+	})
+	return res, err
+}
+
+// read returns the values of names on shard s. A stale read is served by
+// a local replica when there is one.
+func (n *Node) read(ctx context.Context, s uint32, names []string, linear bool) ([]int64, error) {
+	if !linear {
+		if sh := n.shard(s); sh != nil {
+			return sh.Read(ctx, names, false)
+		}
+	}
+	var vals []int64
+	err := n.routed(ctx, s, func(sh *shard.Shard, addr string) error {
+		var err error
+		if sh != nil {
+			vals, err = sh.Read(ctx, names, linear)
+		} else {
+			vals, err = n.fwd.read(ctx, addr, s, names, linear)
+		}
+		return err
+	})
+	return vals, err
+}
+
+// errNoLeader: no leader could be found for the shard before the deadline.
+var errNoLeader = errors.New("no leader for the shard")
+
+// routed runs op against the leader of shard s (sh set when that is this
+// node, addr otherwise) and retries with backoff on the errors that mean
+// "not done, ask elsewhere": not the leader, no leader yet, not sent.
+func (n *Node) routed(ctx context.Context, s uint32, op func(sh *shard.Shard, addr string) error) error {
+	backoff := 10 * time.Millisecond
+	var hint string // leader address suggested by the last NotLeader answer
+	var lastErr error = errNoLeader
+	for attempt := 0; attempt < 30; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return lastErr
+			case <-n.stop:
+				return shard.ErrClosed
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 200*time.Millisecond)
+		}
+		addr := hint
+		hint = ""
+		if addr == "" {
+			_, addr = n.leaderOf(s)
+		}
+		if addr == "" {
+			lastErr = errNoLeader
+			continue
+		}
+		var sh *shard.Shard
+		if addr == n.mux.Addr() {
+			sh = n.shard(s)
+			if sh == nil {
+				lastErr = errNoLeader
+				continue
+			}
+		}
+		err := op(sh, addr)
+		if nl, ok := shard.IsNotLeader(err); ok {
+			if nl.LeaderAddr != addr {
+				hint = nl.LeaderAddr
+			}
+			lastErr = errNoLeader
+			continue
+		}
+		if errors.Is(err, errNotSent) || errors.Is(err, errNoShard) {
+			lastErr = shard.ErrUnavailable
+			continue
+		}
+		return err
+	}
+	return lastErr
+}
+
+// Ready reports whether the node can serve: the cluster is formed and
+// every local shard replica knows a leader (a node with no replicas needs
+// a route to every shard).
+func (n *Node) Ready() bool {
+	if !n.formed.Load() || n.stopping.Load() {
+		return false
+	}
+	hosted := n.hostedShards()
+	if len(hosted) > 0 {
+		for _, sh := range hosted {
+			if !sh.Ready() {
+				return false
+			}
+		}
+		return true
+	}
+	for s := 0; s < n.shardCount(); s++ {
+		if id, _ := n.leaderOf(uint32(s)); id == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// Shutdown stops the node gracefully: it hands off the shards it leads,
+// drains HTTP requests, leaves gossip and stops raft.
+func (n *Node) Shutdown(ctx context.Context) error {
+	if !n.stopping.CompareAndSwap(false, true) {
+		<-n.done
+		return nil
+	}
+	n.log.Info("shutting down")
+	for _, sh := range n.hostedShards() {
+		if sh.IsLeader() {
+			if err := sh.TransferLeadership("", ""); err != nil {
+				n.log.Warn("leadership transfer failed", "shard", sh.ID(), "err", err)
+			} else {
+				n.log.Info("transferred leadership", "shard", sh.ID())
+			}
+		}
+	}
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if err := n.httpSrv.Shutdown(hctx); err != nil {
+		n.log.Warn("http shutdown", "err", err)
+	}
+	cancel()
+	n.ms.shutdown(true)
+	n.closeAll()
+	n.log.Info("stopped")
+	return nil
+}
+
+// Kill stops the node abruptly, as a crash would from the cluster's point
+// of view (no leadership transfer, no gossip leave); used by tests.
+func (n *Node) Kill() {
+	if !n.stopping.CompareAndSwap(false, true) {
+		<-n.done
+		return
+	}
+	n.httpSrv.Close()
+	n.ms.shutdown(false)
+	n.closeAll()
+}
+
+func (n *Node) closeAll() {
+	close(n.stop)
+	n.wg.Wait()
+	for _, sh := range n.hostedShards() {
+		if err := sh.Close(); err != nil {
+			n.log.Warn("closing shard", "shard", sh.ID(), "err", err)
+		}
+	}
+	n.fwd.close()
+	n.mux.Close()
+	n.httpSrv.Close()
+	n.doneOnce.Do(func() { close(n.done) })
+}
+
+// probe reports whether the node at addr answers for shard s right now.
+func (n *Node) probe(addr string, s uint32) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := n.fwd.read(ctx, addr, s, nil, false)
+	return err == nil
+}
+
+// leadingCounts returns, per node id, how many shards it claims to lead.
+func (n *Node) leadingCounts() map[string]int {
+	out := map[string]int{}
+	for s := 0; s < n.shardCount(); s++ {
+		if id, _ := n.leaderOf(uint32(s)); id != "" {
+			out[id]++
+		}
+	}
+	return out
+}
+
+// balanceLoop spreads shard leaders: when this node leads more than its
+// share, it transfers one surplus shard per round to the least loaded
+// live replica, so leadership settles without thrashing.
+func (n *Node) balanceLoop() {
+	t := time.NewTicker(n.cfg.BalanceInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+			n.balanceOnce()
+		}
+	}
+}
+
+func (n *Node) balanceOnce() {
+	alive := map[string]string{} // id → raft addr of live members hosting shards
+	for _, m := range n.ms.snapshot() {
+		if m.State == "alive" && len(m.Hosted) > 0 {
+			alive[m.ID] = m.Raft
+		}
+	}
+	if len(alive) < 2 {
+		return
+	}
+	counts := n.leadingCounts()
+	share := (n.shardCount() + len(alive) - 1) / len(alive)
+	if counts[n.cfg.ID] <= share {
+		return
+	}
+	for _, sh := range n.hostedShards() {
+		if !sh.IsLeader() {
+			continue
+		}
+		voters, err := sh.Voters()
+		if err != nil {
+			continue
+		}
+		ids := make([]string, 0, len(voters))
+		for id := range voters {
+			if _, ok := alive[id]; ok && id != n.cfg.ID && counts[id] < share {
+				ids = append(ids, id)
+			}
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		slices.SortFunc(ids, func(a, b string) int {
+			if counts[a] != counts[b] {
+				return counts[a] - counts[b]
+			}
+			if a < b {
+				return -1
+			}
+			return 1
+		})
+		to := ""
+		for _, id := range ids {
+			// Gossip notices a dead node only after seconds of suspicion,
+			// and a transfer to a dead node stalls the shard's writes for
+			// an election timeout; so first ask the target itself.
+			if n.probe(voters[id], sh.ID()) {
+				to = id
+				break
+			}
+		}
+		if to == "" {
+			continue
+		}
+		n.log.Info("balancing leaders: transferring", "shard", sh.ID(), "to", to, "leading", counts[n.cfg.ID], "share", share)
+		if err := sh.TransferLeadership(to, voters[to]); err != nil {
+			n.log.Warn("leadership transfer failed", "shard", sh.ID(), "to", to, "err", err)
+		}
+		return
+	}
+}

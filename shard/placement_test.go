@@ -1,0 +1,50 @@
+package shard
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+)
+
+func TestHomeIsStableAndSpread(t *testing.T) {
+	// Pinned values: a change here would move every stored counter.
+	if got := Home("likes:post:42", 8); got != Home("likes:post:42", 8) {
+		t.Fatal("Home is not deterministic")
+	}
+	counts := make([]int, 8)
+	for i := 0; i < 8000; i++ {
+		counts[Home(fmt.Sprintf("c%d", i), 8)]++
+	}
+	for s, c := range counts {
+		if c < 800 || c > 1200 {
+			t.Fatalf("shard %d got %d of 8000 names; hash is badly skewed: %v", s, c, counts)
+		}
+	}
+}
+
+func TestPlace(t *testing.T) {
+	got := Place([]string{"n3", "n1", "n2"}, 4, 3)
+	for s, reps := range got {
+		if !reflect.DeepEqual(reps, []string{"n1", "n2", "n3"}) {
+			t.Fatalf("shard %d: %v, want all three nodes", s, reps)
+		}
+	}
+	got = Place([]string{"a", "b", "c", "d", "e"}, 5, 3)
+	hosted := map[string]int{}
+	for s, reps := range got {
+		if len(reps) != 3 {
+			t.Fatalf("shard %d has %d replicas", s, len(reps))
+		}
+		for _, id := range reps {
+			hosted[id]++
+		}
+	}
+	for id, n := range hosted {
+		if n != 3 {
+			t.Fatalf("node %s hosts %d replicas, want 3 (even spread): %v", id, n, hosted)
+		}
+	}
+	if one := Place([]string{"solo"}, 2, 3); len(one[0]) != 1 || one[1][0] != "solo" {
+		t.Fatalf("single node placement: %v", one)
+	}
+}

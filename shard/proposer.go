@@ -1,0 +1,202 @@
+package shard
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"tally/fsm"
+)
+
+// proposer is group commit: it coalesces the ops of concurrent callers into
+// one raft entry, so one log append and one fsync on each replica cover
+// them all, and hands every caller its own slice of the results. No timer
+// is involved: while maxInflight entries are being committed, new
+// proposals queue up, and the next entry takes everything queued.
+type proposer struct {
+	r           *raft.Raft
+	id          uint32
+	ch          chan *proposal
+	inflight    chan struct{}
+	maxOps      int
+	stop        chan struct{}
+	batchSizes  func(int) // observes ops per entry (metrics); may be nil
+	now         func() time.Time
+	applyTimout time.Duration
+}
+
+type proposal struct {
+	ops   []fsm.Op
+	state atomic.Int32 // proposalQueued → proposalTaken | proposalAbandoned
+	done  chan proposalResult
+}
+
+const (
+	proposalQueued int32 = iota
+	proposalTaken
+	proposalAbandoned
+)
+
+type proposalResult struct {
+	results []fsm.Result
+	err     error
+}
+
+func newProposer(r *raft.Raft, id uint32, maxInflight, maxOps int, observe func(int)) *proposer {
+	p := &proposer{
+		r:           r,
+		id:          id,
+		ch:          make(chan *proposal, 8192),
+		inflight:    make(chan struct{}, maxInflight),
+		maxOps:      maxOps,
+		stop:        make(chan struct{}),
+		batchSizes:  observe,
+		now:         time.Now,
+		applyTimout: 5 * time.Second,
+	}
+	go p.loop()
+	return p
+}
+
+// propose submits ops as part of the next entry and waits for their
+// results. If ctx ends before the entry was formed, nothing was proposed
+// (ErrUnavailable); after that, the outcome is unknown.
+func (p *proposer) propose(ctx context.Context, ops []fsm.Op) ([]fsm.Result, error) {
+	pr := &proposal{ops: ops, done: make(chan proposalResult, 1)}
+	select {
+	case p.ch <- pr:
+	case <-ctx.Done():
+		return nil, ErrUnavailable
+	case <-p.stop:
+		return nil, ErrClosed
+	}
+	select {
+	case res := <-pr.done:
+		return res.results, res.err
+	case <-ctx.Done():
+		if pr.state.CompareAndSwap(proposalQueued, proposalAbandoned) {
+			return nil, ErrUnavailable
+		}
+		return nil, ErrOutcomeUnknown
+	}
+}
+
+func (p *proposer) close() { close(p.stop) }
+
+func (p *proposer) loop() {
+	var buf []byte
+	for {
+		var first *proposal
+		select {
+		case first = <-p.ch:
+		case <-p.stop:
+			p.failQueued()
+			return
+		}
+		// Wait for a commit slot before forming the entry: this wait is
+		// what lets the batch grow while earlier entries commit.
+		select {
+		case p.inflight <- struct{}{}:
+		case <-p.stop:
+			p.fail(first, ErrClosed)
+			p.failQueued()
+			return
+		}
+		batch := []*proposal{}
+		n := 0
+		take := func(pr *proposal) {
+			if pr.state.CompareAndSwap(proposalQueued, proposalTaken) {
+				batch = append(batch, pr)
+				n += len(pr.ops)
+			}
+		}
+		take(first)
+	drain:
+		for n < p.maxOps {
+			select {
+			case pr := <-p.ch:
+				take(pr)
+			default:
+				break drain
+			}
+		}
+		if len(batch) == 0 {
+			<-p.inflight
+			continue
+		}
+		e := fsm.Entry{Time: p.now().UnixNano(), Ops: make([]fsm.Op, 0, n)}
+		for _, pr := range batch {
+			e.Ops = append(e.Ops, pr.ops...)
+		}
+		buf = fsm.AppendEntry(buf[:0], &e)
+		// raft keeps the slice until it is written; give it its own copy.
+		data := append([]byte(nil), buf...)
+		if p.batchSizes != nil {
+			p.batchSizes(n)
+		}
+		f := p.r.Apply(data, p.applyTimout)
+		go p.finish(f, batch)
+	}
+}
+
+func (p *proposer) finish(f raft.ApplyFuture, batch []*proposal) {
+	err := f.Error()
+	<-p.inflight
+	if err != nil {
+		err = p.classify(err)
+		for _, pr := range batch {
+			pr.done <- proposalResult{err: err}
+		}
+		return
+	}
+	res, _ := f.Response().(applyResult)
+	if res.err != nil {
+		for _, pr := range batch {
+			pr.done <- proposalResult{err: res.err}
+		}
+		return
+	}
+	off := 0
+	for _, pr := range batch {
+		k := len(pr.ops)
+		pr.done <- proposalResult{results: res.results[off : off+k : off+k]}
+		off += k
+	}
+}
+
+// classify maps a raft future error to what the caller may conclude.
+func (p *proposer) classify(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		// Rejected before it was appended: nothing happened.
+		addr, id := p.r.LeaderWithID()
+		return &NotLeaderError{Shard: p.id, LeaderID: string(id), LeaderAddr: string(addr)}
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return ErrUnavailable
+	default:
+		// ErrLeadershipLost, ErrRaftShutdown, ErrAbortedByRestore, ...: the
+		// entry may be in some log and may still commit.
+		return ErrOutcomeUnknown
+	}
+}
+
+// failQueued answers every proposal still waiting in the channel.
+func (p *proposer) failQueued() {
+	for {
+		select {
+		case pr := <-p.ch:
+			p.fail(pr, ErrClosed)
+		default:
+			return
+		}
+	}
+}
+
+func (p *proposer) fail(pr *proposal, err error) {
+	if pr.state.CompareAndSwap(proposalQueued, proposalTaken) {
+		pr.done <- proposalResult{err: err}
+	}
+}

@@ -1,0 +1,324 @@
+// Package shard runs one shard replica: a hashicorp/raft group over the
+// counter state machine, with group commit for writes and ReadIndex-style
+// linearizable reads. A node runs one Shard per shard replica it hosts.
+package shard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"tally/fsm"
+	"tally/logbridge"
+)
+
+// Config describes one shard replica.
+type Config struct {
+	ID     uint32
+	NodeID string // this node's id: the raft ServerID
+	Dir    string // <data-dir>/shard-<id>
+	Stream raft.StreamLayer
+	Logger *slog.Logger
+
+	DedupTTL          time.Duration // idempotency key lifetime (fsm default when 0)
+	SnapshotThreshold uint64        // log entries between snapshots (default 8192)
+	TrailingLogs      uint64        // entries kept after a snapshot (default 4096)
+	// Timing: HeartbeatTimeout and ElectionTimeout default to 500 ms, which
+	// elects a new leader within about a second on a LAN.
+	HeartbeatTimeout time.Duration
+	ElectionTimeout  time.Duration
+	MaxInflight      int           // entries being committed at once (default 2)
+	MaxBatchOps      int           // ops per entry at most (default 4096)
+	ObserveBatch     func(ops int) // optional: called with each entry's op count
+	OnLeaderChange   func(bool)    // optional: called (in order) when this replica gains or loses leadership
+	InMemory         bool          // tests: in-memory log and snapshots, nothing on disk
+}
+
+// Shard is one running replica.
+type Shard struct {
+	id        uint32
+	cfg       Config
+	log       *slog.Logger
+	r         *raft.Raft
+	sm        *stateMachine
+	prop      *proposer
+	rd        *reader
+	trans     *raft.NetworkTransport
+	store     *raftboltdb.BoltStore
+	readyTerm atomic.Uint64
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// Open starts the replica. It neither bootstraps nor joins: on a fresh
+// data dir it waits for a bootstrap (Bootstrap here, or a leader that adds
+// it); on an existing one it resumes from its snapshot and log.
+func Open(cfg Config) (*Shard, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.SnapshotThreshold == 0 {
+		cfg.SnapshotThreshold = 8192
+	}
+	if cfg.TrailingLogs == 0 {
+		cfg.TrailingLogs = 4096
+	}
+	if cfg.HeartbeatTimeout == 0 {
+		cfg.HeartbeatTimeout = 500 * time.Millisecond
+	}
+	if cfg.ElectionTimeout == 0 {
+		cfg.ElectionTimeout = 500 * time.Millisecond
+	}
+	if cfg.MaxInflight == 0 {
+		cfg.MaxInflight = 2
+	}
+	if cfg.MaxBatchOps == 0 {
+		cfg.MaxBatchOps = 4096
+	}
+	logger := cfg.Logger.With("shard", cfg.ID)
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
+	rc.CommitTimeout = 5 * time.Millisecond
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 256
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.SnapshotInterval = 30 * time.Second
+	rc.PreVoteDisabled = false
+	rc.NoLegacyTelemetry = true
+	rc.Logger = logbridge.Raft(logger, "raft")
+
+	var (
+		logs   raft.LogStore
+		stable raft.StableStore
+		snaps  raft.SnapshotStore
+		store  *raftboltdb.BoltStore
+	)
+	if cfg.InMemory {
+		mem := raft.NewInmemStore()
+		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
+	} else {
+		if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+			return nil, err
+		}
+		// NoSync stays false: every append is fsync'd before raft counts
+		// this replica toward the quorum. That is the durability promise.
+		var err error
+		store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+		if err != nil {
+			return nil, fmt.Errorf("shard %d: open log store: %w", cfg.ID, err)
+		}
+		logs, stable = store, store
+		snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, logbridge.Raft(logger, "snapshot"))
+		if err != nil {
+			store.Close()
+			return nil, fmt.Errorf("shard %d: open snapshot store: %w", cfg.ID, err)
+		}
+	}
+
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  cfg.Stream,
+		MaxPool: 3,
+		Timeout: 5 * time.Second,
+		Logger:  logbridge.Raft(logger, "raft-net"),
+	})
+	sm := newStateMachine(fsm.Config{DedupTTL: cfg.DedupTTL})
+	r, err := raft.NewRaft(rc, sm, logs, stable, snaps, trans)
+	if err != nil {
+		trans.Close()
+		if store != nil {
+			store.Close()
+		}
+		return nil, fmt.Errorf("shard %d: start raft: %w", cfg.ID, err)
+	}
+	s := &Shard{id: cfg.ID, cfg: cfg, log: logger, r: r, sm: sm, trans: trans, store: store, stop: make(chan struct{})}
+	s.prop = newProposer(r, cfg.ID, cfg.MaxInflight, cfg.MaxBatchOps, cfg.ObserveBatch)
+	s.rd = newReader(r, cfg.ID, sm, &s.readyTerm)
+	s.wg.Add(1)
+	go s.watchLeadership()
+	return s, nil
+}
+
+// HasState reports whether this replica already belongs to a raft
+// configuration (so it must not be bootstrapped again).
+func (s *Shard) HasState() bool {
+	return s.r.LastIndex() > 0
+}
+
+// Bootstrap sets the shard's initial voters. Only one replica of a new
+// shard calls it; it is a no-op error (raft.ErrCantBootstrap) on a replica
+// that has state, which callers may ignore.
+func (s *Shard) Bootstrap(voters map[string]string) error {
+	var cfg raft.Configuration
+	for id, addr := range voters {
+		cfg.Servers = append(cfg.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(addr)})
+	}
+	return s.r.BootstrapCluster(cfg).Error()
+}
+
+// ID is the shard number.
+func (s *Shard) ID() uint32 { return s.id }
+
+// Propose applies ops as part of a raft entry and returns one result per op,
+// only after the entry is committed (on a quorum's fsync'd log) and
+// applied here.
+func (s *Shard) Propose(ctx context.Context, ops []fsm.Op) ([]fsm.Result, error) {
+	if s.r.State() != raft.Leader {
+		return nil, s.notLeader()
+	}
+	return s.prop.propose(ctx, ops)
+}
+
+// Read returns the values of names. Linearizable reads reflect every write
+// acknowledged before the call (leader only); stale reads return this
+// replica's state, whatever role it has.
+func (s *Shard) Read(ctx context.Context, names []string, linearizable bool) ([]int64, error) {
+	if linearizable {
+		if err := s.rd.wait(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return s.sm.values(names, make([]int64, 0, len(names))), nil
+}
+
+// IsLeader reports whether this replica leads the shard and can serve
+// linearizable reads (its term marker is applied).
+func (s *Shard) IsLeader() bool {
+	return s.r.State() == raft.Leader
+}
+
+// Leader returns the leader's node id and cluster address as this replica
+// knows them (empty when unknown).
+func (s *Shard) Leader() (id, addr string) {
+	a, i := s.r.LeaderWithID()
+	return string(i), string(a)
+}
+
+// Term is the replica's current raft term.
+func (s *Shard) Term() uint64 { return s.r.CurrentTerm() }
+
+// AppliedIndex is the index of the last log entry applied to the state.
+func (s *Shard) AppliedIndex() uint64 { return s.sm.applied.Load() }
+
+// Stats returns the number of live counters and remembered idempotency keys.
+func (s *Shard) Stats() (counters, keys int) { return s.sm.stats() }
+
+// Voters returns the ids and addresses of the shard's voters.
+func (s *Shard) Voters() (map[string]string, error) {
+	f := s.r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			out[string(srv.ID)] = string(srv.Address)
+		}
+	}
+	return out, nil
+}
+
+// TransferLeadership hands leadership to the given voter and waits.
+func (s *Shard) TransferLeadership(id, addr string) error {
+	if id == "" {
+		return s.r.LeadershipTransfer().Error()
+	}
+	return s.r.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(addr)).Error()
+}
+
+func (s *Shard) notLeader() error {
+	id, addr := s.Leader()
+	return &NotLeaderError{Shard: s.id, LeaderID: id, LeaderAddr: addr}
+}
+
+// watchLeadership reacts to leadership changes. On gaining leadership it
+// commits an empty entry (the term marker): once that is applied, this
+// leader's commit index covers everything earlier leaders committed, and
+// linearizable reads may start.
+func (s *Shard) watchLeadership() {
+	defer s.wg.Done()
+	ch := s.r.LeaderCh()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case leader := <-ch:
+			if leader {
+				s.markTerm()
+			} else {
+				s.readyTerm.Store(0)
+			}
+			s.log.Info("leadership changed", "leader", leader, "term", s.r.CurrentTerm())
+			if s.cfg.OnLeaderChange != nil {
+				s.cfg.OnLeaderChange(leader)
+			}
+		}
+	}
+}
+
+func (s *Shard) markTerm() {
+	for attempt := 0; attempt < 5; attempt++ {
+		term := s.r.CurrentTerm()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := s.prop.propose(ctx, nil)
+		cancel()
+		if err == nil {
+			if s.r.CurrentTerm() == term && s.r.State() == raft.Leader {
+				s.readyTerm.Store(term)
+			}
+			return
+		}
+		if _, ok := IsNotLeader(err); ok || errors.Is(err, ErrClosed) {
+			return
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Ready reports whether the shard has a known leader (from this replica's
+// view), which is what readiness needs.
+func (s *Shard) Ready() bool {
+	id, _ := s.Leader()
+	return id != ""
+}
+
+// Close stops the replica: pending proposals fail, raft shuts down, stores
+// close. It does not transfer leadership; call TransferLeadership first
+// for a graceful stop.
+func (s *Shard) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		s.prop.close()
+		s.rd.close()
+		err = s.r.Shutdown().Error()
+		s.wg.Wait()
+		if cerr := s.trans.Close(); err == nil {
+			err = cerr
+		}
+		if s.store != nil {
+			if cerr := s.store.Close(); err == nil {
+				err = cerr
+			}
+		}
+	})
+	return err
+}

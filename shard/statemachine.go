@@ -1,0 +1,182 @@
+package shard
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"tally/fsm"
+)
+
+// stateMachine adapts fsm.Machine to raft.BatchingFSM. It adds what raft
+// needs and the pure machine must not know: locking between the apply
+// goroutine and readers, and the index of the last applied log, which
+// linearizable reads wait on.
+type stateMachine struct {
+	mu      sync.RWMutex
+	m       *fsm.Machine
+	applied atomic.Uint64
+
+	// notify is closed and replaced after every applied batch, waking
+	// readers waiting for an index.
+	nmu    sync.Mutex
+	notify chan struct{}
+}
+
+func newStateMachine(cfg fsm.Config) *stateMachine {
+	return &stateMachine{m: fsm.New(cfg), notify: make(chan struct{})}
+}
+
+// applyResult is what a raft ApplyFuture's Response() holds for a command.
+type applyResult struct {
+	results []fsm.Result
+	err     error // a corrupt entry: nothing applied
+}
+
+func (s *stateMachine) Apply(l *raft.Log) interface{} {
+	return s.ApplyBatch([]*raft.Log{l})[0]
+}
+
+func (s *stateMachine) ApplyBatch(logs []*raft.Log) []interface{} {
+	out := make([]interface{}, len(logs))
+	s.mu.Lock()
+	for i, l := range logs {
+		if l.Type != raft.LogCommand {
+			continue // configuration changes: only the index matters to us
+		}
+		e, err := fsm.DecodeEntry(l.Data)
+		if err != nil {
+			// Deterministic on every replica: a corrupt entry applies nothing.
+			out[i] = applyResult{err: fmt.Errorf("decode entry %d: %w", l.Index, err)}
+			continue
+		}
+		out[i] = applyResult{results: s.m.Apply(&e)}
+	}
+	s.mu.Unlock()
+	if n := len(logs); n > 0 {
+		s.setApplied(logs[n-1].Index)
+	}
+	return out
+}
+
+func (s *stateMachine) setApplied(idx uint64) {
+	if idx <= s.applied.Load() {
+		return
+	}
+	s.applied.Store(idx)
+	s.nmu.Lock()
+	close(s.notify)
+	s.notify = make(chan struct{})
+	s.nmu.Unlock()
+}
+
+// waitApplied blocks until the applied index reaches idx, or stop closes,
+// or the timer fires.
+func (s *stateMachine) waitApplied(idx uint64, stop <-chan struct{}, timer <-chan time.Time) bool {
+	for {
+		s.nmu.Lock()
+		ch := s.notify
+		s.nmu.Unlock()
+		if s.applied.Load() >= idx {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-stop:
+			return s.applied.Load() >= idx
+		case <-timer:
+			return s.applied.Load() >= idx
+		}
+	}
+}
+
+// values reads counters from the local state.
+func (s *stateMachine) values(names []string, dst []int64) []int64 {
+	s.mu.RLock()
+	for _, n := range names {
+		dst = append(dst, s.m.Value(n))
+	}
+	s.mu.RUnlock()
+	return dst
+}
+
+func (s *stateMachine) stats() (counters, keys int) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.m.Counters(), s.m.DedupKeys()
+}
+
+// Snapshot format: magic, version, applied index, then fsm's own stream.
+// The applied index lets a replica restored from a snapshot serve reads
+// waiting for indexes the snapshot already covers.
+var snapMagic = [4]byte{'T', 'S', 'H', 'D'}
+
+const snapVersion = 1
+
+func (s *stateMachine) Snapshot() (raft.FSMSnapshot, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return &snapshot{applied: s.applied.Load(), snap: s.m.Snapshot()}, nil
+}
+
+func (s *stateMachine) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	br := bufio.NewReader(rc)
+	var hdr [13]byte
+	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		return fmt.Errorf("restore: read header: %w", err)
+	}
+	if [4]byte(hdr[:4]) != snapMagic || hdr[4] != snapVersion {
+		return errors.New("restore: not a tally shard snapshot (bad magic or version)")
+	}
+	applied := binary.BigEndian.Uint64(hdr[5:])
+	s.mu.Lock()
+	err := s.m.Restore(br)
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	// A restore replaces state wholesale; the index may go backwards only
+	// when raft restores at startup, before anyone reads.
+	s.applied.Store(applied)
+	s.nmu.Lock()
+	close(s.notify)
+	s.notify = make(chan struct{})
+	s.nmu.Unlock()
+	return nil
+}
+
+type snapshot struct {
+	applied uint64
+	snap    *fsm.Snapshot
+}
+
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	bw := bufio.NewWriter(sink)
+	var hdr [13]byte
+	copy(hdr[:4], snapMagic[:])
+	hdr[4] = snapVersion
+	binary.BigEndian.PutUint64(hdr[5:], s.applied)
+	if _, err := bw.Write(hdr[:]); err != nil {
+		sink.Cancel()
+		return err
+	}
+	if _, err := s.snap.WriteTo(bw); err != nil {
+		sink.Cancel()
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *snapshot) Release() {}
