@@ -19,7 +19,7 @@ run: build
 	@echo "  curl -s -XPOST 127.0.0.1:7070/v1/counters/likes:post:42/incr"
 	@echo "  curl -s -XPOST 127.0.0.1:7080/v1/counters/likes:post:42/incr -d '{\"delta\": 5}'"
 	@echo "  curl -s 127.0.0.1:7090/v1/counters/likes:post:42"
-	@echo "  bin/tally cluster"
+	@echo "  export TALLY_ADDR=$$(scripts/cluster.sh addrs); bin/tally cluster"
 	@echo "Stop it with: make stop   (or scripts/cluster.sh down)"
 
 stop:
