@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"tally/fsm"
@@ -48,6 +49,9 @@ func (n *Node) router() http.Handler {
 	})
 	r.Get("/readyz", n.handleReady)
 	r.Handle("/metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+	if n.cfg.Pprof {
+		r.Mount("/debug", middleware.Profiler())
+	}
 	return r
 }
 

@@ -36,6 +36,7 @@ type Config struct {
 	Shards          int
 	Replicas        int
 	EnableFaults    bool
+	Pprof           bool // serve /debug/pprof on the HTTP address
 	DedupTTL        time.Duration
 	Logger          *slog.Logger
 

@@ -157,30 +157,6 @@ func (tc *testCluster) leaderNode(s uint32) int {
 	return -1
 }
 
-func (tc *testCluster) kill(i int) {
-	tc.nodes[i].Kill()
-	tc.nodes[i] = nil
-}
-
-func (tc *testCluster) restart(i int) *Node {
-	tc.t.Helper()
-	cfg := tc.cfgs[i]
-	var err error
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		// The old process's ports may take a moment to be free again.
-		tc.nodes[i], err = Start(cfg)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		tc.t.Fatalf("restart %s: %v", cfg.ID, err)
-	}
-	return tc.nodes[i]
-}
-
 func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)

@@ -37,6 +37,7 @@ func run(args []string) int {
 		shards    = fs.Int("shards", 8, "number of shards (fixed when the cluster forms; at most 64)")
 		replicas  = fs.Int("replicas", 3, "replicas per shard (every node while fewer)")
 		faults    = fs.Bool("enable-faults", false, "enable the transport fault-injection switch (tests only)")
+		pprof     = fs.Bool("pprof", false, "serve Go profiles at /debug/pprof on the HTTP address")
 		dedupTTL  = fs.Duration("dedup-ttl", 10*time.Minute, "how long an Idempotency-Key is remembered")
 		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
 		snapEvery = fs.Uint64("snapshot-threshold", 8192, "raft log entries between snapshots")
@@ -73,6 +74,7 @@ func run(args []string) int {
 		Shards:            *shards,
 		Replicas:          *replicas,
 		EnableFaults:      *faults,
+		Pprof:             *pprof,
 		DedupTTL:          *dedupTTL,
 		SnapshotThreshold: *snapEvery,
 		Logger:            logger,
