@@ -3,7 +3,9 @@ package node
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -30,6 +32,13 @@ type meta struct {
 }
 
 const metaVersion = 1
+
+func (m meta) clone() meta {
+	m.Peers = slices.Clone(m.Peers)
+	m.Hosted = slices.Clone(m.Hosted)
+	m.Leading = maps.Clone(m.Leading)
+	return m
+}
 
 func (m *meta) encode() []byte {
 	var e enc
@@ -164,7 +173,11 @@ func (ms *membership) join(addrs []string) (int, error) {
 // update changes this node's meta and gossips it.
 func (ms *membership) update(f func(*meta)) {
 	ms.mu.Lock()
-	f(&ms.self)
+	// Copy on write: readers hold earlier copies of self, whose maps and
+	// slices must never change under them.
+	m := ms.self.clone()
+	f(&m)
+	ms.self = m
 	ms.mu.Unlock()
 	select {
 	case ms.updates <- struct{}{}:

@@ -18,6 +18,9 @@ var (
 	ErrUnavailable = errors.New("shard unavailable")
 	// ErrClosed: the shard is shutting down and took nothing.
 	ErrClosed = errors.New("shard closed")
+	// ErrInvalidOp: an op is malformed (empty or oversized name or key,
+	// unknown kind); nothing was proposed.
+	ErrInvalidOp = errors.New("invalid op")
 )
 
 // NotLeaderError says this replica is not the shard's leader; nothing was

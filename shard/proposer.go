@@ -65,6 +65,9 @@ func newProposer(r *raft.Raft, id uint32, maxInflight, maxOps int, observe func(
 // results. If ctx ends before the entry was formed, nothing was proposed
 // (ErrUnavailable); after that, the outcome is unknown.
 func (p *proposer) propose(ctx context.Context, ops []fsm.Op) ([]fsm.Result, error) {
+	if ctx.Err() != nil {
+		return nil, ErrUnavailable
+	}
 	pr := &proposal{ops: ops, done: make(chan proposalResult, 1)}
 	select {
 	case p.ch <- pr:
@@ -73,14 +76,24 @@ func (p *proposer) propose(ctx context.Context, ops []fsm.Op) ([]fsm.Result, err
 	case <-p.stop:
 		return nil, ErrClosed
 	}
-	select {
-	case res := <-pr.done:
-		return res.results, res.err
-	case <-ctx.Done():
-		if pr.state.CompareAndSwap(proposalQueued, proposalAbandoned) {
-			return nil, ErrUnavailable
+	stop := p.stop
+	for {
+		select {
+		case res := <-pr.done:
+			return res.results, res.err
+		case <-ctx.Done():
+			if pr.state.CompareAndSwap(proposalQueued, proposalAbandoned) {
+				return nil, ErrUnavailable
+			}
+			return nil, ErrOutcomeUnknown
+		case <-stop:
+			// The loop is gone: a proposal it never took will not be
+			// answered. One it took is in raft, whose shutdown answers it.
+			if pr.state.CompareAndSwap(proposalQueued, proposalAbandoned) {
+				return nil, ErrClosed
+			}
+			stop = nil
 		}
-		return nil, ErrOutcomeUnknown
 	}
 }
 
@@ -143,7 +156,7 @@ func (p *proposer) loop() {
 }
 
 func (p *proposer) finish(f raft.ApplyFuture, batch []*proposal) {
-	err := f.Error()
+	err := p.await(f)
 	<-p.inflight
 	if err != nil {
 		err = p.classify(err)
@@ -164,6 +177,31 @@ func (p *proposer) finish(f raft.ApplyFuture, batch []*proposal) {
 		k := len(pr.ops)
 		pr.done <- proposalResult{results: res.results[off : off+k : off+k]}
 		off += k
+	}
+}
+
+// shutdownGrace is how long a closing shard lets raft answer entries it
+// already has before their callers are told the outcome is unknown.
+const shutdownGrace = 5 * time.Second
+
+// await waits for f. A future handed to raft as it shuts down can be left
+// in raft's buffered apply channel and never answered, so once the shard
+// closes, waiting is bounded.
+func (p *proposer) await(f raft.ApplyFuture) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-p.stop:
+	}
+	t := time.NewTimer(shutdownGrace)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return raft.ErrRaftShutdown
 	}
 }
 

@@ -55,6 +55,8 @@ func (rd *reader) wait(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 		return ErrUnavailable
+	case <-rd.stop:
+		return ErrClosed
 	}
 }
 

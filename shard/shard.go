@@ -177,6 +177,13 @@ func (s *Shard) ID() uint32 { return s.id }
 // only after the entry is committed (on a quorum's fsync'd log) and
 // applied here.
 func (s *Shard) Propose(ctx context.Context, ops []fsm.Op) ([]fsm.Result, error) {
+	// One invalid op would make every replica reject the whole entry,
+	// failing the other callers grouped into it; refuse it here alone.
+	for i := range ops {
+		if err := ops[i].Validate(); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidOp, err)
+		}
+	}
 	if s.r.State() != raft.Leader {
 		return nil, s.notLeader()
 	}
@@ -198,7 +205,7 @@ func (s *Shard) Read(ctx context.Context, names []string, linearizable bool) ([]
 // IsLeader reports whether this replica leads the shard and can serve
 // linearizable reads (its term marker is applied).
 func (s *Shard) IsLeader() bool {
-	return s.r.State() == raft.Leader
+	return s.r.State() == raft.Leader && s.readyTerm.Load() == s.r.CurrentTerm()
 }
 
 // Leader returns the leader's node id and cluster address as this replica
