@@ -90,13 +90,36 @@ type Result struct {
 	Value int64  `json:"value"`
 	// Exact is false for a split counter: Value is then a lower bound.
 	Exact bool `json:"exact"`
+	// ExpiresAt is set for an expiring counter (see WriteOptions.TTL).
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// WriteOptions are the optional parts of an increment.
+type WriteOptions struct {
+	// Key is the idempotency key; empty means a fresh random one.
+	Key string
+	// Min and Max bound the counter: the write applies only if the
+	// result stays within them, else it fails with a 409 out_of_bounds
+	// APIError whose Value is the current value.
+	Min, Max *int64
+	// TTL makes a counter the write creates (or finds expired) expire
+	// that long after: with Max, a fixed-window rate limit.
+	TTL time.Duration
+}
+
+// ActorResult is the answer to Like and Unlike.
+type ActorResult struct {
+	Name    string `json:"name"`
+	Value   int64  `json:"value"`
+	Changed bool   `json:"changed"`
 }
 
 // Counter is the answer to a read.
 type Counter struct {
-	Name   string `json:"name"`
-	Value  int64  `json:"value"`
-	Shards []int  `json:"shards,omitempty"`
+	Name      string     `json:"name"`
+	Value     int64      `json:"value"`
+	Shards    []int      `json:"shards,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
 // Consistency selects how a read is served.
@@ -155,24 +178,90 @@ func (c *Client) DecrWithKey(ctx context.Context, name string, delta int64, key 
 }
 
 func (c *Client) write(ctx context.Context, name, op string, delta int64, key string) (Result, error) {
+	if err := checkKey(key); err != nil { // an empty caller-chosen key is a mistake, not "make one"
+		return Result{}, err
+	}
+	return c.add(ctx, name, op, delta, WriteOptions{Key: key})
+}
+
+// Add adds delta (which may be negative) to the counter name with the
+// given options.
+func (c *Client) Add(ctx context.Context, name string, delta int64, opts WriteOptions) (Result, error) {
+	return c.add(ctx, name, "incr", delta, opts)
+}
+
+func (c *Client) add(ctx context.Context, name, op string, delta int64, opts WriteOptions) (Result, error) {
 	var r Result
+	if opts.Key == "" {
+		opts.Key = newKey()
+	}
 	if err := checkName(name); err != nil {
 		return r, err
 	}
-	if err := checkKey(key); err != nil {
+	if err := checkKey(opts.Key); err != nil {
 		return r, err
 	}
 	body := struct {
-		Delta int64 `json:"delta"`
-	}{delta}
+		Delta int64  `json:"delta"`
+		Min   *int64 `json:"min,omitempty"`
+		Max   *int64 `json:"max,omitempty"`
+		TTLms int64  `json:"ttl_ms,omitempty"`
+	}{delta, opts.Min, opts.Max, opts.TTL.Milliseconds()}
 	err := c.do(ctx, call{
 		method: http.MethodPost,
 		path:   "/v1/counters/" + url.PathEscape(name) + "/" + op,
 		body:   body,
-		key:    key,
+		key:    opts.Key,
 		write:  true,
 	}, &r)
 	return r, err
+}
+
+// Like adds actor to the counter's set of actors and counts it once: a
+// repeated like answers Changed=false and counts nothing.
+func (c *Client) Like(ctx context.Context, name, actor string) (ActorResult, error) {
+	return c.actor(ctx, http.MethodPut, name, actor)
+}
+
+// Unlike removes actor and uncounts it, only if it was there.
+func (c *Client) Unlike(ctx context.Context, name, actor string) (ActorResult, error) {
+	return c.actor(ctx, http.MethodDelete, name, actor)
+}
+
+func (c *Client) actor(ctx context.Context, method, name, actor string) (ActorResult, error) {
+	var r ActorResult
+	if err := checkName(name); err != nil {
+		return r, err
+	}
+	if err := checkName(actor); err != nil {
+		return r, err
+	}
+	err := c.do(ctx, call{
+		method: method,
+		path:   "/v1/counters/" + url.PathEscape(name) + "/actors/" + url.PathEscape(actor),
+		key:    newKey(),
+		write:  true,
+	}, &r)
+	return r, err
+}
+
+// IsMember reports whether actor has liked the counter.
+func (c *Client) IsMember(ctx context.Context, name, actor string, cons Consistency) (bool, error) {
+	var r struct {
+		Member bool `json:"member"`
+	}
+	if err := checkName(name); err != nil {
+		return false, err
+	}
+	if err := checkName(actor); err != nil {
+		return false, err
+	}
+	q := url.Values{}
+	if cons != "" {
+		q.Set("consistency", string(cons))
+	}
+	err := c.do(ctx, call{method: http.MethodGet, path: "/v1/counters/" + url.PathEscape(name) + "/actors/" + url.PathEscape(actor), query: q}, &r)
+	return r.Member, err
 }
 
 // Get reads one counter. An empty cons means the server default
@@ -248,7 +337,7 @@ func checkName(name string) error {
 func checkKey(key string) error {
 	ok := len(key) >= 1 && len(key) <= 256
 	for i := 0; ok && i < len(key); i++ {
-		ok = key[i] >= 0x20 && key[i] <= 0x7e
+		ok = key[i] > 0x20 && key[i] <= 0x7e
 	}
 	if !ok {
 		return &APIError{Status: http.StatusBadRequest, Code: "bad_key",

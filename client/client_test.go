@@ -102,7 +102,7 @@ func TestRequestShapes(t *testing.T) {
 	if _, err := c.Decr(ctx, name, 1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.IncrWithKey(ctx, name, 2, "my-key 1"); err != nil {
+	if _, err := c.IncrWithKey(ctx, name, 2, "my-key-1"); err != nil {
 		t.Fatal(err)
 	}
 	got, err := c.Get(ctx, name, Stale)
@@ -120,7 +120,7 @@ func TestRequestShapes(t *testing.T) {
 	want := []seen{
 		{method: "POST", path: "/v1/counters/a%20b%25c%3F/incr", ctype: "application/json", body: `{"delta":5}`},
 		{method: "POST", path: "/v1/counters/a%20b%25c%3F/decr", ctype: "application/json", body: `{"delta":1}`},
-		{method: "POST", path: "/v1/counters/a%20b%25c%3F/incr", ctype: "application/json", body: `{"delta":2}`, key: "my-key 1"},
+		{method: "POST", path: "/v1/counters/a%20b%25c%3F/incr", ctype: "application/json", body: `{"delta":2}`, key: "my-key-1"},
 		{method: "GET", path: "/v1/counters/a%20b%25c%3F", query: "consistency=stale"},
 		{method: "GET", path: "/v1/counters/a%20b%25c%3F"},
 		{method: "GET", path: "/v1/counters", query: "consistency=linearizable&name=z&name=a%26b"},
