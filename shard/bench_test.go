@@ -2,6 +2,7 @@ package shard
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 
 	"tally/fsm"
@@ -10,7 +11,8 @@ import (
 // BenchmarkProposeParallel measures group-committed single-op proposals on
 // a single-replica in-memory shard.
 func BenchmarkProposeParallel(b *testing.B) {
-	g := startGroup(b, 1, nil)
+	// Discard raft's logs: they would interleave with the benchmark lines.
+	g := startGroup(b, 1, func(_ int, c *Config) { c.Logger = slog.New(slog.DiscardHandler) })
 	s := g.nodes[0].sh
 	mark := g.batchMark()
 	b.ReportAllocs()

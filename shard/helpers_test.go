@@ -43,20 +43,6 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// pollUntil polls cond until it holds (true) or the deadline passes (false).
-func pollUntil(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		<-tick.C
-	}
-	return true
-}
-
 func add(name string, delta int64) fsm.Op {
 	return fsm.Op{Kind: fsm.OpAdd, Name: name, Delta: delta}
 }
