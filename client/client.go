@@ -190,6 +190,11 @@ func (c *Client) Add(ctx context.Context, name string, delta int64, opts WriteOp
 	return c.add(ctx, name, "incr", delta, opts)
 }
 
+// Sub subtracts delta from the counter name with the given options.
+func (c *Client) Sub(ctx context.Context, name string, delta int64, opts WriteOptions) (Result, error) {
+	return c.add(ctx, name, "decr", delta, opts)
+}
+
 func (c *Client) add(ctx context.Context, name, op string, delta int64, opts WriteOptions) (Result, error) {
 	var r Result
 	if opts.Key == "" {

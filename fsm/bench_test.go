@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -50,6 +51,119 @@ func BenchmarkApplyBatch(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batchOps), "ns/op-in-batch")
 		})
 	}
+}
+
+// BenchmarkApplyBatchActors: entries of 64 likes over 1024 counters by
+// 8-byte actor ids, every one a change: the pool of entries is liked on
+// even passes and unliked on odd ones, so sets grow to 256 actors and
+// shrink back to nothing (dropping the set and the counter).
+func BenchmarkApplyBatchActors(b *testing.B) {
+	const pool = 4096
+	var passes [2][]Entry
+	for p, kind := range []OpKind{OpActorAdd, OpActorRemove} {
+		passes[p] = make([]Entry, pool)
+		for i := range pool {
+			ops := make([]Op, batchOps)
+			for j := range ops {
+				n := i*batchOps + j
+				ops[j] = Op{Kind: kind, Name: fmt.Sprintf("post-%04d/likes", n%1024), Actor: fmt.Sprintf("%08x", n)}
+			}
+			passes[p][i] = Entry{Ops: ops}
+		}
+	}
+	m := New(Config{DedupTTL: time.Second})
+	dst := make([]Result, 0, batchOps)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		e := &passes[(i/pool)%2][i%pool]
+		e.Time = int64(i) * int64(time.Millisecond)
+		dst = m.ApplyTo(dst[:0], e)
+		if !dst[0].Changed {
+			b.Fatal("op changed nothing")
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batchOps), "ns/op-in-batch")
+}
+
+// BenchmarkApplyBatchRateLimit: entries of 64 fixed-window limiter ops
+// (max 100 per 1000 ms) over 1024 counters, 1 ms apart: every counter's
+// window expires and is reclaimed about once a second.
+func BenchmarkApplyBatchRateLimit(b *testing.B) {
+	entries := make([]Entry, 1024)
+	for i := range entries {
+		ops := make([]Op, batchOps)
+		for j := range ops {
+			n := i*batchOps + j
+			ops[j] = Op{Kind: OpAdd, Name: fmt.Sprintf("rate/10.0.%d.%d", n%1024/256, n%256), Delta: 1, HasMax: true, Max: 100, TTL: 1000}
+		}
+		entries[i] = Entry{Ops: ops}
+	}
+	m := New(Config{DedupTTL: time.Second})
+	dst := make([]Result, 0, batchOps)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		e := &entries[i%len(entries)]
+		e.Time = int64(i) * int64(time.Millisecond)
+		dst = m.ApplyTo(dst[:0], e)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batchOps), "ns/op-in-batch")
+}
+
+// actorBytes measures the heap a Machine holds per actor after n likes of
+// one counter by distinct 8-byte actor ids, decoded from entries as a
+// follower gets them: the set's map and the actor strings.
+func actorBytes(tb testing.TB, n int) float64 {
+	m := New(Config{})
+	m.Apply(&Entry{Time: 1, Ops: []Op{like("post", "first")}}) // the counter exists
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	before := ms.HeapAlloc
+	const perEntry = 1000
+	var buf []byte
+	ops := make([]Op, 0, perEntry)
+	for i := 0; i < n; i += perEntry {
+		ops = ops[:0]
+		for j := i; j < min(n, i+perEntry); j++ {
+			ops = append(ops, like("post", fmt.Sprintf("%08x", j)))
+		}
+		buf = AppendEntry(buf[:0], &Entry{Time: 2, Ops: ops})
+		e, err := DecodeEntry(buf)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		m.Apply(&e)
+	}
+	ops, buf = nil, nil
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	after := ms.HeapAlloc
+	if v := m.Value("post"); v != int64(n)+1 {
+		tb.Fatalf("Value = %d, want %d", v, n+1)
+	}
+	runtime.KeepAlive(m)
+	return float64(int64(after)-int64(before)) / float64(n)
+}
+
+func TestActorMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocates 200k actors")
+	}
+	per := actorBytes(t, 200_000)
+	t.Logf("%.1f bytes per actor (8-byte ids, 200k actors in one counter)", per)
+	if per > 64 && !raceEnabled {
+		t.Fatalf("%.1f bytes per actor, want <= 64", per)
+	}
+}
+
+func BenchmarkActorMemory(b *testing.B) {
+	var per float64
+	for b.Loop() {
+		per = actorBytes(b, 200_000)
+	}
+	b.ReportMetric(per, "bytes/actor")
 }
 
 func BenchmarkEncodeEntry(b *testing.B) {

@@ -20,30 +20,77 @@ func keyed(name string, delta int64, key string) Op {
 
 func ok(v int64) Result { return Result{Value: v, Code: OK} }
 
+// counterState is one counter in comparable form.
+type counterState struct {
+	Value, Expiry int64
+	Actors        []string // sorted; nil if none
+}
+
 // state is a Machine's logical state in comparable form: what must be equal
-// between replicas. Ring layout and sequence numbers are internal and left out.
+// between replicas. Ring layout, sequence numbers, the shape of the expiry
+// heap and copy-on-write generations are internal and left out.
 type state struct {
-	Counters map[string]int64
+	Counters map[string]counterState
 	Dedup    []dedupRec // oldest first
 	LastTime int64
 }
 
+// values returns the counters' values.
+func (s state) values() map[string]int64 {
+	v := make(map[string]int64, len(s.Counters))
+	for name, c := range s.Counters {
+		v[name] = c.Value
+	}
+	return v
+}
+
+// stateOf returns m's state, panicking if m breaks an internal invariant.
 func stateOf(m *Machine) state {
-	s := state{Counters: maps.Clone(m.counters), LastTime: m.lastTime}
+	s := state{Counters: make(map[string]counterState, len(m.counters)), LastTime: m.lastTime}
 	for seq := m.head; seq != m.tail; seq++ {
 		r := *m.rec(seq)
 		if got, ok := m.keys[r.key]; !ok || got != seq {
 			panic(fmt.Sprintf("keys[%q] = %d, %v; want %d", r.key, got, ok, seq))
+		}
+		if r.ext != nil && *r.ext == (recExt{}) {
+			panic(fmt.Sprintf("record %q has an empty ext", r.key))
 		}
 		s.Dedup = append(s.Dedup, r)
 	}
 	if len(m.keys) != len(s.Dedup) {
 		panic(fmt.Sprintf("%d keys for %d dedup records", len(m.keys), len(s.Dedup)))
 	}
-	for name, v := range m.counters {
-		if v == 0 {
-			panic(fmt.Sprintf("counter %q held at zero", name))
+	// The heap is a heap, and each counter with an expiry has its item.
+	items := map[expiry]bool{}
+	for i := range m.expiries {
+		if p := (i - 1) / 2; i > 0 && m.expiries[i].less(&m.expiries[p]) {
+			panic(fmt.Sprintf("expiry heap out of order at %d", i))
 		}
+		items[m.expiries[i]] = true
+	}
+	for name, c := range m.counters {
+		if !c.held() {
+			panic(fmt.Sprintf("counter %q held with nothing in it", name))
+		}
+		if c.expiry != 0 && !items[expiry{at: c.expiry, name: name}] {
+			panic(fmt.Sprintf("counter %q expiring at %d has no heap item", name, c.expiry))
+		}
+		if c.expiry < 0 || (c.expiry != 0 && c.expiry <= m.lastTime && c.expiry != math.MaxInt64) {
+			panic(fmt.Sprintf("counter %q expired at %d, LastTime %d, still held", name, c.expiry, m.lastTime))
+		}
+		cs := counterState{Value: c.value, Expiry: c.expiry}
+		if c.actors != nil {
+			if c.actors.len() == 0 || (c.actors.short != nil && len(c.actors.short) == 0) || (c.actors.long != nil && len(c.actors.long) == 0) {
+				panic(fmt.Sprintf("counter %q has an empty actor set", name))
+			}
+			for a := range c.actors.long {
+				if len(a) <= maxShortActor {
+					panic(fmt.Sprintf("counter %q holds short actor %q as a string", name, a))
+				}
+			}
+			cs.Actors = c.actors.sorted()
+		}
+		s.Counters[name] = cs
 	}
 	return s
 }
@@ -104,8 +151,8 @@ func TestApply(t *testing.T) {
 			steps: []step{
 				{1, []Op{add("a", max-1)}, []Result{ok(max - 1)}},
 				{2, []Op{add("a", 2), add("b", 1), add("a", 1)},
-					[]Result{{max - 1, ErrOverflow}, ok(1), ok(max)}},
-				{3, []Op{add("a", 1)}, []Result{{max, ErrOverflow}}},
+					[]Result{{Value: max - 1, Code: ErrOverflow}, ok(1), ok(max)}},
+				{3, []Op{add("a", 1)}, []Result{{Value: max, Code: ErrOverflow}}},
 			},
 			want: map[string]int64{"a": max, "b": 1},
 		},
@@ -114,15 +161,15 @@ func TestApply(t *testing.T) {
 			steps: []step{
 				{1, []Op{add("a", -1)}, []Result{ok(-1)}},
 				{2, []Op{add("a", min), add("b", 1), add("a", min+1)},
-					[]Result{{-1, ErrOverflow}, ok(1), ok(min)}},
-				{3, []Op{add("a", -1)}, []Result{{min, ErrOverflow}}},
+					[]Result{{Value: -1, Code: ErrOverflow}, ok(1), ok(min)}},
+				{3, []Op{add("a", -1)}, []Result{{Value: min, Code: ErrOverflow}}},
 			},
 			want: map[string]int64{"a": min, "b": 1},
 		},
 		{
 			name: "overflow on unknown counter cannot happen, on max can",
 			steps: []step{
-				{1, []Op{add("a", max), add("a", max)}, []Result{ok(max), {max, ErrOverflow}}},
+				{1, []Op{add("a", max), add("a", max)}, []Result{ok(max), {Value: max, Code: ErrOverflow}}},
 			},
 			want: map[string]int64{"a": max},
 		},
@@ -159,7 +206,7 @@ func TestApply(t *testing.T) {
 			steps: []step{
 				{1, []Op{keyed("a", 5, "k")}, []Result{ok(5)}},
 				{2, []Op{add("a", 1), keyed("a", 6, "k"), keyed("a", -5, "k")},
-					[]Result{ok(6), {6, ErrKeyReused}, {6, ErrKeyReused}}},
+					[]Result{ok(6), {Value: 6, Code: ErrKeyReused}, {Value: 6, Code: ErrKeyReused}}},
 				// The original op still dedups: a reuse is not remembered.
 				{3, []Op{keyed("a", 5, "k")}, []Result{ok(5)}},
 			},
@@ -172,7 +219,7 @@ func TestApply(t *testing.T) {
 				{1, []Op{keyed("a", 5, "k"), add("b", 2)}, []Result{ok(5), ok(2)}},
 				// Value is the current value of the op's own counter, b.
 				{2, []Op{keyed("b", 5, "k"), keyed("c", 5, "k")},
-					[]Result{{2, ErrKeyReused}, {0, ErrKeyReused}}},
+					[]Result{{Value: 2, Code: ErrKeyReused}, {Value: 0, Code: ErrKeyReused}}},
 			},
 			want: map[string]int64{"a": 5, "b": 2},
 			keys: 1,
@@ -181,7 +228,7 @@ func TestApply(t *testing.T) {
 			name: "key reused within the same entry",
 			steps: []step{
 				{1, []Op{keyed("a", 5, "k"), keyed("a", 4, "k"), keyed("a", 5, "k")},
-					[]Result{ok(5), {5, ErrKeyReused}, ok(5)}},
+					[]Result{ok(5), {Value: 5, Code: ErrKeyReused}, ok(5)}},
 			},
 			want: map[string]int64{"a": 5},
 			keys: 1,
@@ -190,9 +237,9 @@ func TestApply(t *testing.T) {
 			name: "overflow result is remembered",
 			steps: []step{
 				{1, []Op{add("a", max)}, []Result{ok(max)}},
-				{2, []Op{keyed("a", 1, "k"), add("a", -10)}, []Result{{max, ErrOverflow}, ok(max - 10)}},
+				{2, []Op{keyed("a", 1, "k"), add("a", -10)}, []Result{{Value: max, Code: ErrOverflow}, ok(max - 10)}},
 				// The add would fit now, but the retry gets the first answer.
-				{3, []Op{keyed("a", 1, "k")}, []Result{{max, ErrOverflow}}},
+				{3, []Op{keyed("a", 1, "k")}, []Result{{Value: max, Code: ErrOverflow}}},
 			},
 			want: map[string]int64{"a": max - 10},
 			keys: 1,
@@ -293,7 +340,7 @@ func TestApply(t *testing.T) {
 					{Kind: OpAdd, Name: strings.Repeat("b", MaxNameLen+1), Delta: 1},
 					{Kind: OpAdd, Name: "a", Delta: 1, Key: strings.Repeat("k", MaxKeyLen+1)},
 					keyed("a", 1, "k1"),
-				}, []Result{{1, ErrInvalidOp}, {1, ErrInvalidOp}, {0, ErrInvalidOp}, {0, ErrInvalidOp}, {1, ErrInvalidOp}, ok(2)}},
+				}, []Result{{Value: 1, Code: ErrInvalidOp}, {Value: 1, Code: ErrInvalidOp}, {Value: 0, Code: ErrInvalidOp}, {Value: 0, Code: ErrInvalidOp}, {Value: 1, Code: ErrInvalidOp}, ok(2)}},
 			},
 			want: map[string]int64{"a": 2},
 			keys: 1,
@@ -309,8 +356,8 @@ func TestApply(t *testing.T) {
 				}
 			}
 			st := stateOf(m)
-			if !maps.Equal(st.Counters, tt.want) {
-				t.Errorf("counters = %v, want %v", st.Counters, tt.want)
+			if !maps.Equal(st.values(), tt.want) {
+				t.Errorf("counters = %v, want %v", st.values(), tt.want)
 			}
 			for name, v := range tt.want {
 				if got := m.Value(name); got != v {
@@ -420,7 +467,7 @@ func TestApplyToAppendsAndDoesNotAllocate(t *testing.T) {
 
 func TestCodeString(t *testing.T) {
 	for c, want := range map[Code]string{
-		OK: "ok", ErrOverflow: "overflow", ErrKeyReused: "key_reused", ErrInvalidOp: "invalid_op", 200: "Code(200)",
+		OK: "ok", ErrOverflow: "overflow", ErrKeyReused: "key_reused", ErrInvalidOp: "invalid_op", ErrOutOfBounds: "out_of_bounds", 200: "Code(200)",
 	} {
 		if got := c.String(); got != want {
 			t.Errorf("Code(%d).String() = %q, want %q", uint8(c), got, want)
@@ -432,7 +479,7 @@ func TestStateOfChecksInvariants(t *testing.T) {
 	// stateOf must notice a zero counter; otherwise the tests relying on it
 	// for the "zero is deleted" invariant would pass vacuously.
 	m := New(Config{})
-	m.counters["z"] = 0
+	m.counters["z"] = counter{}
 	defer func() {
 		if recover() == nil {
 			t.Fatal("stateOf accepted a zero counter")

@@ -11,7 +11,7 @@ import (
 	"slices"
 )
 
-// Snapshot stream, version 1:
+// Snapshot stream, version 1 (no actors, expiries or new op fields):
 //
 //	magic     8 bytes "TALLYFSM"
 //	version   byte = 1
@@ -20,20 +20,59 @@ import (
 //	            name uvarint length + bytes, value varint (never 0)
 //	dedup     uvarint count, then per record (oldest first: the FIFO order
 //	          that drives expiry):
-//	            key uvarint length + bytes, kind byte,
+//	            key uvarint length + bytes, kind byte (OpAdd),
 //	            name uvarint length + bytes, delta varint,
 //	            time varint (entry Time when the key was first seen),
 //	            value varint, code byte (the first Result)
 //	crc       4 bytes little-endian: CRC-32C of everything above
 //
-// Varints are zigzag for signed values, as in encoding/binary. The stream
-// must end right after the checksum.
+// Version 2:
 //
-// Counters are sorted so that replicas with equal state write identical
-// bytes, which makes comparing replicas (and testing) a byte comparison.
+//	magic     8 bytes "TALLYFSM"
+//	version   byte = 2
+//	lastTime  varint
+//	counters  uvarint count, then per counter (sorted by name):
+//	            name   uvarint length + bytes
+//	            flags  byte, non-zero: which of these follow, in order:
+//	              0x01 value   varint, non-zero
+//	              0x02 expiry  varint, > 0 (Unix nanoseconds)
+//	              0x04 actors  uvarint count (>= 1), then each actor as
+//	                           uvarint length + bytes, in strictly
+//	                           increasing byte order
+//	dedup     uvarint count, then per record (oldest first):
+//	            op        uvarint length + the op's entry version 2
+//	                      encoding (kind, name, flags, fields; the key is
+//	                      one of them and is never empty)
+//	            time      varint (entry Time when the key was first seen)
+//	            value     varint  \
+//	            expiresAt varint   | the first Result
+//	            code      byte     |
+//	            changed   byte    /  (0 or 1)
+//	crc       4 bytes little-endian: CRC-32C of everything above
+//
+// Varints are zigzag for signed values, as in encoding/binary. The stream
+// must end right after the checksum. The expiry heap is not written: Restore
+// rebuilds it from the counters' expiries.
+//
+// WriteTo writes version 1 when the state fits in it (no counter has actors
+// or an expiry, no dedup record has an actor op, bounds, TTL, expiry or
+// Changed), so that nodes that only know version 1 can still install
+// snapshots of a cluster not using the new features; otherwise version 2.
+//
+// Counters (and actors) are sorted so that replicas with equal state write
+// identical bytes, which makes comparing replicas (and testing) a byte
+// comparison.
 const (
-	snapMagic   = "TALLYFSM"
-	snapVersion = 1
+	snapMagic = "TALLYFSM"
+	snapV1    = 1
+	snapV2    = 2
+)
+
+// Version 2 counter flags.
+const (
+	ctrValue  = 0x01
+	ctrExpiry = 0x02
+	ctrActors = 0x04
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -52,19 +91,22 @@ var (
 // while Apply goes on (and several WriteTo calls may run at once).
 type Snapshot struct {
 	lastTime int64
-	counters map[string]int64
+	counters map[string]counter
 	dedup    []dedupRec // oldest first
 }
 
 // Snapshot copies the state. It runs on the apply goroutine, so it only
 // copies (a map clone and one or two slice copies; strings are immutable and
-// shared); the sorting and encoding are left to WriteTo.
+// shared); the sorting and encoding are left to WriteTo. Actor sets are
+// shared, not copied: Apply copies a set the first time it changes it after
+// a Snapshot (copy on write), so the cost is paid only for sets that change.
 func (m *Machine) Snapshot() *Snapshot {
 	s := &Snapshot{
 		lastTime: m.lastTime,
 		counters: maps.Clone(m.counters),
 		dedup:    make([]dedupRec, 0, m.tail-m.head),
 	}
+	m.gen.Add(1) // every existing actor set is now shared
 	if m.head != m.tail {
 		// The live records are one run of the ring, or two when they wrap.
 		mask := uint64(len(m.ring) - 1)
@@ -79,32 +121,96 @@ func (m *Machine) Snapshot() *Snapshot {
 	return s
 }
 
+// fitsV1 reports whether version 1 can carry the snapshot: what it leaves
+// out is all zero, and so what restoring it yields is the same state.
+func (s *Snapshot) fitsV1() bool {
+	for _, c := range s.counters {
+		if c.expiry != 0 || c.actors != nil {
+			return false
+		}
+	}
+	for i := range s.dedup {
+		r := &s.dedup[i]
+		if r.ext != nil || r.kind != OpAdd || r.changed || (r.code != OK && r.code != ErrOverflow) {
+			return false
+		}
+	}
+	return true
+}
+
 // WriteTo writes the snapshot stream to w and returns the bytes written.
 func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	cw := &countingWriter{w: w}
 	sw := snapWriter{bw: bufio.NewWriterSize(cw, 64<<10)}
+	version := byte(snapV2)
+	if s.fitsV1() {
+		version = snapV1
+	}
 
 	b := sw.buf()
 	b = append(b, snapMagic...)
-	b = append(b, snapVersion)
+	b = append(b, version)
 	b = binary.AppendVarint(b, s.lastTime)
 	b = binary.AppendUvarint(b, uint64(len(s.counters)))
 	sw.write(b)
 	for _, name := range slices.Sorted(maps.Keys(s.counters)) {
+		c := s.counters[name]
 		b := appendString(sw.buf(), name)
-		b = binary.AppendVarint(b, s.counters[name])
+		if version == snapV1 {
+			sw.write(binary.AppendVarint(b, c.value))
+			continue
+		}
+		var flags byte
+		if c.value != 0 {
+			flags |= ctrValue
+		}
+		if c.expiry != 0 {
+			flags |= ctrExpiry
+		}
+		if c.actors != nil {
+			flags |= ctrActors
+		}
+		b = append(b, flags)
+		if c.value != 0 {
+			b = binary.AppendVarint(b, c.value)
+		}
+		if c.expiry != 0 {
+			b = binary.AppendVarint(b, c.expiry)
+		}
+		if c.actors == nil {
+			sw.write(b)
+			continue
+		}
+		b = binary.AppendUvarint(b, uint64(c.actors.len()))
 		sw.write(b)
+		for _, a := range c.actors.sorted() {
+			sw.write(appendString(sw.buf(), a))
+		}
 	}
 	sw.write(binary.AppendUvarint(sw.buf(), uint64(len(s.dedup))))
+	var opBuf []byte
 	for i := range s.dedup {
 		r := &s.dedup[i]
-		b := appendString(sw.buf(), r.key)
-		b = append(b, byte(r.kind))
-		b = appendString(b, r.name)
-		b = binary.AppendVarint(b, r.delta)
+		if version == snapV1 {
+			b := appendString(sw.buf(), r.key)
+			b = append(b, byte(r.kind))
+			b = appendString(b, r.name)
+			b = binary.AppendVarint(b, r.delta)
+			b = binary.AppendVarint(b, r.time)
+			b = binary.AppendVarint(b, r.value)
+			b = append(b, byte(r.code))
+			sw.write(b)
+			continue
+		}
+		op := r.op()
+		opBuf = appendOpV2(opBuf[:0], &op)
+		res := r.result()
+		b := binary.AppendUvarint(sw.buf(), uint64(len(opBuf)))
+		b = append(b, opBuf...)
 		b = binary.AppendVarint(b, r.time)
-		b = binary.AppendVarint(b, r.value)
-		b = append(b, byte(r.code))
+		b = binary.AppendVarint(b, res.Value)
+		b = binary.AppendVarint(b, res.ExpiresAt)
+		b = append(b, byte(res.Code), b2byte(res.Changed))
 		sw.write(b)
 	}
 	// The checksum is written raw, not through sw.write, so it is not
@@ -118,9 +224,11 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	return cw.n, sw.err
 }
 
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
+func b2byte(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // snapWriter checksums what it writes. Records are appended straight into
@@ -153,9 +261,10 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 // Restore replaces the whole state with the snapshot read from r, which must
-// hold exactly one snapshot stream (Restore reads r to its end). It validates
-// everything, including the checksum, before touching the Machine: on error
-// the Machine keeps its old state. The DedupTTL stays the Machine's own.
+// hold exactly one snapshot stream of either version (Restore reads r to its
+// end). It validates everything, including the checksum, before touching
+// the Machine: on error the Machine keeps its old state. The DedupTTL stays
+// the Machine's own.
 func (m *Machine) Restore(r io.Reader) error {
 	s, err := readSnapshot(r)
 	if err != nil {
@@ -168,7 +277,25 @@ func (m *Machine) Restore(r io.Reader) error {
 	for i := range s.dedup {
 		keys[s.dedup[i].key] = uint64(i)
 	}
+	// The heap holds exactly the counters' expiries; sorted, it is a heap.
+	var exps []expiry
+	gen := m.gen.Load()
+	for name, c := range s.counters {
+		if c.expiry != 0 {
+			exps = append(exps, expiry{at: c.expiry, name: name})
+		}
+		if c.actors != nil {
+			c.actors.gen = gen // the sets are new, and ours alone
+		}
+	}
+	slices.SortFunc(exps, func(a, b expiry) int {
+		if a.less(&b) {
+			return -1
+		}
+		return 1 // names are unique, so never equal
+	})
 	m.counters = s.counters
+	m.expiries = exps
 	m.lastTime = s.lastTime
 	m.ring, m.keys = ring, keys
 	m.head, m.tail = 0, uint64(n)
@@ -188,27 +315,33 @@ func readSnapshot(r io.Reader) (*Snapshot, error) {
 	if sr.err == nil && string(magic[:]) != snapMagic {
 		return nil, errSnapMagic
 	}
-	if v := sr.byte(); sr.err == nil && v != snapVersion {
-		return nil, fmt.Errorf("%w %d", errSnapVersion, v)
+	version := sr.byte()
+	if sr.err == nil && version != snapV1 && version != snapV2 {
+		return nil, fmt.Errorf("%w %d", errSnapVersion, version)
 	}
 	s := &Snapshot{lastTime: sr.varint()}
 
 	n := sr.uvarint()
-	s.counters = make(map[string]int64, min(n, maxPrealloc))
+	s.counters = make(map[string]counter, min(n, maxPrealloc))
 	for i := uint64(0); i < n && sr.err == nil; i++ {
 		name := sr.str(MaxNameLen)
-		v := sr.varint()
+		var c counter
+		if version == snapV1 {
+			c.value = sr.varint()
+		} else {
+			sr.counterV2(&c)
+		}
 		switch {
 		case sr.err != nil:
 		case name == "":
 			sr.corrupt("empty counter name")
-		case v == 0:
+		case !c.held():
 			sr.corrupt(fmt.Sprintf("zero counter %q", name))
 		default:
 			if _, dup := s.counters[name]; dup {
 				sr.corrupt(fmt.Sprintf("duplicate counter %q", name))
 			}
-			s.counters[name] = v
+			s.counters[name] = c
 		}
 	}
 
@@ -217,28 +350,16 @@ func readSnapshot(r io.Reader) (*Snapshot, error) {
 	seen := make(map[string]struct{}, min(n, maxPrealloc))
 	for i := uint64(0); i < n && sr.err == nil; i++ {
 		var rec dedupRec
-		rec.key = sr.str(MaxKeyLen)
-		rec.kind = OpKind(sr.byte())
-		rec.name = sr.str(MaxNameLen)
-		rec.delta = sr.varint()
-		rec.time = sr.varint()
-		rec.value = sr.varint()
-		rec.code = Code(sr.byte())
+		if version == snapV1 {
+			rec = sr.recV1()
+		} else {
+			rec = sr.recV2()
+		}
 		if sr.err != nil {
 			break
 		}
-		_, dup := seen[rec.key]
-		invalid := Op{Kind: rec.kind, Name: rec.name, Delta: rec.delta, Key: rec.key}.Validate()
-		switch {
-		case rec.key == "":
-			sr.corrupt("empty idempotency key")
-		case dup:
+		if _, dup := seen[rec.key]; dup {
 			sr.corrupt(fmt.Sprintf("duplicate idempotency key %q", rec.key))
-		case invalid != nil:
-			sr.corrupt(invalid.Error())
-		case rec.code != OK && rec.code != ErrOverflow:
-			// Only results of applied adds are remembered.
-			sr.corrupt(fmt.Sprintf("remembered result code %d", rec.code))
 		}
 		seen[rec.key] = struct{}{}
 		s.dedup = append(s.dedup, rec)
@@ -266,13 +387,119 @@ func readSnapshot(r io.Reader) (*Snapshot, error) {
 	}
 }
 
+// counterV2 reads the rest of a version 2 counter record, after its name.
+func (sr *snapReader) counterV2(c *counter) {
+	flags := sr.byte()
+	if sr.err == nil && flags&^(ctrValue|ctrExpiry|ctrActors) != 0 {
+		sr.corrupt(fmt.Sprintf("counter flags %#x", flags))
+	}
+	if flags&ctrValue != 0 {
+		if c.value = sr.varint(); sr.err == nil && c.value == 0 {
+			sr.corrupt("counter value flagged but zero")
+		}
+	}
+	if flags&ctrExpiry != 0 {
+		if c.expiry = sr.varint(); sr.err == nil && c.expiry <= 0 {
+			sr.corrupt(fmt.Sprintf("counter expiry %d", c.expiry))
+		}
+	}
+	if flags&ctrActors == 0 || sr.err != nil {
+		return
+	}
+	n := sr.uvarint()
+	if sr.err == nil && n == 0 {
+		sr.corrupt("empty actor set")
+		return
+	}
+	set := &actorSet{}
+	prev := ""
+	for i := uint64(0); i < n && sr.err == nil; i++ {
+		a := sr.str(MaxActorLen)
+		switch {
+		case sr.err != nil:
+		case a == "":
+			sr.corrupt("empty actor")
+		case i > 0 && a <= prev:
+			sr.corrupt(fmt.Sprintf("actor %q out of order", a))
+		}
+		set.add(a)
+		prev = a
+	}
+	c.actors = set
+}
+
+// recV1 reads a version 1 dedup record.
+func (sr *snapReader) recV1() dedupRec {
+	var op Op
+	op.Key = sr.str(MaxKeyLen)
+	op.Kind = OpKind(sr.byte())
+	op.Name = sr.str(MaxNameLen)
+	op.Delta = sr.varint()
+	time := sr.varint()
+	res := Result{Value: sr.varint(), Code: Code(sr.byte())}
+	if sr.err != nil {
+		return dedupRec{}
+	}
+	switch err := op.Validate(); {
+	case op.Key == "":
+		sr.corrupt("empty idempotency key")
+	case err != nil:
+		sr.corrupt(err.Error())
+	case op.Kind != OpAdd:
+		sr.corrupt(fmt.Sprintf("op kind %d in a version 1 snapshot", op.Kind))
+	case res.Code != OK && res.Code != ErrOverflow:
+		// Only results of applied adds are remembered.
+		sr.corrupt(fmt.Sprintf("remembered result code %d", res.Code))
+	}
+	return newRec(&op, res, time)
+}
+
+// recV2 reads a version 2 dedup record.
+func (sr *snapReader) recV2() dedupRec {
+	enc := sr.str(maxOpLenV2)
+	time := sr.varint()
+	var res Result
+	res.Value = sr.varint()
+	res.ExpiresAt = sr.varint()
+	res.Code = Code(sr.byte())
+	changed := sr.byte()
+	if sr.err != nil {
+		return dedupRec{}
+	}
+	d := decoder{b: []byte(enc)}
+	var op Op
+	d.opV2(&op)
+	if d.err == nil && len(d.b) != 0 {
+		d.err = errTrailing
+	}
+	res.Changed = changed == 1
+	switch {
+	case d.err != nil:
+		sr.corrupt("remembered op: " + d.err.Error())
+	case op.Key == "":
+		sr.corrupt("empty idempotency key")
+	case res.Code != OK && res.Code != ErrOverflow && res.Code != ErrOutOfBounds:
+		// Only results of applied ops are remembered.
+		sr.corrupt(fmt.Sprintf("remembered result code %d", res.Code))
+	case changed > 1:
+		sr.corrupt(fmt.Sprintf("remembered changed %d", changed))
+	case res.Changed && (op.Kind == OpAdd || res.Code != OK):
+		sr.corrupt("remembered changed on an add or an error")
+	case res.Code == ErrOutOfBounds && !op.HasMin && !op.HasMax:
+		sr.corrupt("remembered out of bounds for an unbounded op")
+	case res.ExpiresAt < 0:
+		sr.corrupt(fmt.Sprintf("remembered expiry %d", res.ExpiresAt))
+	}
+	return newRec(&op, res, time)
+}
+
 // snapReader reads the snapshot fields, checksumming every byte it consumes.
 // Its error is sticky: after the first failure reads return zero values.
 type snapReader struct {
 	br  *bufio.Reader
 	crc uint32
 	err error
-	tmp [max(MaxNameLen, MaxKeyLen)]byte
+	tmp [max(MaxNameLen, MaxKeyLen, MaxActorLen, maxOpLenV2)]byte
 }
 
 func (sr *snapReader) fail(err error) {

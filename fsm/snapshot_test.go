@@ -109,7 +109,7 @@ func TestRestoredMachineBehavesTheSame(t *testing.T) {
 		{Time: 22 * sec, Ops: []Op{keyed("c", 3, "late3")}},
 	}
 	want := [][]Result{
-		{ok(-7), {math.MaxInt64, ErrOverflow}, ok(6), {435, ErrKeyReused}, ok(0), ok(436)},
+		{ok(-7), {Value: math.MaxInt64, Code: ErrOverflow}, ok(6), {Value: 435, Code: ErrKeyReused}, ok(0), ok(436)},
 		{ok(math.MaxInt64 - 1)},
 		{ok(439)},
 	}
@@ -217,7 +217,7 @@ func withCRC(body []byte) []byte {
 
 // header starts a hand-built snapshot body: magic, version, lastTime.
 func header() []byte {
-	return binary.AppendVarint(append([]byte(snapMagic), snapVersion), 7)
+	return binary.AppendVarint(append([]byte(snapMagic), snapV1), 7)
 }
 
 func TestSnapshotLayout(t *testing.T) {
@@ -285,7 +285,8 @@ func TestRestoreRejects(t *testing.T) {
 		{"bad magic", bytes.NewReader(append([]byte("TALLYFSN"), good[8:]...)), errSnapMagic},
 		{"entry, not snapshot", bytes.NewReader(AppendEntry(nil, &Entry{Time: 1})), errSnapTruncated},
 		{"garbage", bytes.NewReader(bytes.Repeat([]byte("garbage!"), 100)), errSnapMagic},
-		{"bad version", bytes.NewReader(append(append([]byte(snapMagic), 2), good[9:]...)), errSnapVersion},
+		{"bad version", bytes.NewReader(append(append([]byte(snapMagic), 3), good[9:]...)), errSnapVersion},
+		{"version zero", bytes.NewReader(append(append([]byte(snapMagic), 0), good[9:]...)), errSnapVersion},
 		{"trailing byte", bytes.NewReader(append(bytes.Clone(good), 0)), errSnapTrailing},
 		{"flipped checksum", bytes.NewReader(flip(len(good) - 1)), errSnapChecksum},
 		{"flipped last time", bytes.NewReader(flip(9)), errSnapChecksum},

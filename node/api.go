@@ -11,7 +11,9 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -42,6 +44,9 @@ func (n *Node) router() http.Handler {
 	r.Post("/v1/counters/{name}/incr", n.handleAdd(1))
 	r.Post("/v1/counters/{name}/decr", n.handleAdd(-1))
 	r.Get("/v1/counters/{name}", n.handleGet)
+	r.Put("/v1/counters/{name}/actors/{actor}", n.handleActor(fsm.OpActorAdd))
+	r.Delete("/v1/counters/{name}/actors/{actor}", n.handleActor(fsm.OpActorRemove))
+	r.Get("/v1/counters/{name}/actors/{actor}", n.handleMember)
 	r.Get("/v1/counters", n.handleMultiGet)
 	r.Get("/v1/cluster", n.handleCluster)
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -147,43 +152,124 @@ func validKey(k string) bool {
 	return true
 }
 
-// parseDelta reads the optional {"delta": n} body. An absent body or
-// delta means 1.
-func parseDelta(r *http.Request) (int64, string, string) {
+// addBody is an incr/decr request, parsed and checked.
+type addBody struct {
+	delta          int64
+	min, max       int64
+	hasMin, hasMax bool
+	ttlMs          int64
+	code, msg      string // the 400 to answer, if code != ""
+}
+
+const maxTTLms = 10 * 365 * 24 * 3600 * 1000 // ten years
+
+// parseAdd reads the optional {"delta", "min", "max", "ttl_ms"} body. An
+// absent body or delta means 1.
+func parseAdd(r *http.Request) addBody {
+	b := addBody{delta: 1}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
 	if err != nil {
-		return 0, "bad_body", "request body too large or unreadable"
+		return addBody{code: "bad_body", msg: "request body too large or unreadable"}
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
-		return 1, "", ""
+		return b
 	}
 	var req struct {
 		Delta json.RawMessage `json:"delta"`
+		Min   json.RawMessage `json:"min"`
+		Max   json.RawMessage `json:"max"`
+		TTLms json.RawMessage `json:"ttl_ms"`
 	}
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&req); err != nil {
-		return 0, "bad_body", "body must be a JSON object like {\"delta\": 5}: " + err.Error()
+		return addBody{code: "bad_body", msg: `body must be a JSON object like {"delta": 5, "min": 0, "max": 100, "ttl_ms": 60000}: ` + err.Error()}
 	}
 	if _, err := d.Token(); err != io.EOF {
-		return 0, "bad_body", "unexpected data after the JSON object"
+		return addBody{code: "bad_body", msg: "unexpected data after the JSON object"}
 	}
-	if len(req.Delta) == 0 {
-		return 1, "", ""
+	ints := []struct {
+		raw  json.RawMessage
+		dst  *int64
+		has  *bool
+		code string
+		what string
+	}{
+		{req.Delta, &b.delta, nil, "bad_delta", "delta"},
+		{req.Min, &b.min, &b.hasMin, "bad_bounds", "min"},
+		{req.Max, &b.max, &b.hasMax, "bad_bounds", "max"},
+		{req.TTLms, &b.ttlMs, nil, "bad_ttl", "ttl_ms"},
 	}
-	delta, err := strconv.ParseInt(string(req.Delta), 10, 64)
-	if err != nil {
-		return 0, "bad_delta", "delta must be an integer between -9223372036854775808 and 9223372036854775807"
+	for _, f := range ints {
+		if len(f.raw) == 0 {
+			continue
+		}
+		v, err := strconv.ParseInt(string(f.raw), 10, 64)
+		if err != nil {
+			return addBody{code: f.code, msg: f.what + " must be an integer between -9223372036854775808 and 9223372036854775807"}
+		}
+		*f.dst = v
+		if f.has != nil {
+			*f.has = true
+		}
 	}
-	return delta, "", ""
+	switch {
+	case b.hasMin && b.hasMax && b.min > b.max:
+		return addBody{code: "bad_bounds", msg: "min must not be greater than max"}
+	case len(req.TTLms) > 0 && (b.ttlMs <= 0 || b.ttlMs > maxTTLms):
+		return addBody{code: "bad_ttl", msg: "ttl_ms must be between 1 and 315360000000 (ten years)"}
+	}
+	return b
+}
+
+// actorParam returns the {actor} path segment, unescaped and checked like
+// a counter name but at most 128 bytes.
+func actorParam(r *http.Request) (string, string) {
+	raw := chi.URLParam(r, "actor")
+	if r.URL.RawPath != "" {
+		s, err := url.PathUnescape(raw)
+		if err != nil {
+			return "", "actor id is not a valid escaped path segment"
+		}
+		raw = s
+	}
+	if len(raw) > fsm.MaxActorLen {
+		return "", "actor id is longer than 128 bytes"
+	}
+	if bad := validName(raw); bad != "" {
+		return "", strings.Replace(bad, "counter name", "actor id", 1)
+	}
+	return raw, ""
+}
+
+// idempotencyKey returns the request's key ("" if none) or a 400 message.
+func idempotencyKey(r *http.Request) (string, string) {
+	keys := r.Header.Values(headerIdemKey)
+	if len(keys) == 0 {
+		return "", ""
+	}
+	if len(keys) > 1 || !validKey(keys[0]) {
+		return "", "Idempotency-Key must be one header of 1–256 printable ASCII characters"
+	}
+	return keys[0], ""
 }
 
 // --- handlers ---
 
 type addAnswer struct {
-	Name  string `json:"name"`
-	Value int64  `json:"value"`
-	Exact bool   `json:"exact"`
+	Name      string  `json:"name"`
+	Value     int64   `json:"value"`
+	Exact     bool    `json:"exact"`
+	ExpiresAt *string `json:"expires_at,omitempty"`
+}
+
+// expiresAt renders an expiry (Unix nanoseconds, 0 = none) for answers.
+func expiresAt(ns int64) *string {
+	if ns == 0 {
+		return nil
+	}
+	s := time.Unix(0, ns).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	return &s
 }
 
 func (n *Node) handleAdd(sign int64) http.HandlerFunc {
@@ -193,49 +279,116 @@ func (n *Node) handleAdd(sign int64) http.HandlerFunc {
 			writeError(w, http.StatusBadRequest, "bad_name", bad, nil)
 			return
 		}
-		var key string
-		if keys := r.Header.Values(headerIdemKey); len(keys) > 0 {
-			key = keys[0]
-			if len(keys) > 1 || !validKey(key) {
-				writeError(w, http.StatusBadRequest, "bad_key", "Idempotency-Key must be one header of 1–256 printable ASCII characters", nil)
-				return
-			}
+		key, bad := idempotencyKey(r)
+		if bad != "" {
+			writeError(w, http.StatusBadRequest, "bad_key", bad, nil)
+			return
 		}
-		delta, code, msg := parseDelta(r)
-		if code != "" {
-			writeError(w, http.StatusBadRequest, code, msg, nil)
+		b := parseAdd(r)
+		if b.code != "" {
+			writeError(w, http.StatusBadRequest, b.code, b.msg, nil)
 			return
 		}
 		if sign < 0 {
-			if delta == math.MinInt64 {
+			if b.delta == math.MinInt64 {
 				writeError(w, http.StatusBadRequest, "bad_delta", "decr delta cannot be -9223372036854775808", nil)
 				return
 			}
-			delta = -delta
+			b.delta = -b.delta
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RequestTimeout)
-		defer cancel()
-		res, err := n.write(ctx, shard.Home(name, n.shardCount()), []fsm.Op{{Kind: fsm.OpAdd, Name: name, Delta: delta, Key: key}})
-		if err != nil {
-			writeClusterError(w, err)
+		op := fsm.Op{Kind: fsm.OpAdd, Name: name, Delta: b.delta, Key: key,
+			Min: b.min, Max: b.max, HasMin: b.hasMin, HasMax: b.hasMax, TTL: b.ttlMs}
+		res, ok := n.apply(w, r, name, op)
+		if !ok {
 			return
 		}
-		writeResult(w, name, res[0])
+		writeJSON(w, http.StatusOK, addAnswer{Name: name, Value: res.Value, Exact: true, ExpiresAt: expiresAt(res.ExpiresAt)})
 	}
 }
 
-func writeResult(w http.ResponseWriter, name string, res fsm.Result) {
+// apply runs one op on its counter's shard and answers every failure; ok
+// says the op applied and the caller should answer res.
+func (n *Node) apply(w http.ResponseWriter, r *http.Request, name string, op fsm.Op) (res fsm.Result, ok bool) {
+	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RequestTimeout)
+	defer cancel()
+	results, err := n.write(ctx, shard.Home(name, n.shardCount()), []fsm.Op{op})
+	if err != nil {
+		writeClusterError(w, err)
+		return res, false
+	}
+	res = results[0]
 	switch res.Code {
 	case fsm.OK:
-		writeJSON(w, http.StatusOK, addAnswer{Name: name, Value: res.Value, Exact: true})
+		return res, true
 	case fsm.ErrOverflow:
 		v := res.Value
 		writeError(w, http.StatusConflict, "overflow", "the result would overflow int64; nothing changed", &v)
+	case fsm.ErrOutOfBounds:
+		v := res.Value
+		writeError(w, http.StatusConflict, "out_of_bounds", "the result would leave the counter outside its min/max; nothing changed", &v)
 	case fsm.ErrKeyReused:
 		writeError(w, http.StatusUnprocessableEntity, "key_reused", "this Idempotency-Key was already used for a different operation", nil)
 	default:
 		writeError(w, http.StatusInternalServerError, "internal", "unexpected result code "+res.Code.String(), nil)
 	}
+	return res, false
+}
+
+// handleActor likes (PUT) or unlikes (DELETE): the counter changes only
+// if the actor's membership does.
+func (n *Node) handleActor(kind fsm.OpKind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name, bad := nameParam(r)
+		if bad != "" {
+			writeError(w, http.StatusBadRequest, "bad_name", bad, nil)
+			return
+		}
+		actor, bad := actorParam(r)
+		if bad != "" {
+			writeError(w, http.StatusBadRequest, "bad_actor", bad, nil)
+			return
+		}
+		key, bad := idempotencyKey(r)
+		if bad != "" {
+			writeError(w, http.StatusBadRequest, "bad_key", bad, nil)
+			return
+		}
+		res, ok := n.apply(w, r, name, fsm.Op{Kind: kind, Name: name, Actor: actor, Key: key})
+		if !ok {
+			return
+		}
+		writeJSON(w, http.StatusOK, struct {
+			Name    string `json:"name"`
+			Value   int64  `json:"value"`
+			Changed bool   `json:"changed"`
+		}{name, res.Value, res.Changed})
+	}
+}
+
+func (n *Node) handleMember(w http.ResponseWriter, r *http.Request) {
+	name, bad := nameParam(r)
+	if bad != "" {
+		writeError(w, http.StatusBadRequest, "bad_name", bad, nil)
+		return
+	}
+	actor, bad := actorParam(r)
+	if bad != "" {
+		writeError(w, http.StatusBadRequest, "bad_actor", bad, nil)
+		return
+	}
+	linear, ok := consistency(r)
+	if !ok {
+		writeError(w, http.StatusBadRequest, "bad_consistency", "consistency must be linearizable or stale", nil)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RequestTimeout)
+	defer cancel()
+	member, err := n.member(ctx, shard.Home(name, n.shardCount()), name, actor, linear)
+	if err != nil {
+		writeClusterError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"member": member})
 }
 
 func consistency(r *http.Request) (linear bool, ok bool) {
@@ -268,10 +421,11 @@ func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {
-		Name   string   `json:"name"`
-		Value  int64    `json:"value"`
-		Shards []uint32 `json:"shards"`
-	}{name, vals[0], []uint32{home}})
+		Name      string   `json:"name"`
+		Value     int64    `json:"value"`
+		Shards    []uint32 `json:"shards"`
+		ExpiresAt *string  `json:"expires_at,omitempty"`
+	}{name, vals[0].Value, []uint32{home}, expiresAt(vals[0].ExpiresAt)})
 }
 
 type counterValue struct {
@@ -332,7 +486,7 @@ func (n *Node) handleMultiGet(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			for j, i := range idx {
-				out[i] = counterValue{Name: names[i], Value: vals[j]}
+				out[i] = counterValue{Name: names[i], Value: vals[j].Value}
 			}
 		}()
 	}

@@ -22,7 +22,8 @@ var errNotSent = errors.New("forward: request not sent")
 // with its hint, and the sender retries.
 type localHandler interface {
 	localWrite(ctx context.Context, shard uint32, ops []fsm.Op) ([]fsm.Result, error)
-	localRead(ctx context.Context, shard uint32, names []string, linearizable bool) ([]int64, error)
+	localRead(ctx context.Context, shard uint32, names []string, linearizable bool) ([]shard.Lookup, error)
+	localMember(ctx context.Context, shard uint32, name, actor string, linearizable bool) (bool, error)
 }
 
 type dialFunc func(addr string, timeout time.Duration) (net.Conn, error)
@@ -45,14 +46,15 @@ type call struct {
 	kind   uint8
 	shard  uint32
 	ops    []fsm.Op
-	names  []string
+	names  []string // reqRead; reqMember: [name, actor]
 	linear bool
 	done   chan callResult
 }
 
 type callResult struct {
 	results []fsm.Result
-	values  []int64
+	values  []shard.Lookup
+	member  bool
 	err     error
 }
 
@@ -76,12 +78,20 @@ func (f *forwarder) write(ctx context.Context, addr string, sh uint32, ops []fsm
 	return res.results, err
 }
 
-func (f *forwarder) read(ctx context.Context, addr string, sh uint32, names []string, linear bool) ([]int64, error) {
+func (f *forwarder) read(ctx context.Context, addr string, sh uint32, names []string, linear bool) ([]shard.Lookup, error) {
 	res, err := f.do(ctx, addr, &call{kind: reqRead, shard: sh, names: names, linear: linear})
 	if errors.Is(err, shard.ErrOutcomeUnknown) {
 		err = shard.ErrUnavailable // a read changes nothing
 	}
 	return res.values, err
+}
+
+func (f *forwarder) member(ctx context.Context, addr string, sh uint32, name, actor string, linear bool) (bool, error) {
+	res, err := f.do(ctx, addr, &call{kind: reqMember, shard: sh, names: []string{name, actor}, linear: linear})
+	if errors.Is(err, shard.ErrOutcomeUnknown) {
+		err = shard.ErrUnavailable
+	}
+	return res.member, err
 }
 
 func (f *forwarder) do(ctx context.Context, addr string, c *call) (callResult, error) {
@@ -281,12 +291,8 @@ func encodeRequest(e *enc, id uint64, c *call) {
 		// The ops travel in the fsm's own entry encoding (time unset: the
 		// leader stamps its own when it proposes).
 		e.bytes(fsm.AppendEntry(nil, &fsm.Entry{Ops: c.ops}))
-	case reqRead:
-		if c.linear {
-			e.u8(1)
-		} else {
-			e.u8(0)
-		}
+	case reqRead, reqMember:
+		e.u8(b2u(c.linear))
 		e.uv(uint64(len(c.names)))
 		for _, n := range c.names {
 			e.str(n)
@@ -297,18 +303,25 @@ func encodeRequest(e *enc, id uint64, c *call) {
 func decodeResponse(d *dec, kind uint8) callResult {
 	switch d.u8() {
 	case statusOK:
-		n := d.count()
-		if kind == reqWrite {
+		switch kind {
+		case reqWrite:
+			n := d.count()
 			res := make([]fsm.Result, n)
 			for i := range res {
 				res[i].Value = d.v()
 				res[i].Code = fsm.Code(d.u8())
+				res[i].Changed = d.u8() == 1
+				res[i].ExpiresAt = d.v()
 			}
 			return callResult{results: res}
+		case reqMember:
+			return callResult{member: d.u8() == 1}
 		}
-		vals := make([]int64, n)
+		n := d.count()
+		vals := make([]shard.Lookup, n)
 		for i := range vals {
-			vals[i] = d.v()
+			vals[i].Value = d.v()
+			vals[i].ExpiresAt = d.v()
 		}
 		return callResult{values: vals}
 	case statusNotLeader:
@@ -386,12 +399,15 @@ func serveForwardConn(conn net.Conn, h localHandler, log *slog.Logger) {
 					}
 					ops = e.Ops
 				}
-			case reqRead:
+			case reqRead, reqMember:
 				linear = d.u8() == 1
 				k := d.count()
 				names = make([]string, 0, k)
 				for j := 0; j < k; j++ {
 					names = append(names, d.str())
+				}
+				if kind == reqMember && len(names) != 2 {
+					d.fail()
 				}
 			default:
 				d.fail()
@@ -406,10 +422,13 @@ func serveForwardConn(conn net.Conn, h localHandler, log *slog.Logger) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 				var res callResult
-				if kind == reqWrite {
+				switch kind {
+				case reqWrite:
 					res.results, res.err = h.localWrite(ctx, sh, ops)
-				} else {
+				case reqRead:
 					res.values, res.err = h.localRead(ctx, sh, names, linear)
+				case reqMember:
+					res.member, res.err = h.localMember(ctx, sh, names[0], names[1], linear)
 				}
 				select {
 				case out <- response{id: id, kind: kind, res: res}:
@@ -483,16 +502,29 @@ func encodeResult(e *enc, kind uint8, r callResult) {
 		return
 	}
 	e.u8(statusOK)
-	if kind == reqWrite {
+	switch kind {
+	case reqWrite:
 		e.uv(uint64(len(r.results)))
 		for _, x := range r.results {
 			e.v(x.Value)
 			e.u8(uint8(x.Code))
+			e.u8(b2u(x.Changed))
+			e.v(x.ExpiresAt)
 		}
-		return
+	case reqMember:
+		e.u8(b2u(r.member))
+	default:
+		e.uv(uint64(len(r.values)))
+		for _, v := range r.values {
+			e.v(v.Value)
+			e.v(v.ExpiresAt)
+		}
 	}
-	e.uv(uint64(len(r.values)))
-	for _, v := range r.values {
-		e.v(v)
+}
+
+func b2u(b bool) uint8 {
+	if b {
+		return 1
 	}
+	return 0
 }

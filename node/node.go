@@ -364,12 +364,20 @@ func (n *Node) localWrite(ctx context.Context, s uint32, ops []fsm.Op) ([]fsm.Re
 	return sh.Propose(ctx, ops)
 }
 
-func (n *Node) localRead(ctx context.Context, s uint32, names []string, linear bool) ([]int64, error) {
+func (n *Node) localRead(ctx context.Context, s uint32, names []string, linear bool) ([]shard.Lookup, error) {
 	sh := n.shard(s)
 	if sh == nil {
 		return nil, errNoShard
 	}
-	return sh.Read(ctx, names, linear)
+	return sh.Lookup(ctx, names, linear)
+}
+
+func (n *Node) localMember(ctx context.Context, s uint32, name, actor string, linear bool) (bool, error) {
+	sh := n.shard(s)
+	if sh == nil {
+		return false, errNoShard
+	}
+	return sh.IsMember(ctx, name, actor, linear)
 }
 
 // write applies ops on shard s wherever its leader is, retrying while the
@@ -393,23 +401,43 @@ func (n *Node) write(ctx context.Context, s uint32, ops []fsm.Op) ([]fsm.Result,
 
 // read returns the values of names on shard s. A stale read is served by
 // a local replica when there is one.
-func (n *Node) read(ctx context.Context, s uint32, names []string, linear bool) ([]int64, error) {
+func (n *Node) read(ctx context.Context, s uint32, names []string, linear bool) ([]shard.Lookup, error) {
 	if !linear {
 		if sh := n.shard(s); sh != nil {
-			return sh.Read(ctx, names, false)
+			return sh.Lookup(ctx, names, false)
 		}
 	}
-	var vals []int64
+	var vals []shard.Lookup
 	err := n.routed(ctx, s, func(sh *shard.Shard, addr string) error {
 		var err error
 		if sh != nil {
-			vals, err = sh.Read(ctx, names, linear)
+			vals, err = sh.Lookup(ctx, names, linear)
 		} else {
 			vals, err = n.fwd.read(ctx, addr, s, names, linear)
 		}
 		return err
 	})
 	return vals, err
+}
+
+// member reports whether actor is in the actor set of name (on shard s).
+func (n *Node) member(ctx context.Context, s uint32, name, actor string, linear bool) (bool, error) {
+	if !linear {
+		if sh := n.shard(s); sh != nil {
+			return sh.IsMember(ctx, name, actor, false)
+		}
+	}
+	var ok bool
+	err := n.routed(ctx, s, func(sh *shard.Shard, addr string) error {
+		var err error
+		if sh != nil {
+			ok, err = sh.IsMember(ctx, name, actor, linear)
+		} else {
+			ok, err = n.fwd.member(ctx, addr, s, name, actor, linear)
+		}
+		return err
+	})
+	return ok, err
 }
 
 // errNoLeader: no leader could be found for the shard before the deadline.

@@ -18,8 +18,9 @@ const (
 	frameRequests  = 1
 	frameResponses = 2
 
-	reqWrite = 1
-	reqRead  = 2
+	reqWrite  = 1
+	reqRead   = 2 // counter values with their expiry
+	reqMember = 3 // is an actor in a counter's actor set
 
 	statusOK          = 0
 	statusNotLeader   = 1 // nothing done; leader hint follows

@@ -148,8 +148,9 @@ func Open(cfg Config) (*Shard, error) {
 	s := &Shard{id: cfg.ID, cfg: cfg, log: logger, r: r, sm: sm, trans: trans, store: store, stop: make(chan struct{})}
 	s.prop = newProposer(r, cfg.ID, cfg.MaxInflight, cfg.MaxBatchOps, cfg.ObserveBatch)
 	s.rd = newReader(r, cfg.ID, sm, &s.readyTerm)
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.watchLeadership()
+	go s.reclaimExpired()
 	return s, nil
 }
 
@@ -190,16 +191,46 @@ func (s *Shard) Propose(ctx context.Context, ops []fsm.Op) ([]fsm.Result, error)
 	return s.prop.propose(ctx, ops)
 }
 
+// Lookup is what a read returns for one counter.
+type Lookup struct {
+	Value     int64
+	ExpiresAt int64 // Unix nanoseconds; 0 when the counter does not expire
+}
+
 // Read returns the values of names. Linearizable reads reflect every write
 // acknowledged before the call (leader only); stale reads return this
 // replica's state, whatever role it has.
 func (s *Shard) Read(ctx context.Context, names []string, linearizable bool) ([]int64, error) {
+	ls, err := s.Lookup(ctx, names, linearizable)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int64, len(ls))
+	for i, l := range ls {
+		out[i] = l.Value
+	}
+	return out, nil
+}
+
+// Lookup is Read with each counter's expiry.
+func (s *Shard) Lookup(ctx context.Context, names []string, linearizable bool) ([]Lookup, error) {
 	if linearizable {
 		if err := s.rd.wait(ctx); err != nil {
 			return nil, err
 		}
 	}
-	return s.sm.values(names, make([]int64, 0, len(names))), nil
+	return s.sm.lookup(names, make([]Lookup, 0, len(names))), nil
+}
+
+// IsMember reports whether actor is in the counter's actor set, with the
+// same consistency choices as Read.
+func (s *Shard) IsMember(ctx context.Context, name, actor string, linearizable bool) (bool, error) {
+	if linearizable {
+		if err := s.rd.wait(ctx); err != nil {
+			return false, err
+		}
+	}
+	return s.sm.isMember(name, actor), nil
 }
 
 // IsLeader reports whether this replica leads the shard and can serve
@@ -296,6 +327,32 @@ func (s *Shard) markTerm() {
 		case <-s.stop:
 			return
 		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// reclaimExpired makes an idle shard forget expired counters: expiry is
+// judged by the time carried in log entries, so when the earliest expiry
+// has passed and no write came since, the leader commits an empty entry.
+func (s *Shard) reclaimExpired() {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		next := s.sm.nextExpiry()
+		if next == 0 || next > time.Now().UnixNano() || !s.IsLeader() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := s.prop.propose(ctx, nil)
+		cancel()
+		if err != nil {
+			s.log.Debug("reclaiming expired counters", "err", err)
 		}
 	}
 }

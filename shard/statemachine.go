@@ -97,14 +97,36 @@ func (s *stateMachine) waitApplied(idx uint64, stop <-chan struct{}, timer <-cha
 	}
 }
 
-// values reads counters from the local state.
-func (s *stateMachine) values(names []string, dst []int64) []int64 {
+// now is the clock reads use for expiry: the later of the last applied
+// entry's leader time and this node's wall clock, so an expired counter
+// reads 0 even on a shard that has had no write since.
+func (s *stateMachine) now() int64 {
+	return max(s.m.LastTime(), time.Now().UnixNano())
+}
+
+// lookup reads counters from the local state.
+func (s *stateMachine) lookup(names []string, dst []Lookup) []Lookup {
 	s.mu.RLock()
+	now := s.now()
 	for _, n := range names {
-		dst = append(dst, s.m.Value(n))
+		v, exp := s.m.Get(n, now)
+		dst = append(dst, Lookup{Value: v, ExpiresAt: exp})
 	}
 	s.mu.RUnlock()
 	return dst
+}
+
+func (s *stateMachine) isMember(name, actor string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.m.IsMemberAt(name, actor, s.now())
+}
+
+// nextExpiry is when the earliest expiring counter expires (0: none).
+func (s *stateMachine) nextExpiry() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.m.NextExpiry()
 }
 
 func (s *stateMachine) stats() (counters, keys int) {

@@ -18,14 +18,14 @@ func init() {
 	})
 	register(&command{
 		name:    "incr",
-		args:    "NAME [DELTA] [--key K]",
-		summary: "add DELTA (default 1) to a counter",
+		args:    "NAME [DELTA] [--key K] [--min N] [--max N] [--ttl D]",
+		summary: "add DELTA (default 1) to a counter, optionally bounded or expiring",
 		run:     func(e *env, args []string) error { return runWrite(e, args, "incr") },
 	})
 	register(&command{
 		name:    "decr",
-		args:    "NAME [DELTA] [--key K]",
-		summary: "subtract DELTA (default 1) from a counter",
+		args:    "NAME [DELTA] [--key K] [--min N] [--max N] [--ttl D]",
+		summary: "subtract DELTA (default 1) from a counter, optionally bounded or expiring",
 		run:     func(e *env, args []string) error { return runWrite(e, args, "decr") },
 	})
 }
@@ -60,6 +60,10 @@ func runGet(e *env, args []string) error {
 func runWrite(e *env, args []string, op string) error {
 	fs := e.flagSet()
 	key := fs.String("key", "", "idempotency key: repeating the command with the same `K` counts once (default: a random key)")
+	var opts client.WriteOptions
+	fs.Func("min", "apply only if the counter stays >= `N` (e.g. stock: --min 0)", intFlag(&opts.Min))
+	fs.Func("max", "apply only if the counter stays <= `N` (e.g. a rate limit)", intFlag(&opts.Max))
+	fs.DurationVar(&opts.TTL, "ttl", 0, "expire a counter this write creates after `D` (e.g. 1m: a fixed window)")
 	pos, err := e.parse(fs, args)
 	if err != nil {
 		return err
@@ -81,13 +85,14 @@ func runWrite(e *env, args []string, op string) error {
 	}
 	ctx, cancel := e.context()
 	defer cancel()
-	write := e.client().IncrWithKey
+	opts.Key = k
+	write := e.client().Add
 	if op == "decr" {
-		write = e.client().DecrWithKey
+		write = e.client().Sub
 	}
-	r, err := write(ctx, pos[0], delta, k)
+	r, err := write(ctx, pos[0], delta, opts)
 	if client.IsOutcomeUnknown(err) {
-		return &unknownOutcome{err: err, hint: fmt.Sprintf("tally %s %s %d --key %s", op, strconv.Quote(pos[0]), delta, k)}
+		return &unknownOutcome{err: err, hint: fmt.Sprintf("tally %s %s %d --key %s%s", op, strconv.Quote(pos[0]), delta, k, optionFlags(opts))}
 	}
 	if err != nil {
 		return err
@@ -115,6 +120,34 @@ func (u *unknownOutcome) Error() string {
 }
 
 func (u *unknownOutcome) Unwrap() error { return u.err }
+
+// intFlag parses an int64 flag into *dst, leaving it nil when not given.
+func intFlag(dst **int64) func(string) error {
+	return func(v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("not a 64-bit integer: %q", v)
+		}
+		*dst = &n
+		return nil
+	}
+}
+
+// optionFlags renders the bounds and TTL back as flags, for the hint that
+// repeats a command.
+func optionFlags(o client.WriteOptions) string {
+	s := ""
+	if o.Min != nil {
+		s += fmt.Sprintf(" --min %d", *o.Min)
+	}
+	if o.Max != nil {
+		s += fmt.Sprintf(" --max %d", *o.Max)
+	}
+	if o.TTL != 0 {
+		s += " --ttl " + o.TTL.String()
+	}
+	return s
+}
 
 func randomKey() string {
 	var b [16]byte
