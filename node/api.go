@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"math"
 	"net/http"
@@ -48,6 +47,7 @@ func (n *Node) router() http.Handler {
 	r.Delete("/v1/counters/{name}/actors/{actor}", n.handleActor(fsm.OpActorRemove))
 	r.Get("/v1/counters/{name}/actors/{actor}", n.handleMember)
 	r.Get("/v1/counters", n.handleMultiGet)
+	r.Post("/v1/batch", n.handleBatch)
 	r.Get("/v1/cluster", n.handleCluster)
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -89,17 +89,12 @@ func writeError(w http.ResponseWriter, status int, code, msg string, value *int6
 // writeClusterError answers a failed shard operation with what the client
 // may conclude from it.
 func writeClusterError(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, shard.ErrOutcomeUnknown):
-		writeError(w, http.StatusServiceUnavailable, "outcome_unknown",
-			"the write may or may not have been applied; retry with the same Idempotency-Key", nil)
-	case errors.Is(err, errNoLeader):
-		writeError(w, http.StatusServiceUnavailable, "no_leader", "the counter's shard has no leader right now; nothing was applied", nil)
-	case errors.Is(err, shard.ErrUnavailable), errors.Is(err, shard.ErrClosed):
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "the counter's shard is unavailable; nothing was applied", nil)
-	default:
-		writeError(w, http.StatusInternalServerError, "internal", err.Error(), nil)
+	e := clusterError(err)
+	status := http.StatusServiceUnavailable
+	if e.Code == "internal" {
+		status = http.StatusInternalServerError
 	}
+	writeError(w, status, e.Code, e.Message, nil)
 }
 
 // --- validation ---
@@ -317,20 +312,18 @@ func (n *Node) apply(w http.ResponseWriter, r *http.Request, name string, op fsm
 		return res, false
 	}
 	res = results[0]
-	switch res.Code {
-	case fsm.OK:
+	if res.Code == fsm.OK {
 		return res, true
-	case fsm.ErrOverflow:
-		v := res.Value
-		writeError(w, http.StatusConflict, "overflow", "the result would overflow int64; nothing changed", &v)
-	case fsm.ErrOutOfBounds:
-		v := res.Value
-		writeError(w, http.StatusConflict, "out_of_bounds", "the result would leave the counter outside its min/max; nothing changed", &v)
-	case fsm.ErrKeyReused:
-		writeError(w, http.StatusUnprocessableEntity, "key_reused", "this Idempotency-Key was already used for a different operation", nil)
-	default:
-		writeError(w, http.StatusInternalServerError, "internal", "unexpected result code "+res.Code.String(), nil)
 	}
+	e := opResult(name, res).Error
+	status := http.StatusInternalServerError
+	switch res.Code {
+	case fsm.ErrOverflow, fsm.ErrOutOfBounds:
+		status = http.StatusConflict
+	case fsm.ErrKeyReused:
+		status = http.StatusUnprocessableEntity
+	}
+	writeError(w, status, e.Code, e.Message, e.Value)
 	return res, false
 }
 

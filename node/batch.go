@@ -1,0 +1,183 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"tally/fsm"
+	"tally/shard"
+)
+
+const maxBatchOps = 1000
+
+// batchOp is one op of POST /v1/batch. Numbers stay raw so they are
+// checked exactly like incr's body.
+type batchOp struct {
+	Name           string          `json:"name"`
+	Delta          json.RawMessage `json:"delta"`
+	Min            json.RawMessage `json:"min"`
+	Max            json.RawMessage `json:"max"`
+	TTLms          json.RawMessage `json:"ttl_ms"`
+	IdempotencyKey string          `json:"idempotency_key"`
+}
+
+type batchResult struct {
+	Name      string    `json:"name,omitempty"`
+	Value     *int64    `json:"value,omitempty"`
+	Exact     *bool     `json:"exact,omitempty"`
+	ExpiresAt *string   `json:"expires_at,omitempty"`
+	Error     *apiError `json:"error,omitempty"`
+}
+
+// handleBatch applies many increments in one request. The ops of one
+// shard travel together into one raft entry; each op is applied exactly
+// once (or, with its own idempotency key, safely retried) and answered in
+// order. A malformed op rejects the whole request before anything applies.
+func (n *Node) handleBatch(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, 4<<20))
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, "bad_body", "batch body too large (4 MiB at most)", nil)
+		return
+	}
+	var req struct {
+		Ops []batchOp `json:"ops"`
+	}
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_body", `body must be {"ops":[{"name","delta","idempotency_key"},...]}: `+err.Error(), nil)
+		return
+	}
+	if _, err := d.Token(); err != io.EOF {
+		writeError(w, http.StatusBadRequest, "bad_body", "unexpected data after the JSON object", nil)
+		return
+	}
+	if len(req.Ops) == 0 {
+		writeError(w, http.StatusBadRequest, "bad_body", "a batch needs at least one op", nil)
+		return
+	}
+	if len(req.Ops) > maxBatchOps {
+		writeError(w, http.StatusBadRequest, "too_many_ops", fmt.Sprintf("at most %d ops per batch, got %d", maxBatchOps, len(req.Ops)), nil)
+		return
+	}
+	ops := make([]fsm.Op, len(req.Ops))
+	for i, bo := range req.Ops {
+		op, code, msg := parseBatchOp(bo)
+		if code != "" {
+			writeError(w, http.StatusBadRequest, code, fmt.Sprintf("op %d: %s", i, msg), nil)
+			return
+		}
+		ops[i] = op
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RequestTimeout)
+	defer cancel()
+	S := n.shardCount()
+	byShard := map[uint32][]int{}
+	for i, op := range ops {
+		s := shard.Home(op.Name, S)
+		byShard[s] = append(byShard[s], i)
+	}
+	out := make([]batchResult, len(ops))
+	var wg sync.WaitGroup
+	for s, idx := range byShard {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			group := make([]fsm.Op, len(idx))
+			for j, i := range idx {
+				group[j] = ops[i]
+			}
+			res, err := n.write(ctx, s, group)
+			for j, i := range idx {
+				if err != nil {
+					out[i] = batchResult{Name: ops[i].Name, Error: clusterError(err)}
+					continue
+				}
+				out[i] = opResult(ops[i].Name, res[j])
+			}
+		}()
+	}
+	wg.Wait()
+	writeJSON(w, http.StatusOK, map[string][]batchResult{"results": out})
+}
+
+func parseBatchOp(bo batchOp) (fsm.Op, string, string) {
+	if bad := validName(bo.Name); bad != "" {
+		return fsm.Op{}, "bad_name", bad
+	}
+	if bo.IdempotencyKey != "" && !validKey(bo.IdempotencyKey) {
+		return fsm.Op{}, "bad_key", "idempotency_key must be 1–256 printable ASCII characters"
+	}
+	op := fsm.Op{Kind: fsm.OpAdd, Name: bo.Name, Delta: 1, Key: bo.IdempotencyKey}
+	for _, f := range []struct {
+		raw        json.RawMessage
+		dst        *int64
+		has        *bool
+		code, what string
+	}{
+		{bo.Delta, &op.Delta, nil, "bad_delta", "delta"},
+		{bo.Min, &op.Min, &op.HasMin, "bad_bounds", "min"},
+		{bo.Max, &op.Max, &op.HasMax, "bad_bounds", "max"},
+		{bo.TTLms, &op.TTL, nil, "bad_ttl", "ttl_ms"},
+	} {
+		if len(f.raw) == 0 {
+			continue
+		}
+		v, err := strconv.ParseInt(string(f.raw), 10, 64)
+		if err != nil {
+			return fsm.Op{}, f.code, f.what + " must be a 64-bit integer"
+		}
+		*f.dst = v
+		if f.has != nil {
+			*f.has = true
+		}
+	}
+	switch {
+	case op.HasMin && op.HasMax && op.Min > op.Max:
+		return fsm.Op{}, "bad_bounds", "min must not be greater than max"
+	case len(bo.TTLms) > 0 && (op.TTL <= 0 || op.TTL > maxTTLms):
+		return fsm.Op{}, "bad_ttl", "ttl_ms must be between 1 and 315360000000 (ten years)"
+	}
+	return op, "", ""
+}
+
+// opResult renders one applied (or refused) op of a batch.
+func opResult(name string, res fsm.Result) batchResult {
+	v := res.Value
+	switch res.Code {
+	case fsm.OK:
+		exact := true
+		return batchResult{Name: name, Value: &v, Exact: &exact, ExpiresAt: expiresAt(res.ExpiresAt)}
+	case fsm.ErrOverflow:
+		return batchResult{Name: name, Error: &apiError{Code: "overflow", Message: "the result would overflow int64; nothing changed", Value: &v}}
+	case fsm.ErrOutOfBounds:
+		return batchResult{Name: name, Error: &apiError{Code: "out_of_bounds", Message: "the result would leave the counter outside its min/max; nothing changed", Value: &v}}
+	case fsm.ErrKeyReused:
+		return batchResult{Name: name, Error: &apiError{Code: "key_reused", Message: "this idempotency key was already used for a different operation"}}
+	default:
+		return batchResult{Name: name, Error: &apiError{Code: "internal", Message: "unexpected result code " + res.Code.String()}}
+	}
+}
+
+// clusterError is writeClusterError's answer as a value, for one op of a
+// batch.
+func clusterError(err error) *apiError {
+	switch {
+	case errors.Is(err, shard.ErrOutcomeUnknown):
+		return &apiError{Code: "outcome_unknown", Message: "the op may or may not have been applied; retry it with the same idempotency_key"}
+	case errors.Is(err, errNoLeader):
+		return &apiError{Code: "no_leader", Message: "the counter's shard has no leader right now; nothing was applied"}
+	case errors.Is(err, shard.ErrUnavailable), errors.Is(err, shard.ErrClosed):
+		return &apiError{Code: "unavailable", Message: "the counter's shard is unavailable; nothing was applied"}
+	default:
+		return &apiError{Code: "internal", Message: err.Error()}
+	}
+}
