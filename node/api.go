@@ -40,14 +40,11 @@ func (n *Node) router() http.Handler {
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path, nil)
 	})
-	r.Post("/v1/counters/{name}/incr", n.handleAdd(1))
-	r.Post("/v1/counters/{name}/decr", n.handleAdd(-1))
-	r.Get("/v1/counters/{name}", n.handleGet)
-	r.Put("/v1/counters/{name}/actors/{actor}", n.handleActor(fsm.OpActorAdd))
-	r.Delete("/v1/counters/{name}/actors/{actor}", n.handleActor(fsm.OpActorRemove))
-	r.Get("/v1/counters/{name}/actors/{actor}", n.handleMember)
-	r.Get("/v1/counters", n.handleMultiGet)
-	r.Post("/v1/batch", n.handleBatch)
+	// Counter routes need the cluster's shard count, known once formed.
+	r.Group(func(r chi.Router) {
+		r.Use(n.requireFormed)
+		n.counterRoutes(r)
+	})
 	r.Get("/v1/cluster", n.handleCluster)
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -58,6 +55,30 @@ func (n *Node) router() http.Handler {
 		r.Mount("/debug", middleware.Profiler())
 	}
 	return r
+}
+
+// requireFormed answers 503 until this node has joined a formed cluster:
+// before that it does not know the shard count, so it cannot place a
+// counter on its shard.
+func (n *Node) requireFormed(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !n.formed.Load() {
+			writeError(w, http.StatusServiceUnavailable, "unavailable", "this node has not joined a formed cluster yet; nothing was applied", nil)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (n *Node) counterRoutes(r chi.Router) {
+	r.Post("/v1/counters/{name}/incr", n.handleAdd(1))
+	r.Post("/v1/counters/{name}/decr", n.handleAdd(-1))
+	r.Get("/v1/counters/{name}", n.handleGet)
+	r.Put("/v1/counters/{name}/actors/{actor}", n.handleActor(fsm.OpActorAdd))
+	r.Delete("/v1/counters/{name}/actors/{actor}", n.handleActor(fsm.OpActorRemove))
+	r.Get("/v1/counters/{name}/actors/{actor}", n.handleMember)
+	r.Get("/v1/counters", n.handleMultiGet)
+	r.Post("/v1/batch", n.handleBatch)
 }
 
 // --- errors and JSON ---

@@ -95,11 +95,19 @@ func (f *forwarder) member(ctx context.Context, addr string, sh uint32, name, ac
 }
 
 func (f *forwarder) do(ctx context.Context, addr string, c *call) (callResult, error) {
+	if ctx.Err() != nil {
+		return callResult{}, errNotSent
+	}
 	p, err := f.peer(ctx, addr)
 	if err != nil {
 		return callResult{}, fmt.Errorf("%w: %v", errNotSent, err)
 	}
 	c.done = make(chan callResult, 1)
+	select {
+	case <-p.quit: // checked first: a dead peer's queue is never drained again
+		return callResult{}, errNotSent
+	default:
+	}
 	select {
 	case p.sendq <- c:
 	case <-p.quit:
@@ -126,6 +134,9 @@ func (f *forwarder) peer(ctx context.Context, addr string) (*peer, error) {
 	timeout := 2 * time.Second
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 		timeout = time.Until(dl)
+		if timeout <= 0 {
+			return nil, context.DeadlineExceeded
+		}
 	}
 	conn, err := f.dial(addr, timeout)
 	if err != nil {
@@ -474,9 +485,11 @@ func writeResponses(conn net.Conn, out <-chan response, quit <-chan struct{}) {
 			encodeResult(&e, r.kind, r.res)
 		}
 		if _, err := w.Write(e.finishFrame()); err != nil {
+			conn.Close() // unblocks the reader, which then ends the connection
 			return
 		}
 		if err := w.Flush(); err != nil {
+			conn.Close()
 			return
 		}
 	}

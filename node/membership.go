@@ -284,8 +284,16 @@ func (ms *membership) NotifyUpdate(n *memberlist.Node) { ms.observe(n) }
 func (ms *membership) observe(n *memberlist.Node) {
 	m, err := decodeMeta(n.Meta)
 	if err != nil {
-		ms.log.Warn("ignoring member with bad meta", "member", n.Name, "err", err)
-		return
+		// Keep what we knew of it, but never miss that it died or left:
+		// its leader claims must stop counting.
+		ms.log.Warn("member sent bad meta; keeping its previous meta", "member", n.Name, "err", err)
+		ms.mu.RLock()
+		prev := ms.members[n.Name]
+		ms.mu.RUnlock()
+		if prev == nil {
+			return
+		}
+		m = prev.meta
 	}
 	state := "alive"
 	switch n.State {

@@ -360,6 +360,14 @@ func (n *Node) localWrite(ctx context.Context, s uint32, ops []fsm.Op) ([]fsm.Re
 	if sh == nil {
 		return nil, errNoShard
 	}
+	// A sender that placed a counter on the wrong shard (it disagrees on
+	// the shard count) must not write it where no reader looks.
+	S := n.shardCount()
+	for i := range ops {
+		if shard.Home(ops[i].Name, S) != s {
+			return nil, fmt.Errorf("counter %q does not live on shard %d of %d", ops[i].Name, s, S)
+		}
+	}
 	n.metrics.forwardedIn.Inc()
 	return sh.Propose(ctx, ops)
 }

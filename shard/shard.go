@@ -309,8 +309,12 @@ func (s *Shard) watchLeadership() {
 }
 
 func (s *Shard) markTerm() {
-	for attempt := 0; attempt < 5; attempt++ {
+	backoff := 100 * time.Millisecond
+	for {
 		term := s.r.CurrentTerm()
+		if s.r.State() != raft.Leader {
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, err := s.prop.propose(ctx, nil)
 		cancel()
@@ -323,11 +327,15 @@ func (s *Shard) markTerm() {
 		if _, ok := IsNotLeader(err); ok || errors.Is(err, ErrClosed) {
 			return
 		}
+		// Without the marker this leader serves no linearizable read, so
+		// keep trying for as long as it leads.
+		s.log.Warn("term marker not committed yet; retrying", "err", err)
 		select {
 		case <-s.stop:
 			return
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(backoff):
 		}
+		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 
