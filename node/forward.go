@@ -43,6 +43,7 @@ func newForwarder(dial dialFunc, log *slog.Logger) *forwarder {
 }
 
 type call struct {
+	budget time.Duration // how long the sender will wait; the server stops trying after it
 	kind   uint8
 	shard  uint32
 	ops    []fsm.Op
@@ -103,6 +104,10 @@ func (f *forwarder) do(ctx context.Context, addr string, c *call) (callResult, e
 		return callResult{}, fmt.Errorf("%w: %v", errNotSent, err)
 	}
 	c.done = make(chan callResult, 1)
+	c.budget = maxForwardBudget
+	if dl, ok := ctx.Deadline(); ok {
+		c.budget = min(time.Until(dl), maxForwardBudget)
+	}
 	select {
 	case <-p.quit: // checked first: a dead peer's queue is never drained again
 		return callResult{}, errNotSent
@@ -293,10 +298,15 @@ func (f *forwarder) recvLoop(p *peer) {
 	}
 }
 
+// maxForwardBudget caps how long a forwarded request may run on the
+// leader, whatever the sender asks.
+const maxForwardBudget = 10 * time.Second
+
 func encodeRequest(e *enc, id uint64, c *call) {
 	e.uv(id)
 	e.u8(c.kind)
 	e.uv(uint64(c.shard))
+	e.uv(uint64(max(c.budget, time.Millisecond) / time.Millisecond))
 	switch c.kind {
 	case reqWrite:
 		// The ops travel in the fsm's own entry encoding (time unset: the
@@ -397,6 +407,9 @@ func serveForwardConn(conn net.Conn, h localHandler, log *slog.Logger) {
 			id := d.uv()
 			kind := d.u8()
 			sh := uint32(d.uv())
+			// The sender's remaining patience: work it will no longer wait
+			// for (and already reported as unknown) is not started late.
+			budget := min(time.Duration(d.uv())*time.Millisecond, maxForwardBudget)
 			var ops []fsm.Op
 			var names []string
 			var linear bool
@@ -430,7 +443,7 @@ func serveForwardConn(conn net.Conn, h localHandler, log *slog.Logger) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), budget)
 				defer cancel()
 				var res callResult
 				switch kind {

@@ -108,6 +108,12 @@ type member struct {
 	State string // alive, suspect, dead, left
 }
 
+// route is a shard leader as gossip tells it.
+type route struct {
+	id, raft string
+	term     uint64
+}
+
 // membership wraps memberlist: it publishes this node's meta and keeps the
 // table of every member's meta.
 type membership struct {
@@ -118,6 +124,7 @@ type membership struct {
 	mu      sync.RWMutex
 	self    meta
 	members map[string]*member
+	routes  map[uint32]route // shard → leader claimed with the highest term; rebuilt on every change
 
 	updates chan struct{}
 	stop    chan struct{}
@@ -178,6 +185,7 @@ func (ms *membership) update(f func(*meta)) {
 	m := ms.self.clone()
 	f(&m)
 	ms.self = m
+	ms.rebuildRoutesLocked()
 	ms.mu.Unlock()
 	select {
 	case ms.updates <- struct{}{}:
@@ -226,16 +234,31 @@ func (ms *membership) snapshot() []member {
 // leaderOf returns the member that claims leadership of shard s with the
 // highest term among live members.
 func (ms *membership) leaderOf(s uint32) (id, raftAddr string, ok bool) {
-	var best uint64
-	for _, m := range ms.snapshot() {
-		if m.State != "alive" && m.State != "suspect" {
-			continue
-		}
-		if t, leads := m.Leading[s]; leads && (!ok || t > best) {
-			id, raftAddr, best, ok = m.ID, m.Raft, t, true
+	ms.mu.RLock()
+	r, ok := ms.routes[s]
+	ms.mu.RUnlock()
+	return r.id, r.raft, ok
+}
+
+// rebuildRoutesLocked recomputes the routing table from every live
+// member's claims (self included); it runs on gossip events, not per
+// request. The caller holds mu.
+func (ms *membership) rebuildRoutesLocked() {
+	routes := map[uint32]route{}
+	claim := func(m meta) {
+		for s, t := range m.Leading {
+			if r, ok := routes[s]; !ok || t > r.term {
+				routes[s] = route{id: m.ID, raft: m.Raft, term: t}
+			}
 		}
 	}
-	return id, raftAddr, ok
+	claim(ms.self)
+	for id, m := range ms.members {
+		if id != ms.self.ID && (m.State == "alive" || m.State == "suspect") {
+			claim(m.meta)
+		}
+	}
+	ms.routes = routes
 }
 
 // shutdown stops gossip; graceful tells the others first that this node
@@ -307,6 +330,7 @@ func (ms *membership) observe(n *memberlist.Node) {
 	ms.mu.Lock()
 	prev := ms.members[n.Name]
 	ms.members[n.Name] = &member{meta: m, State: state}
+	ms.rebuildRoutesLocked()
 	ms.mu.Unlock()
 	if prev == nil || prev.State != state {
 		ms.log.Info("member state", "member", n.Name, "state", state)
