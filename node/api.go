@@ -290,14 +290,12 @@ func expiresAt(ns int64) *string {
 
 func (n *Node) handleAdd(sign int64) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		name, bad := nameParam(r)
-		if bad != "" {
-			writeError(w, http.StatusBadRequest, "bad_name", bad, nil)
+		name, ok := requireName(w, r)
+		if !ok {
 			return
 		}
-		key, bad := idempotencyKey(r)
-		if bad != "" {
-			writeError(w, http.StatusBadRequest, "bad_key", bad, nil)
+		key, ok := requireKey(w, r)
+		if !ok {
 			return
 		}
 		b := parseAdd(r)
@@ -352,19 +350,16 @@ func (n *Node) apply(w http.ResponseWriter, r *http.Request, name string, op fsm
 // if the actor's membership does.
 func (n *Node) handleActor(kind fsm.OpKind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		name, bad := nameParam(r)
-		if bad != "" {
-			writeError(w, http.StatusBadRequest, "bad_name", bad, nil)
+		name, ok := requireName(w, r)
+		if !ok {
 			return
 		}
-		actor, bad := actorParam(r)
-		if bad != "" {
-			writeError(w, http.StatusBadRequest, "bad_actor", bad, nil)
+		actor, ok := requireActor(w, r)
+		if !ok {
 			return
 		}
-		key, bad := idempotencyKey(r)
-		if bad != "" {
-			writeError(w, http.StatusBadRequest, "bad_key", bad, nil)
+		key, ok := requireKey(w, r)
+		if !ok {
 			return
 		}
 		res, ok := n.apply(w, r, name, fsm.Op{Kind: kind, Name: name, Actor: actor, Key: key})
@@ -380,19 +375,16 @@ func (n *Node) handleActor(kind fsm.OpKind) http.HandlerFunc {
 }
 
 func (n *Node) handleMember(w http.ResponseWriter, r *http.Request) {
-	name, bad := nameParam(r)
-	if bad != "" {
-		writeError(w, http.StatusBadRequest, "bad_name", bad, nil)
-		return
-	}
-	actor, bad := actorParam(r)
-	if bad != "" {
-		writeError(w, http.StatusBadRequest, "bad_actor", bad, nil)
-		return
-	}
-	linear, ok := consistency(r)
+	name, ok := requireName(w, r)
 	if !ok {
-		writeError(w, http.StatusBadRequest, "bad_consistency", "consistency must be linearizable or stale", nil)
+		return
+	}
+	actor, ok := requireActor(w, r)
+	if !ok {
+		return
+	}
+	linear, ok := requireConsistency(w, r)
+	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RequestTimeout)
@@ -405,25 +397,51 @@ func (n *Node) handleMember(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]bool{"member": member})
 }
 
-func consistency(r *http.Request) (linear bool, ok bool) {
+// The require* helpers read one part of a request; when it is invalid they
+// answer the 400 themselves and return ok=false.
+
+func requireName(w http.ResponseWriter, r *http.Request) (string, bool) {
+	name, bad := nameParam(r)
+	if bad != "" {
+		writeError(w, http.StatusBadRequest, "bad_name", bad, nil)
+	}
+	return name, bad == ""
+}
+
+func requireActor(w http.ResponseWriter, r *http.Request) (string, bool) {
+	actor, bad := actorParam(r)
+	if bad != "" {
+		writeError(w, http.StatusBadRequest, "bad_actor", bad, nil)
+	}
+	return actor, bad == ""
+}
+
+func requireKey(w http.ResponseWriter, r *http.Request) (string, bool) {
+	key, bad := idempotencyKey(r)
+	if bad != "" {
+		writeError(w, http.StatusBadRequest, "bad_key", bad, nil)
+	}
+	return key, bad == ""
+}
+
+func requireConsistency(w http.ResponseWriter, r *http.Request) (linear bool, ok bool) {
 	switch r.URL.Query().Get("consistency") {
 	case "", "linearizable":
 		return true, true
 	case "stale":
 		return false, true
 	}
+	writeError(w, http.StatusBadRequest, "bad_consistency", "consistency must be linearizable or stale", nil)
 	return false, false
 }
 
 func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
-	name, bad := nameParam(r)
-	if bad != "" {
-		writeError(w, http.StatusBadRequest, "bad_name", bad, nil)
+	name, ok := requireName(w, r)
+	if !ok {
 		return
 	}
-	linear, ok := consistency(r)
+	linear, ok := requireConsistency(w, r)
 	if !ok {
-		writeError(w, http.StatusBadRequest, "bad_consistency", "consistency must be linearizable or stale", nil)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RequestTimeout)
@@ -463,9 +481,8 @@ func (n *Node) handleMultiGet(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	linear, ok := consistency(r)
+	linear, ok := requireConsistency(w, r)
 	if !ok {
-		writeError(w, http.StatusBadRequest, "bad_consistency", "consistency must be linearizable or stale", nil)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RequestTimeout)
