@@ -3,7 +3,7 @@ BIN     := bin
 PKGS    := ./...
 # The race detector slows raft several-fold on 2 cores; tests wait on
 # conditions with generous deadlines, so they stay correct, only slower.
-TESTFLAGS ?= -race -count=1 -timeout 20m
+TESTFLAGS ?= -race -count=1 -timeout 8m
 
 .PHONY: build run stop test test-short fuzz lint bench clean
 

@@ -6,7 +6,12 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
+
+// testHTTP bounds every test request: a handler that never answers must
+// fail the test, not hang it.
+var testHTTP = &http.Client{Timeout: 60 * time.Second}
 
 type answer struct {
 	status int
@@ -27,7 +32,7 @@ func do(t *testing.T, method, url, body string, hdr map[string]string) answer {
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testHTTP.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}

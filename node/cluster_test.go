@@ -35,6 +35,7 @@ func TestClusterExactUnderLoadAndLeaderLoss(t *testing.T) {
 	killed := make(chan int, 1)
 
 	start := time.Now()
+	runCtx := ctxTimeout(t, 5*time.Minute) // the whole load, however the cluster behaves
 	// Each writer has its own client so requests spread over the nodes.
 	var wg sync.WaitGroup
 	expect := make([]map[string]int64, writers)
@@ -63,7 +64,7 @@ func TestClusterExactUnderLoadAndLeaderLoss(t *testing.T) {
 				if i%2 == 0 {
 					name = fmt.Sprintf("cold-%d", (i/2)%cold)
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+				ctx, cancel := context.WithTimeout(runCtx, 90*time.Second)
 				_, err := c.Incr(ctx, name, 1)
 				cancel()
 				if err != nil {

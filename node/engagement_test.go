@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -23,6 +22,7 @@ func TestLikesCountDistinctActors(t *testing.T) {
 	tc := startCluster(t, 3, 4)
 	const actors, repeats, writers = 600, 4, 32
 	post := "likes:post:7"
+	ctx := ctxTimeout(t, 3*time.Minute)
 	var changed atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
@@ -35,7 +35,7 @@ func TestLikesCountDistinctActors(t *testing.T) {
 			// actor i % actors, so each actor's four likes come from
 			// different writers, concurrently.
 			for i := w; i < actors*repeats; i += writers {
-				r, err := c.Like(context.Background(), post, fmt.Sprintf("user-%d", i%actors))
+				r, err := c.Like(ctx, post, fmt.Sprintf("user-%d", i%actors))
 				if err != nil {
 					errs <- err
 					return

@@ -131,7 +131,7 @@ func (tc *testCluster) waitReady(nodes ...*Node) {
 	tc.t.Helper()
 	waitFor(tc.t, "nodes ready", 90*time.Second, func() bool {
 		for _, n := range nodes {
-			resp, err := http.Get("http://" + n.HTTPAddr() + "/readyz")
+			resp, err := testHTTP.Get("http://" + n.HTTPAddr() + "/readyz")
 			if err != nil {
 				return false
 			}
