@@ -168,74 +168,75 @@ func validKey(k string) bool {
 	return true
 }
 
-// addBody is an incr/decr request, parsed and checked.
-type addBody struct {
-	delta          int64
-	min, max       int64
-	hasMin, hasMax bool
-	ttlMs          int64
-	code, msg      string // the 400 to answer, if code != ""
+// addFields are the numeric fields of an add, as an incr/decr body or a
+// batch op carries them; they stay raw so that "1.5", "5" (a string) or a
+// number beyond int64 are refused, not rounded.
+type addFields struct {
+	Delta json.RawMessage `json:"delta"`
+	Min   json.RawMessage `json:"min"`
+	Max   json.RawMessage `json:"max"`
+	TTLms json.RawMessage `json:"ttl_ms"`
 }
 
 const maxTTLms = 10 * 365 * 24 * 3600 * 1000 // ten years
 
-// parseAdd reads the optional {"delta", "min", "max", "ttl_ms"} body. An
-// absent body or delta means 1.
-func parseAdd(r *http.Request) addBody {
-	b := addBody{delta: 1}
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
-	if err != nil {
-		return addBody{code: "bad_body", msg: "request body too large or unreadable"}
-	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return b
-	}
-	var req struct {
-		Delta json.RawMessage `json:"delta"`
-		Min   json.RawMessage `json:"min"`
-		Max   json.RawMessage `json:"max"`
-		TTLms json.RawMessage `json:"ttl_ms"`
-	}
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&req); err != nil {
-		return addBody{code: "bad_body", msg: `body must be a JSON object like {"delta": 5, "min": 0, "max": 100, "ttl_ms": 60000}: ` + err.Error()}
-	}
-	if _, err := d.Token(); err != io.EOF {
-		return addBody{code: "bad_body", msg: "unexpected data after the JSON object"}
-	}
-	ints := []struct {
-		raw  json.RawMessage
-		dst  *int64
-		has  *bool
-		code string
-		what string
+// fill sets op's delta (default 1), bounds and TTL from f; a non-empty
+// code is the 400 to answer.
+func (f addFields) fill(op *fsm.Op) (code, msg string) {
+	op.Delta = 1
+	for _, x := range []struct {
+		raw        json.RawMessage
+		dst        *int64
+		has        *bool
+		code, what string
 	}{
-		{req.Delta, &b.delta, nil, "bad_delta", "delta"},
-		{req.Min, &b.min, &b.hasMin, "bad_bounds", "min"},
-		{req.Max, &b.max, &b.hasMax, "bad_bounds", "max"},
-		{req.TTLms, &b.ttlMs, nil, "bad_ttl", "ttl_ms"},
-	}
-	for _, f := range ints {
-		if len(f.raw) == 0 {
+		{f.Delta, &op.Delta, nil, "bad_delta", "delta"},
+		{f.Min, &op.Min, &op.HasMin, "bad_bounds", "min"},
+		{f.Max, &op.Max, &op.HasMax, "bad_bounds", "max"},
+		{f.TTLms, &op.TTL, nil, "bad_ttl", "ttl_ms"},
+	} {
+		if len(x.raw) == 0 {
 			continue
 		}
-		v, err := strconv.ParseInt(string(f.raw), 10, 64)
+		v, err := strconv.ParseInt(string(x.raw), 10, 64)
 		if err != nil {
-			return addBody{code: f.code, msg: f.what + " must be an integer between -9223372036854775808 and 9223372036854775807"}
+			return x.code, x.what + " must be an integer between -9223372036854775808 and 9223372036854775807"
 		}
-		*f.dst = v
-		if f.has != nil {
-			*f.has = true
+		*x.dst = v
+		if x.has != nil {
+			*x.has = true
 		}
 	}
 	switch {
-	case b.hasMin && b.hasMax && b.min > b.max:
-		return addBody{code: "bad_bounds", msg: "min must not be greater than max"}
-	case len(req.TTLms) > 0 && (b.ttlMs <= 0 || b.ttlMs > maxTTLms):
-		return addBody{code: "bad_ttl", msg: "ttl_ms must be between 1 and 315360000000 (ten years)"}
+	case op.HasMin && op.HasMax && op.Min > op.Max:
+		return "bad_bounds", "min must not be greater than max"
+	case len(f.TTLms) > 0 && (op.TTL <= 0 || op.TTL > maxTTLms):
+		return "bad_ttl", "ttl_ms must be between 1 and 315360000000 (ten years)"
 	}
-	return b
+	return "", ""
+}
+
+// parseAdd reads the optional {"delta", "min", "max", "ttl_ms"} body of
+// incr/decr into op. An absent body or delta means 1.
+func parseAdd(r *http.Request, op *fsm.Op) (code, msg string) {
+	op.Delta = 1
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
+	if err != nil {
+		return "bad_body", "request body too large or unreadable"
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return "", ""
+	}
+	var f addFields
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&f); err != nil {
+		return "bad_body", `body must be a JSON object like {"delta": 5, "min": 0, "max": 100, "ttl_ms": 60000}: ` + err.Error()
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return "bad_body", "unexpected data after the JSON object"
+	}
+	return f.fill(op)
 }
 
 // actorParam returns the {actor} path segment, unescaped and checked like
@@ -298,20 +299,18 @@ func (n *Node) handleAdd(sign int64) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		b := parseAdd(r)
-		if b.code != "" {
-			writeError(w, http.StatusBadRequest, b.code, b.msg, nil)
+		op := fsm.Op{Kind: fsm.OpAdd, Name: name, Key: key}
+		if code, msg := parseAdd(r, &op); code != "" {
+			writeError(w, http.StatusBadRequest, code, msg, nil)
 			return
 		}
 		if sign < 0 {
-			if b.delta == math.MinInt64 {
+			if op.Delta == math.MinInt64 {
 				writeError(w, http.StatusBadRequest, "bad_delta", "decr delta cannot be -9223372036854775808", nil)
 				return
 			}
-			b.delta = -b.delta
+			op.Delta = -op.Delta
 		}
-		op := fsm.Op{Kind: fsm.OpAdd, Name: name, Delta: b.delta, Key: key,
-			Min: b.min, Max: b.max, HasMin: b.hasMin, HasMax: b.hasMax, TTL: b.ttlMs}
 		res, ok := n.apply(w, r, name, op)
 		if !ok {
 			return

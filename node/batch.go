@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"sync"
 
 	"tally/fsm"
@@ -20,12 +19,9 @@ const maxBatchOps = 1000
 // batchOp is one op of POST /v1/batch. Numbers stay raw so they are
 // checked exactly like incr's body.
 type batchOp struct {
-	Name           string          `json:"name"`
-	Delta          json.RawMessage `json:"delta"`
-	Min            json.RawMessage `json:"min"`
-	Max            json.RawMessage `json:"max"`
-	TTLms          json.RawMessage `json:"ttl_ms"`
-	IdempotencyKey string          `json:"idempotency_key"`
+	Name           string `json:"name"`
+	IdempotencyKey string `json:"idempotency_key"`
+	addFields
 }
 
 type batchResult struct {
@@ -116,37 +112,9 @@ func parseBatchOp(bo batchOp) (fsm.Op, string, string) {
 	if bo.IdempotencyKey != "" && !validKey(bo.IdempotencyKey) {
 		return fsm.Op{}, "bad_key", "idempotency_key must be 1–256 printable ASCII characters"
 	}
-	op := fsm.Op{Kind: fsm.OpAdd, Name: bo.Name, Delta: 1, Key: bo.IdempotencyKey}
-	for _, f := range []struct {
-		raw        json.RawMessage
-		dst        *int64
-		has        *bool
-		code, what string
-	}{
-		{bo.Delta, &op.Delta, nil, "bad_delta", "delta"},
-		{bo.Min, &op.Min, &op.HasMin, "bad_bounds", "min"},
-		{bo.Max, &op.Max, &op.HasMax, "bad_bounds", "max"},
-		{bo.TTLms, &op.TTL, nil, "bad_ttl", "ttl_ms"},
-	} {
-		if len(f.raw) == 0 {
-			continue
-		}
-		v, err := strconv.ParseInt(string(f.raw), 10, 64)
-		if err != nil {
-			return fsm.Op{}, f.code, f.what + " must be a 64-bit integer"
-		}
-		*f.dst = v
-		if f.has != nil {
-			*f.has = true
-		}
-	}
-	switch {
-	case op.HasMin && op.HasMax && op.Min > op.Max:
-		return fsm.Op{}, "bad_bounds", "min must not be greater than max"
-	case len(bo.TTLms) > 0 && (op.TTL <= 0 || op.TTL > maxTTLms):
-		return fsm.Op{}, "bad_ttl", "ttl_ms must be between 1 and 315360000000 (ten years)"
-	}
-	return op, "", ""
+	op := fsm.Op{Kind: fsm.OpAdd, Name: bo.Name, Key: bo.IdempotencyKey}
+	code, msg := bo.fill(&op)
+	return op, code, msg
 }
 
 // opResult renders one applied (or refused) op of a batch.
