@@ -118,7 +118,8 @@ type ActorResult struct {
 type Counter struct {
 	Name      string     `json:"name"`
 	Value     int64      `json:"value"`
-	Shards    []int      `json:"shards,omitempty"`
+	Split     int        `json:"split,omitempty"`  // sub-counters summed (1: not split); not in MultiGet answers
+	Shards    []int      `json:"shards,omitempty"` // the shard of each sub-counter
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
@@ -298,6 +299,26 @@ func (c *Client) MultiGet(ctx context.Context, names []string, cons Consistency)
 	}
 	err := c.do(ctx, call{method: http.MethodGet, path: "/v1/counters", query: q}, &r)
 	return r.Counters, err
+}
+
+// Split raises the counter's split factor to n (1..the shard count): its
+// writes then spread over n sub-counters on n shards, and reads sum them.
+// It returns the factor the counter has after the call. A factor only
+// grows: asking for less than the current one is a 409 split_shrink
+// APIError. Raising it is idempotent, so this call is retried freely.
+func (c *Client) Split(ctx context.Context, name string, n int) (int, error) {
+	if err := checkName(name); err != nil {
+		return 0, err
+	}
+	var r struct {
+		Split int `json:"split"`
+	}
+	err := c.do(ctx, call{
+		method: http.MethodPost,
+		path:   "/v1/counters/" + url.PathEscape(name) + "/split",
+		body:   map[string]int{"n": n},
+	}, &r)
+	return r.Split, err
 }
 
 // Cluster returns the answering node's view of members and shard leaders.

@@ -31,6 +31,20 @@ const (
 	// OpActorRemove removes Actor from the counter's actor set and, if it
 	// was a member, decrements the counter by one (an "unlike").
 	OpActorRemove OpKind = 3
+
+	// OpSplitBegin begins raising the split factor of the counter Name
+	// (see split.go): Delta is the new factor (2..MaxSplit) and Max, with
+	// HasMax, the shard count keys are hashed over (Delta..MaxSplit).
+	OpSplitBegin OpKind = 4
+
+	// OpSplitEnd makes Delta (2..MaxSplit) the split factor of the counter
+	// Name, once the keys the begin moved have been imported.
+	OpSplitEnd OpKind = 5
+
+	// OpImportKey remembers the idempotency Key as applied to the
+	// sub-counter Name (a SubName with an index >= 1) with the add's Delta
+	// and, in Min (with HasMin), the value its first Result had.
+	OpImportKey OpKind = 6
 )
 
 // Limits on the fields of an Op. The string limits bound the size of an
@@ -48,10 +62,11 @@ const (
 //
 // Fields a kind does not use must be zero (Validate enforces it): Actor is
 // only for the actor kinds; Delta, the bounds and TTL only for OpAdd; Min and
-// Max must be 0 unless HasMin and HasMax say they are in use.
+// Max must be 0 unless HasMin and HasMax say they are in use. The split
+// kinds give Delta, Min and Max their own meanings (see their docs).
 type Op struct {
 	Kind  OpKind
-	Name  string // counter name, 1..MaxNameLen bytes
+	Name  string // counter name, 1..MaxNameLen bytes, or a SubName of one
 	Delta int64  // OpAdd only
 	Key   string // idempotency key, "" = none; 0..MaxKeyLen bytes
 
@@ -96,6 +111,7 @@ var (
 	errBounds        = errors.New("fsm: Min greater than Max")
 	errTTL           = errors.New("fsm: TTL negative or over MaxTTL")
 	errOpFlags       = errors.New("fsm: op flags name an empty field (not canonical)")
+	errSplitOp       = errors.New("fsm: split op with a bad factor, shard count, name or fields")
 )
 
 // Validate reports whether op is well formed: a known kind, a name of
@@ -107,14 +123,17 @@ var (
 // instead of proposing garbage.
 func (op Op) Validate() error {
 	switch {
-	case op.Kind != OpAdd && op.Kind != OpActorAdd && op.Kind != OpActorRemove:
+	case op.Kind < OpAdd || op.Kind > OpImportKey:
 		return errUnknownKind
 	case len(op.Name) == 0:
 		return errEmptyName
-	case len(op.Name) > MaxNameLen:
+	case len(op.Name) > MaxNameLen && !isSubName(op.Name):
 		return errNameTooLong
 	case len(op.Key) > MaxKeyLen:
 		return errKeyTooLong
+	}
+	if op.Kind >= OpSplitBegin {
+		return op.validateSplit()
 	}
 	if op.Kind == OpAdd {
 		switch {
@@ -136,6 +155,27 @@ func (op Op) Validate() error {
 		return errActorTooLong
 	case op.Delta != 0 || op.HasMin || op.HasMax || op.Min != 0 || op.Max != 0 || op.TTL != 0:
 		return errAddFieldOnAct
+	}
+	return nil
+}
+
+// validateSplit checks the fields of the split kinds.
+func (op Op) validateSplit() error {
+	base, sub := ParseSubName(op.Name)
+	ok := op.Actor == "" && op.TTL == 0
+	switch op.Kind {
+	case OpSplitBegin:
+		ok = ok && sub == 0 && len(base) <= MaxNameLen && op.Key == "" &&
+			op.Delta >= 2 && op.Delta <= MaxSplit && op.HasMax && op.Max >= op.Delta && op.Max <= MaxSplit &&
+			!op.HasMin && op.Min == 0
+	case OpSplitEnd:
+		ok = ok && sub == 0 && len(base) <= MaxNameLen && op.Key == "" &&
+			op.Delta >= 2 && op.Delta <= MaxSplit && !op.HasMin && op.Min == 0 && !op.HasMax && op.Max == 0
+	case OpImportKey:
+		ok = ok && sub > 0 && len(base) <= MaxNameLen && op.Key != "" && op.HasMin && !op.HasMax && op.Max == 0
+	}
+	if !ok {
+		return errSplitOp
 	}
 	return nil
 }
@@ -212,7 +252,7 @@ const (
 
 // maxOpLenV2 is the longest version 2 op encoding of a valid op: kind, name,
 // flags, four varints and key and actor.
-const maxOpLenV2 = 1 + (2 + MaxNameLen) + 1 + (2 + MaxKeyLen) + (2 + MaxActorLen) + 4*binary.MaxVarintLen64
+const maxOpLenV2 = 1 + (2 + maxStoredNameLen) + 1 + (2 + MaxKeyLen) + (2 + MaxActorLen) + 4*binary.MaxVarintLen64
 
 // AppendEntry appends the encoding of e to dst and returns the extended slice:
 // version 1 if every op fits in it, else version 2. It does not validate e:
@@ -231,7 +271,7 @@ func AppendEntry(dst []byte, e *Entry) []byte {
 
 // needsV2 reports whether op uses anything version 1 cannot carry.
 func needsV2(op *Op) bool {
-	return op.Kind == OpActorAdd || op.Kind == OpActorRemove || op.Actor != "" ||
+	return op.Kind != OpAdd || op.Actor != "" ||
 		op.HasMin || op.HasMax || op.Min != 0 || op.Max != 0 || op.TTL != 0
 }
 
@@ -359,18 +399,22 @@ func (d *decoder) opV1(op *Op) {
 		d.err = errUnknownKind
 		return
 	}
-	op.Name = d.str(MaxNameLen, errNameTooLong)
+	op.Name = d.str(maxStoredNameLen, errNameTooLong)
 	op.Delta = d.varint()
 	op.Key = d.str(MaxKeyLen, errKeyTooLong)
-	if d.err == nil && op.Name == "" {
+	switch {
+	case d.err != nil:
+	case op.Name == "":
 		d.err = errEmptyName
+	case len(op.Name) > MaxNameLen && !isSubName(op.Name):
+		d.err = errNameTooLong
 	}
 }
 
 // opV2 reads a version 2 op and validates it.
 func (d *decoder) opV2(op *Op) {
 	op.Kind = OpKind(d.byte())
-	op.Name = d.str(MaxNameLen, errNameTooLong)
+	op.Name = d.str(maxStoredNameLen, errNameTooLong)
 	flags := d.byte()
 	if flags&flagDelta != 0 {
 		op.Delta = d.varint()

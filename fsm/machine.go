@@ -28,6 +28,20 @@ const (
 	// bounds: nothing changes (no expiry is set either), Value is the
 	// current value.
 	ErrOutOfBounds Code = 4
+	// ErrSplit: an add with bounds or a TTL on a split counter's home
+	// shard; those need the whole value in one place. Nothing changes.
+	ErrSplit Code = 5
+	// ErrMoved: a keyed add reached the home shard of a split counter whose
+	// key routes to another sub-counter (see KeyRoute); the sender's split
+	// factor is out of date. Nothing changes and the key is not
+	// remembered; Result.Split has the factor to route by.
+	ErrMoved Code = 6
+	// ErrNotSplittable: OpSplitBegin on a counter with an expiry or with
+	// another shard count, or OpSplitEnd without a begin. Nothing changes.
+	ErrNotSplittable Code = 7
+	// ErrSplitShrink: OpSplitBegin to a factor below the current one; a
+	// split factor only grows. Nothing changes.
+	ErrSplitShrink Code = 8
 )
 
 // String returns a short lowercase identifier, suitable for logs and JSON.
@@ -43,6 +57,14 @@ func (c Code) String() string {
 		return "invalid_op"
 	case ErrOutOfBounds:
 		return "out_of_bounds"
+	case ErrSplit:
+		return "counter_split"
+	case ErrMoved:
+		return "moved"
+	case ErrNotSplittable:
+		return "not_splittable"
+	case ErrSplitShrink:
+		return "split_shrink"
 	}
 	return "Code(" + strconv.Itoa(int(c)) + ")"
 }
@@ -57,6 +79,10 @@ type Result struct {
 	// counter moved by one; false if it already was (or was not) a member.
 	// Always false for OpAdd and on errors.
 	Changed bool
+	// Split is the counter's split factor, set by ops on a split counter's
+	// home shard (0 elsewhere, and on a dedup hit): how routers learn that
+	// a counter was split.
+	Split uint16
 }
 
 // DefaultDedupTTL is how long an idempotency key is remembered when
@@ -117,6 +143,11 @@ type Machine struct {
 	keys       map[string]uint64
 	ring       []dedupRec
 	head, tail uint64
+
+	// splits holds the split state of the counters whose home shard this
+	// is and that were ever split (see split.go). Entries are never
+	// removed: a split factor only grows.
+	splits map[string]splitState
 }
 
 // counter is one counter's state. A counter is held while it has a non-zero
@@ -317,6 +348,7 @@ func New(cfg Config) *Machine {
 		ttl:      ttl,
 		counters: make(map[string]counter),
 		keys:     make(map[string]uint64),
+		splits:   make(map[string]splitState),
 	}
 }
 
@@ -346,6 +378,14 @@ func (m *Machine) apply(op *Op, keyTime int64) Result {
 	if op.Validate() != nil {
 		return m.current(op.Name, ErrInvalidOp)
 	}
+	switch op.Kind {
+	case OpSplitBegin:
+		return m.splitBegin(op)
+	case OpSplitEnd:
+		return m.splitEnd(op)
+	case OpImportKey:
+		return m.importKey(op, keyTime)
+	}
 	if op.Key != "" {
 		if seq, ok := m.keys[op.Key]; ok {
 			r := m.rec(seq)
@@ -355,12 +395,18 @@ func (m *Machine) apply(op *Op, keyTime int64) Result {
 			return m.current(op.Name, ErrKeyReused)
 		}
 	}
+	if code := m.splitRefusal(op); code != OK {
+		res := m.current(op.Name, code)
+		res.Split = m.splitOf(op.Name)
+		return res // not remembered: a retry routed right may still apply
+	}
 	var res Result
 	if op.Kind == OpAdd {
 		res = m.add(op)
 	} else {
 		res = m.actor(op)
 	}
+	res.Split = m.splitOf(op.Name)
 	if op.Key != "" {
 		// Remembered even on ErrOverflow and ErrOutOfBounds, so a retry
 		// gets the same answer even if the counter has since moved enough

@@ -33,6 +33,7 @@ type state struct {
 	Counters map[string]counterState
 	Dedup    []dedupRec // oldest first
 	LastTime int64
+	Splits   map[string]splitState
 }
 
 // values returns the counters' values.
@@ -46,7 +47,7 @@ func (s state) values() map[string]int64 {
 
 // stateOf returns m's state, panicking if m breaks an internal invariant.
 func stateOf(m *Machine) state {
-	s := state{Counters: make(map[string]counterState, len(m.counters)), LastTime: m.lastTime}
+	s := state{Counters: make(map[string]counterState, len(m.counters)), LastTime: m.lastTime, Splits: maps.Clone(m.splits)}
 	for seq := m.head; seq != m.tail; seq++ {
 		r := *m.rec(seq)
 		if got, ok := m.keys[r.key]; !ok || got != seq {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strings"
 )
 
 // Snapshot stream, version 1 (no actors, expiries or new op fields):
@@ -50,6 +51,15 @@ import (
 //	            changed   byte    /  (0 or 1)
 //	crc       4 bytes little-endian: CRC-32C of everything above
 //
+// Version 3 is version 2 with the split table between the dedup records
+// and the checksum:
+//
+//	splits    uvarint count, then per split counter (sorted by name):
+//	            name     uvarint length + bytes
+//	            n        uvarint (1..MaxSplit)
+//	            pending  uvarint (0, or n+1..MaxSplit)
+//	            slots    uvarint (n..MaxSplit, >= pending)
+//
 // Varints are zigzag for signed values, as in encoding/binary. The stream
 // must end right after the checksum. The expiry heap is not written: Restore
 // rebuilds it from the counters' expiries.
@@ -57,7 +67,8 @@ import (
 // WriteTo writes version 1 when the state fits in it (no counter has actors
 // or an expiry, no dedup record has an actor op, bounds, TTL, expiry or
 // Changed), so that nodes that only know version 1 can still install
-// snapshots of a cluster not using the new features; otherwise version 2.
+// snapshots of a cluster not using the new features; otherwise version 2,
+// or version 3 when a counter is split.
 //
 // Counters (and actors) are sorted so that replicas with equal state write
 // identical bytes, which makes comparing replicas (and testing) a byte
@@ -66,6 +77,7 @@ const (
 	snapMagic = "TALLYFSM"
 	snapV1    = 1
 	snapV2    = 2
+	snapV3    = 3
 )
 
 // Version 2 counter flags.
@@ -93,6 +105,7 @@ type Snapshot struct {
 	lastTime int64
 	counters map[string]counter
 	dedup    []dedupRec // oldest first
+	splits   map[string]splitState
 }
 
 // Snapshot copies the state. It runs on the apply goroutine, so it only
@@ -105,6 +118,7 @@ func (m *Machine) Snapshot() *Snapshot {
 		lastTime: m.lastTime,
 		counters: maps.Clone(m.counters),
 		dedup:    make([]dedupRec, 0, m.tail-m.head),
+		splits:   maps.Clone(m.splits),
 	}
 	m.gen.Add(1) // every existing actor set is now shared
 	if m.head != m.tail {
@@ -124,6 +138,9 @@ func (m *Machine) Snapshot() *Snapshot {
 // fitsV1 reports whether version 1 can carry the snapshot: what it leaves
 // out is all zero, and so what restoring it yields is the same state.
 func (s *Snapshot) fitsV1() bool {
+	if len(s.splits) > 0 {
+		return false
+	}
 	for _, c := range s.counters {
 		if c.expiry != 0 || c.actors != nil {
 			return false
@@ -143,7 +160,10 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	cw := &countingWriter{w: w}
 	sw := snapWriter{bw: bufio.NewWriterSize(cw, 64<<10)}
 	version := byte(snapV2)
-	if s.fitsV1() {
+	switch {
+	case len(s.splits) > 0:
+		version = snapV3
+	case s.fitsV1():
 		version = snapV1
 	}
 
@@ -212,6 +232,17 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		b = binary.AppendVarint(b, res.ExpiresAt)
 		b = append(b, byte(res.Code), b2byte(res.Changed))
 		sw.write(b)
+	}
+	if version == snapV3 {
+		sw.write(binary.AppendUvarint(sw.buf(), uint64(len(s.splits))))
+		for _, name := range slices.Sorted(maps.Keys(s.splits)) {
+			st := s.splits[name]
+			b := appendString(sw.buf(), name)
+			b = binary.AppendUvarint(b, uint64(st.n))
+			b = binary.AppendUvarint(b, uint64(st.pending))
+			b = binary.AppendUvarint(b, uint64(st.slots))
+			sw.write(b)
+		}
 	}
 	// The checksum is written raw, not through sw.write, so it is not
 	// checksummed itself.
@@ -299,6 +330,7 @@ func (m *Machine) Restore(r io.Reader) error {
 	m.lastTime = s.lastTime
 	m.ring, m.keys = ring, keys
 	m.head, m.tail = 0, uint64(n)
+	m.splits = s.splits
 	return nil
 }
 
@@ -316,7 +348,7 @@ func readSnapshot(r io.Reader) (*Snapshot, error) {
 		return nil, errSnapMagic
 	}
 	version := sr.byte()
-	if sr.err == nil && version != snapV1 && version != snapV2 {
+	if sr.err == nil && version != snapV1 && version != snapV2 && version != snapV3 {
 		return nil, fmt.Errorf("%w %d", errSnapVersion, version)
 	}
 	s := &Snapshot{lastTime: sr.varint()}
@@ -324,7 +356,7 @@ func readSnapshot(r io.Reader) (*Snapshot, error) {
 	n := sr.uvarint()
 	s.counters = make(map[string]counter, min(n, maxPrealloc))
 	for i := uint64(0); i < n && sr.err == nil; i++ {
-		name := sr.str(MaxNameLen)
+		name := sr.str(maxStoredNameLen)
 		var c counter
 		if version == snapV1 {
 			c.value = sr.varint()
@@ -333,8 +365,8 @@ func readSnapshot(r io.Reader) (*Snapshot, error) {
 		}
 		switch {
 		case sr.err != nil:
-		case name == "":
-			sr.corrupt("empty counter name")
+		case name == "" || (len(name) > MaxNameLen && !isSubName(name)):
+			sr.corrupt(fmt.Sprintf("counter name %q", name))
 		case !c.held():
 			sr.corrupt(fmt.Sprintf("zero counter %q", name))
 		default:
@@ -365,6 +397,11 @@ func readSnapshot(r io.Reader) (*Snapshot, error) {
 		s.dedup = append(s.dedup, rec)
 	}
 
+	s.splits = make(map[string]splitState)
+	if version == snapV3 {
+		sr.splits(s.splits)
+	}
+
 	if sr.err != nil {
 		return nil, sr.err
 	}
@@ -384,6 +421,28 @@ func readSnapshot(r io.Reader) (*Snapshot, error) {
 		return nil, errSnapTrailing
 	default:
 		return nil, fmt.Errorf("fsm: reading snapshot: %w", err)
+	}
+}
+
+// splits reads a version 3 split table into dst.
+func (sr *snapReader) splits(dst map[string]splitState) {
+	n := sr.uvarint()
+	for i := uint64(0); i < n && sr.err == nil; i++ {
+		name := sr.str(MaxNameLen)
+		k, pending, slots := sr.uvarint(), sr.uvarint(), sr.uvarint()
+		switch {
+		case sr.err != nil:
+		case name == "" || strings.IndexByte(name, '/') >= 0:
+			sr.corrupt(fmt.Sprintf("split counter name %q", name))
+		case k < 1 || slots > MaxSplit || k > slots || (pending != 0 && (pending <= k || pending > slots)):
+			sr.corrupt(fmt.Sprintf("split state n=%d pending=%d slots=%d of %q", k, pending, slots, name))
+		default:
+			st := splitState{n: uint16(k), pending: uint16(pending), slots: uint16(slots)}
+			if _, dup := dst[name]; dup {
+				sr.corrupt(fmt.Sprintf("duplicate split counter %q", name))
+			}
+			dst[name] = st
+		}
 	}
 }
 
@@ -433,7 +492,7 @@ func (sr *snapReader) recV1() dedupRec {
 	var op Op
 	op.Key = sr.str(MaxKeyLen)
 	op.Kind = OpKind(sr.byte())
-	op.Name = sr.str(MaxNameLen)
+	op.Name = sr.str(maxStoredNameLen)
 	op.Delta = sr.varint()
 	time := sr.varint()
 	res := Result{Value: sr.varint(), Code: Code(sr.byte())}
@@ -478,6 +537,8 @@ func (sr *snapReader) recV2() dedupRec {
 		sr.corrupt("remembered op: " + d.err.Error())
 	case op.Key == "":
 		sr.corrupt("empty idempotency key")
+	case op.Kind >= OpSplitBegin:
+		sr.corrupt(fmt.Sprintf("remembered op kind %d", op.Kind))
 	case res.Code != OK && res.Code != ErrOverflow && res.Code != ErrOutOfBounds:
 		// Only results of applied ops are remembered.
 		sr.corrupt(fmt.Sprintf("remembered result code %d", res.Code))
@@ -499,7 +560,7 @@ type snapReader struct {
 	br  *bufio.Reader
 	crc uint32
 	err error
-	tmp [max(MaxNameLen, MaxKeyLen, MaxActorLen, maxOpLenV2)]byte
+	tmp [max(maxStoredNameLen, MaxKeyLen, MaxActorLen, maxOpLenV2)]byte
 }
 
 func (sr *snapReader) fail(err error) {

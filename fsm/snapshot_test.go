@@ -285,7 +285,7 @@ func TestRestoreRejects(t *testing.T) {
 		{"bad magic", bytes.NewReader(append([]byte("TALLYFSN"), good[8:]...)), errSnapMagic},
 		{"entry, not snapshot", bytes.NewReader(AppendEntry(nil, &Entry{Time: 1})), errSnapTruncated},
 		{"garbage", bytes.NewReader(bytes.Repeat([]byte("garbage!"), 100)), errSnapMagic},
-		{"bad version", bytes.NewReader(append(append([]byte(snapMagic), 3), good[9:]...)), errSnapVersion},
+		{"bad version", bytes.NewReader(append(append([]byte(snapMagic), 4), good[9:]...)), errSnapVersion},
 		{"version zero", bytes.NewReader(append(append([]byte(snapMagic), 0), good[9:]...)), errSnapVersion},
 		{"trailing byte", bytes.NewReader(append(bytes.Clone(good), 0)), errSnapTrailing},
 		{"flipped checksum", bytes.NewReader(flip(len(good) - 1)), errSnapChecksum},

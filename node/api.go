@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -11,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"tally/fsm"
+	"tally/hot"
 	"tally/shard"
 )
 
@@ -79,6 +80,8 @@ func (n *Node) counterRoutes(r chi.Router) {
 	r.Get("/v1/counters/{name}/actors/{actor}", n.handleMember)
 	r.Get("/v1/counters", n.handleMultiGet)
 	r.Post("/v1/batch", n.handleBatch)
+	r.Post("/v1/counters/{name}/split", n.handleSplit)
+	r.Get("/v1/hot", n.handleHot)
 }
 
 // --- errors and JSON ---
@@ -311,38 +314,44 @@ func (n *Node) handleAdd(sign int64) http.HandlerFunc {
 			}
 			op.Delta = -op.Delta
 		}
-		res, ok := n.apply(w, r, name, op)
+		o, ok := n.apply(w, r, op)
 		if !ok {
 			return
 		}
-		writeJSON(w, http.StatusOK, addAnswer{Name: name, Value: res.Value, Exact: true, ExpiresAt: expiresAt(res.ExpiresAt)})
+		// A split counter's answer is the value of the sub-counter the op
+		// landed on: a lower bound of the total (while it only grows).
+		writeJSON(w, http.StatusOK, addAnswer{Name: name, Value: o.res.Value, Exact: o.split <= 1, ExpiresAt: expiresAt(o.res.ExpiresAt)})
 	}
 }
 
-// apply runs one op on its counter's shard and answers every failure; ok
-// says the op applied and the caller should answer res.
-func (n *Node) apply(w http.ResponseWriter, r *http.Request, name string, op fsm.Op) (res fsm.Result, ok bool) {
+// apply runs one op on its counter's shard (or, for a split counter, a
+// sub-counter's) and answers every failure; ok says the op applied and
+// the caller should answer o.
+func (n *Node) apply(w http.ResponseWriter, r *http.Request, op fsm.Op) (o outcome, ok bool) {
 	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RequestTimeout)
 	defer cancel()
-	results, err := n.write(ctx, shard.Home(name, n.shardCount()), []fsm.Op{op})
-	if err != nil {
-		writeClusterError(w, err)
-		return res, false
+	o = n.writeOps(ctx, []fsm.Op{op})[0]
+	if o.err != nil {
+		writeClusterError(w, o.err)
+		return o, false
 	}
-	res = results[0]
-	if res.Code == fsm.OK {
-		return res, true
+	if o.res.Code == fsm.OK {
+		return o, true
 	}
-	e := opResult(name, res).Error
-	status := http.StatusInternalServerError
-	switch res.Code {
-	case fsm.ErrOverflow, fsm.ErrOutOfBounds:
-		status = http.StatusConflict
+	e := opResult(op.Name, o).Error
+	writeError(w, codeStatus(o.res.Code), e.Code, e.Message, e.Value)
+	return o, false
+}
+
+// codeStatus is the HTTP status of a refused op.
+func codeStatus(c fsm.Code) int {
+	switch c {
+	case fsm.ErrOverflow, fsm.ErrOutOfBounds, fsm.ErrSplit, fsm.ErrSplitShrink, fsm.ErrNotSplittable:
+		return http.StatusConflict
 	case fsm.ErrKeyReused:
-		status = http.StatusUnprocessableEntity
+		return http.StatusUnprocessableEntity
 	}
-	writeError(w, status, e.Code, e.Message, e.Value)
-	return res, false
+	return http.StatusInternalServerError
 }
 
 // handleActor likes (PUT) or unlikes (DELETE): the counter changes only
@@ -361,7 +370,7 @@ func (n *Node) handleActor(kind fsm.OpKind) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		res, ok := n.apply(w, r, name, fsm.Op{Kind: kind, Name: name, Actor: actor, Key: key})
+		o, ok := n.apply(w, r, fsm.Op{Kind: kind, Name: name, Actor: actor, Key: key})
 		if !ok {
 			return
 		}
@@ -369,7 +378,7 @@ func (n *Node) handleActor(kind fsm.OpKind) http.HandlerFunc {
 			Name    string `json:"name"`
 			Value   int64  `json:"value"`
 			Changed bool   `json:"changed"`
-		}{name, res.Value, res.Changed})
+		}{name, o.res.Value, o.res.Changed})
 	}
 }
 
@@ -445,18 +454,23 @@ func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RequestTimeout)
 	defer cancel()
-	home := shard.Home(name, n.shardCount())
-	vals, err := n.read(ctx, home, []string{name}, linear)
+	vals, err := n.readCounters(ctx, []string{name}, linear)
 	if err != nil {
 		writeClusterError(w, err)
+		return
+	}
+	c := vals[0]
+	if c.overflow {
+		writeError(w, http.StatusConflict, "overflow", "the sum of the counter's sub-counters does not fit in an int64", nil)
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Name      string   `json:"name"`
 		Value     int64    `json:"value"`
+		Split     int      `json:"split"`
 		Shards    []uint32 `json:"shards"`
 		ExpiresAt *string  `json:"expires_at,omitempty"`
-	}{name, vals[0].Value, []uint32{home}, expiresAt(vals[0].ExpiresAt)})
+	}{name, c.value, c.split, shardsOf(name, c.split, n.shardCount()), expiresAt(c.expiresAt)})
 }
 
 type counterValue struct {
@@ -486,46 +500,92 @@ func (n *Node) handleMultiGet(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RequestTimeout)
 	defer cancel()
-
-	// One read per shard, all shards in parallel.
-	byShard := map[uint32][]int{}
-	S := n.shardCount()
-	for i, name := range names {
-		s := shard.Home(name, S)
-		byShard[s] = append(byShard[s], i)
-	}
-	out := make([]counterValue, len(names))
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	for s, idx := range byShard {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			batch := make([]string, len(idx))
-			for j, i := range idx {
-				batch[j] = names[i]
-			}
-			vals, err := n.read(ctx, s, batch, linear)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				if firstErr == nil {
-					firstErr = err
-				}
-				return
-			}
-			for j, i := range idx {
-				out[i] = counterValue{Name: names[i], Value: vals[j].Value}
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		writeClusterError(w, firstErr)
+	// One read per shard, all shards in parallel (readCounters).
+	vals, err := n.readCounters(ctx, names, linear)
+	if err != nil {
+		writeClusterError(w, err)
 		return
 	}
+	out := make([]counterValue, len(names))
+	for i, c := range vals {
+		if c.overflow {
+			writeError(w, http.StatusConflict, "overflow", "the sum of the sub-counters of "+strconv.Quote(names[i])+" does not fit in an int64", nil)
+			return
+		}
+		out[i] = counterValue{Name: names[i], Value: c.value}
+	}
 	writeJSON(w, http.StatusOK, map[string][]counterValue{"counters": out})
+}
+
+// handleSplit raises a counter's split factor (POST {"n": k}).
+func (n *Node) handleSplit(w http.ResponseWriter, r *http.Request) {
+	name, ok := requireName(w, r)
+	if !ok {
+		return
+	}
+	var body struct {
+		N *int `json:"n"`
+	}
+	d := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 4096))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&body); err != nil || body.N == nil {
+		writeError(w, http.StatusBadRequest, "bad_body", `body must be {"n": <split factor>}`, nil)
+		return
+	}
+	S := n.shardCount()
+	k := *body.N
+	if k < 1 || k > S {
+		writeError(w, http.StatusBadRequest, "bad_split", fmt.Sprintf("n must be 1..%d (the shard count)", S), nil)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*n.cfg.RequestTimeout)
+	defer cancel()
+	from := n.splits.get(name)
+	got, code := 1, fsm.OK
+	var err error
+	if k > 1 {
+		got, code, err = n.splitCounter(ctx, name, k)
+		n.splitLog.add(splitEvent{Name: name, From: from, To: k, Got: got, Reason: "manual", At: time.Now(), Err: errText(code, err)})
+	} else {
+		// n = 1 asks for no split: fine if there is none, a shrink if there is.
+		var vals []counterRead
+		vals, err = n.readCounters(ctx, []string{name}, true)
+		if err == nil {
+			got = vals[0].split
+			if got > 1 {
+				code = fsm.ErrSplitShrink
+			}
+		}
+	}
+	if err != nil {
+		writeClusterError(w, err)
+		return
+	}
+	switch code {
+	case fsm.OK:
+		writeJSON(w, http.StatusOK, map[string]any{"name": name, "split": got})
+	case fsm.ErrSplitShrink:
+		v := int64(got)
+		writeError(w, http.StatusConflict, "split_shrink", fmt.Sprintf("the counter is split %d ways; a split factor can only grow", got), &v)
+	case fsm.ErrNotSplittable:
+		writeError(w, http.StatusConflict, "not_splittable", "a counter with an expiry (ttl_ms) cannot be split", nil)
+	default:
+		writeError(w, http.StatusInternalServerError, "internal", "unexpected result code "+code.String(), nil)
+	}
+}
+
+// handleHot shows the write rates this node's shard leaders see and the
+// splits it ran.
+func (n *Node) handleHot(w http.ResponseWriter, r *http.Request) {
+	ans := hotAnswer{
+		Node: n.cfg.ID, AutoSplit: n.tracker != nil, Threshold: n.cfg.SplitThreshold,
+		SustainS: n.cfg.SplitSustain.Seconds(), SplitTo: n.splitTarget(),
+		Hot: []hot.Rate{}, Splits: n.splitLog.list(), Known: n.splits.all(),
+	}
+	if n.tracker != nil {
+		ans.Hot = n.tracker.Top(10)
+	}
+	writeJSON(w, http.StatusOK, ans)
 }
 
 type memberAnswer struct {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 
 	"tally/fsm"
 	"tally/shard"
@@ -75,33 +74,14 @@ func (n *Node) handleBatch(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RequestTimeout)
 	defer cancel()
-	S := n.shardCount()
-	byShard := map[uint32][]int{}
-	for i, op := range ops {
-		s := shard.Home(op.Name, S)
-		byShard[s] = append(byShard[s], i)
-	}
 	out := make([]batchResult, len(ops))
-	var wg sync.WaitGroup
-	for s, idx := range byShard {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			group := make([]fsm.Op, len(idx))
-			for j, i := range idx {
-				group[j] = ops[i]
-			}
-			res, err := n.write(ctx, s, group)
-			for j, i := range idx {
-				if err != nil {
-					out[i] = batchResult{Name: ops[i].Name, Error: clusterError(err)}
-					continue
-				}
-				out[i] = opResult(ops[i].Name, res[j])
-			}
-		}()
+	for i, o := range n.writeOps(ctx, ops) {
+		if o.err != nil {
+			out[i] = batchResult{Name: ops[i].Name, Error: clusterError(o.err)}
+			continue
+		}
+		out[i] = opResult(ops[i].Name, o)
 	}
-	wg.Wait()
 	writeJSON(w, http.StatusOK, map[string][]batchResult{"results": out})
 }
 
@@ -118,11 +98,12 @@ func parseBatchOp(bo batchOp) (fsm.Op, string, string) {
 }
 
 // opResult renders one applied (or refused) op of a batch.
-func opResult(name string, res fsm.Result) batchResult {
+func opResult(name string, o outcome) batchResult {
+	res := o.res
 	v := res.Value
 	switch res.Code {
 	case fsm.OK:
-		exact := true
+		exact := o.split <= 1
 		return batchResult{Name: name, Value: &v, Exact: &exact, ExpiresAt: expiresAt(res.ExpiresAt)}
 	case fsm.ErrOverflow:
 		return batchResult{Name: name, Error: &apiError{Code: "overflow", Message: "the result would overflow int64; nothing changed", Value: &v}}
@@ -130,6 +111,8 @@ func opResult(name string, res fsm.Result) batchResult {
 		return batchResult{Name: name, Error: &apiError{Code: "out_of_bounds", Message: "the result would leave the counter outside its min/max; nothing changed", Value: &v}}
 	case fsm.ErrKeyReused:
 		return batchResult{Name: name, Error: &apiError{Code: "key_reused", Message: "this idempotency key was already used for a different operation"}}
+	case fsm.ErrSplit:
+		return batchResult{Name: name, Error: &apiError{Code: "counter_split", Message: "the counter is split across shards: bounds (min/max) and ttl_ms need an unsplit counter; nothing changed"}}
 	default:
 		return batchResult{Name: name, Error: &apiError{Code: "internal", Message: "unexpected result code " + res.Code.String()}}
 	}
@@ -141,6 +124,8 @@ func clusterError(err error) *apiError {
 	switch {
 	case errors.Is(err, shard.ErrOutcomeUnknown):
 		return &apiError{Code: "outcome_unknown", Message: "the op may or may not have been applied; retry it with the same idempotency_key"}
+	case errors.Is(err, errSplitting):
+		return &apiError{Code: "unavailable", Message: "the counter is being split right now; nothing was applied, retry shortly"}
 	case errors.Is(err, errNoLeader):
 		return &apiError{Code: "no_leader", Message: "the counter's shard has no leader right now; nothing was applied"}
 	case errors.Is(err, shard.ErrUnavailable), errors.Is(err, shard.ErrClosed):

@@ -24,6 +24,7 @@ type localHandler interface {
 	localWrite(ctx context.Context, shard uint32, ops []fsm.Op) ([]fsm.Result, error)
 	localRead(ctx context.Context, shard uint32, names []string, linearizable bool) ([]shard.Lookup, error)
 	localMember(ctx context.Context, shard uint32, name, actor string, linearizable bool) (bool, error)
+	localSplit(ctx context.Context, shard uint32, name string, k int) (int, fsm.Code, error)
 }
 
 type dialFunc func(addr string, timeout time.Duration) (net.Conn, error)
@@ -47,8 +48,9 @@ type call struct {
 	kind   uint8
 	shard  uint32
 	ops    []fsm.Op
-	names  []string // reqRead; reqMember: [name, actor]
+	names  []string // reqRead; reqMember: [name, actor]; reqSplit: [name]
 	linear bool
+	k      int // reqSplit: the factor
 	done   chan callResult
 }
 
@@ -56,6 +58,8 @@ type callResult struct {
 	results []fsm.Result
 	values  []shard.Lookup
 	member  bool
+	split   int      // reqSplit: the factor after it
+	code    fsm.Code // reqSplit: a refusal
 	err     error
 }
 
@@ -93,6 +97,14 @@ func (f *forwarder) member(ctx context.Context, addr string, sh uint32, name, ac
 		err = shard.ErrUnavailable
 	}
 	return res.member, err
+}
+
+// split asks the leader of a counter's home shard to raise its split
+// factor to k. The protocol is idempotent, so an unknown outcome is safe
+// to retry.
+func (f *forwarder) split(ctx context.Context, addr string, sh uint32, name string, k int) (int, fsm.Code, error) {
+	res, err := f.do(ctx, addr, &call{kind: reqSplit, shard: sh, names: []string{name}, k: k})
+	return res.split, res.code, err
 }
 
 func (f *forwarder) do(ctx context.Context, addr string, c *call) (callResult, error) {
@@ -318,6 +330,9 @@ func encodeRequest(e *enc, id uint64, c *call) {
 		for _, n := range c.names {
 			e.str(n)
 		}
+	case reqSplit:
+		e.str(c.names[0])
+		e.uv(uint64(c.k))
 	}
 }
 
@@ -333,16 +348,20 @@ func decodeResponse(d *dec, kind uint8) callResult {
 				res[i].Code = fsm.Code(d.u8())
 				res[i].Changed = d.u8() == 1
 				res[i].ExpiresAt = d.v()
+				res[i].Split = uint16(d.uv())
 			}
 			return callResult{results: res}
 		case reqMember:
 			return callResult{member: d.u8() == 1}
+		case reqSplit:
+			return callResult{split: int(d.uv()), code: fsm.Code(d.u8())}
 		}
 		n := d.count()
 		vals := make([]shard.Lookup, n)
 		for i := range vals {
 			vals[i].Value = d.v()
 			vals[i].ExpiresAt = d.v()
+			vals[i].Split = int(d.uv())
 		}
 		return callResult{values: vals}
 	case statusNotLeader:
@@ -413,6 +432,7 @@ func serveForwardConn(conn net.Conn, h localHandler, log *slog.Logger) {
 			var ops []fsm.Op
 			var names []string
 			var linear bool
+			var k int
 			switch kind {
 			case reqWrite:
 				raw := d.raw()
@@ -433,6 +453,9 @@ func serveForwardConn(conn net.Conn, h localHandler, log *slog.Logger) {
 				if kind == reqMember && len(names) != 2 {
 					d.fail()
 				}
+			case reqSplit:
+				names = []string{d.str()}
+				k = int(d.uv())
 			default:
 				d.fail()
 			}
@@ -453,6 +476,8 @@ func serveForwardConn(conn net.Conn, h localHandler, log *slog.Logger) {
 					res.values, res.err = h.localRead(ctx, sh, names, linear)
 				case reqMember:
 					res.member, res.err = h.localMember(ctx, sh, names[0], names[1], linear)
+				case reqSplit:
+					res.split, res.code, res.err = h.localSplit(ctx, sh, names[0], k)
 				}
 				select {
 				case out <- response{id: id, kind: kind, res: res}:
@@ -536,14 +561,19 @@ func encodeResult(e *enc, kind uint8, r callResult) {
 			e.u8(uint8(x.Code))
 			e.u8(b2u(x.Changed))
 			e.v(x.ExpiresAt)
+			e.uv(uint64(x.Split))
 		}
 	case reqMember:
 		e.u8(b2u(r.member))
+	case reqSplit:
+		e.uv(uint64(r.split))
+		e.u8(uint8(r.code))
 	default:
 		e.uv(uint64(len(r.values)))
 		for _, v := range r.values {
 			e.v(v.Value)
 			e.v(v.ExpiresAt)
+			e.uv(uint64(v.Split))
 		}
 	}
 }

@@ -13,6 +13,7 @@ type metrics struct {
 	batchOps     prometheus.Histogram
 	forwardedOut prometheus.Counter
 	forwardedIn  prometheus.Counter
+	autoSplits   prometheus.Counter
 }
 
 func newMetrics(n *Node) *metrics {
@@ -31,6 +32,9 @@ func newMetrics(n *Node) *metrics {
 		forwardedIn: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tally_forwarded_in_total", Help: "Forwarded writes this node served as shard leader.",
 		}),
+		autoSplits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tally_auto_splits_total", Help: "Hot counters this node split automatically.",
+		}),
 	}
 	leading := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tally_shards_leading", Help: "Shards this node leads.",
@@ -43,7 +47,7 @@ func newMetrics(n *Node) *metrics {
 		}
 		return float64(k)
 	})
-	m.reg.MustRegister(m.requests, m.batchOps, m.forwardedOut, m.forwardedIn, leading,
+	m.reg.MustRegister(m.requests, m.batchOps, m.forwardedOut, m.forwardedIn, m.autoSplits, leading,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"tally/fsm"
+	"tally/hot"
 	"tally/shard"
 	"tally/transport"
 )
@@ -46,6 +47,12 @@ type Config struct {
 	SnapshotThreshold uint64
 	BalanceInterval   time.Duration // 0: 5 s; negative: never rebalance leaders
 	RequestTimeout    time.Duration // per request deadline (default 5 s)
+
+	// Automatic splitting of hot counters (see autosplit.go).
+	NoAutoSplit    bool          // --auto-split=false
+	SplitThreshold float64       // writes/s on one counter's home shard that make it hot (default 2000)
+	SplitSustain   time.Duration // for this long (default 5 s)
+	SplitTo        int           // the factor a hot counter is split to; 0: min(shards, 2 × nodes)
 }
 
 const maxShards = 64 // leader claims for every shard must fit in gossip meta
@@ -82,6 +89,15 @@ func (c *Config) setDefaults() error {
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 5 * time.Second
 	}
+	if c.SplitThreshold <= 0 {
+		c.SplitThreshold = 2000
+	}
+	if c.SplitSustain <= 0 {
+		c.SplitSustain = 5 * time.Second
+	}
+	if c.SplitTo < 0 || c.SplitTo == 1 || c.SplitTo > fsm.MaxSplit {
+		return fmt.Errorf("split-to %d: must be 0 (automatic) or 2..%d", c.SplitTo, fsm.MaxSplit)
+	}
 	return nil
 }
 
@@ -101,6 +117,17 @@ type Node struct {
 	state   *clusterState
 	shards  map[uint32]*shard.Shard
 	nshards int
+
+	// Split counters: the factors this node knows, the shards it leads
+	// (bit s set: it leads shard s; a node places unkeyed writes of a
+	// split counter on a sub-counter it leads), the per-counter protocol
+	// locks, and the auto-splitter's write-rate tracker and log.
+	splits     splitCache
+	leading    atomic.Uint64
+	splitMu    sync.Mutex
+	splitLocks map[string]chan struct{}
+	tracker    *hot.Tracker
+	splitLog   splitLog
 
 	formed   atomic.Bool
 	stopping atomic.Bool
@@ -123,6 +150,9 @@ func Start(cfg Config) (*Node, error) {
 	}
 	log := cfg.Logger.With("node", cfg.ID)
 	n := &Node{cfg: cfg, log: log, shards: map[uint32]*shard.Shard{}, stop: make(chan struct{}), done: make(chan struct{})}
+	if !cfg.NoAutoSplit {
+		n.tracker = hot.New(hot.Config{Threshold: cfg.SplitThreshold, Sustain: cfg.SplitSustain}, time.Now())
+	}
 	n.metrics = newMetrics(n)
 
 	state, err := loadState(cfg.DataDir)
@@ -209,6 +239,8 @@ func (n *Node) run(state *clusterState) {
 		return
 	}
 	n.formed.Store(true)
+	n.wg.Add(1)
+	go n.splitLoop()
 	if n.cfg.BalanceInterval > 0 {
 		n.balanceLoop()
 	}
@@ -260,6 +292,7 @@ func (n *Node) openShards(state *clusterState) error {
 			ElectionTimeout:   n.cfg.ElectionTimeout,
 			ObserveBatch:      n.metrics.observeBatch,
 			OnLeaderChange:    func(leader bool) { n.onLeaderChange(id, leader) },
+			OnSplit:           n.splits.learn,
 		})
 		if err != nil {
 			return err
@@ -297,6 +330,16 @@ func (n *Node) onLeaderChange(s uint32, leader bool) {
 	var term uint64
 	if sh != nil {
 		term = sh.Term()
+	}
+	for {
+		old := n.leading.Load()
+		mask := old &^ (1 << s)
+		if leader {
+			mask |= 1 << s
+		}
+		if n.leading.CompareAndSwap(old, mask) {
+			break
+		}
 	}
 	n.ms.update(func(m *meta) {
 		if m.Leading == nil {
@@ -364,11 +407,33 @@ func (n *Node) localWrite(ctx context.Context, s uint32, ops []fsm.Op) ([]fsm.Re
 	// the shard count) must not write it where no reader looks.
 	S := n.shardCount()
 	for i := range ops {
-		if shard.Home(ops[i].Name, S) != s {
+		if shard.Of(ops[i].Name, S) != s {
 			return nil, fmt.Errorf("counter %q does not live on shard %d of %d", ops[i].Name, s, S)
 		}
 	}
 	n.metrics.forwardedIn.Inc()
+	return n.propose(ctx, sh, ops)
+}
+
+// propose proposes ops on a local replica (which must lead its shard to
+// succeed), counting the writes of counters on their home shard for the
+// auto-splitter.
+func (n *Node) propose(ctx context.Context, sh *shard.Shard, ops []fsm.Op) ([]fsm.Result, error) {
+	if n.tracker != nil && sh.IsLeader() {
+		for i := range ops {
+			op := &ops[i]
+			if op.Kind != fsm.OpAdd {
+				continue
+			}
+			if name, sub := fsm.ParseSubName(op.Name); sub == 0 && name == op.Name {
+				if splittable(op) {
+					n.tracker.Observe(op.Name, 1)
+				} else {
+					n.tracker.Exclude(op.Name) // bounds and expiry need an unsplit counter
+				}
+			}
+		}
+	}
 	return sh.Propose(ctx, ops)
 }
 
@@ -397,7 +462,7 @@ func (n *Node) write(ctx context.Context, s uint32, ops []fsm.Op) ([]fsm.Result,
 	err := n.routed(ctx, s, func(sh *shard.Shard, addr string) error {
 		var err error
 		if sh != nil {
-			res, err = sh.Propose(ctx, ops)
+			res, err = n.propose(ctx, sh, ops)
 		} else {
 			n.metrics.forwardedOut.Inc()
 			res, err = n.fwd.write(ctx, addr, s, ops)

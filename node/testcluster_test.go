@@ -29,6 +29,14 @@ func testLogger(t *testing.T) *slog.Logger {
 // every node is ready. Timeouts are relaxed for the race detector.
 func startCluster(t *testing.T, size, shards int) *testCluster {
 	t.Helper()
+	return startClusterWith(t, size, shards, nil)
+}
+
+// startClusterWith is startCluster with each node's Config adjusted by
+// tune (if not nil). Auto-split is off unless tune turns it on, so that
+// load tests measure what they name.
+func startClusterWith(t *testing.T, size, shards int, tune func(*Config)) *testCluster {
+	t.Helper()
 	tc := &testCluster{t: t}
 	var seed string
 	for i := 0; i < size; i++ {
@@ -46,6 +54,10 @@ func startCluster(t *testing.T, size, shards int) *testCluster {
 			BalanceInterval:   time.Second,
 			RequestTimeout:    10 * time.Second,
 			SnapshotThreshold: 1024,
+			NoAutoSplit:       true,
+		}
+		if tune != nil {
+			tune(&cfg)
 		}
 		if seed != "" {
 			cfg.Join = []string{seed}

@@ -21,6 +21,7 @@ const (
 	reqWrite  = 1
 	reqRead   = 2 // counter values with their expiry
 	reqMember = 3 // is an actor in a counter's actor set
+	reqSplit  = 4 // run the split protocol on a counter's home shard
 
 	statusOK          = 0
 	statusNotLeader   = 1 // nothing done; leader hint follows

@@ -36,11 +36,12 @@ type Config struct {
 	// elects a new leader within about a second on a LAN.
 	HeartbeatTimeout time.Duration
 	ElectionTimeout  time.Duration
-	MaxInflight      int           // entries being committed at once (default 2)
-	MaxBatchOps      int           // ops per entry at most (default 4096)
-	ObserveBatch     func(ops int) // optional: called with each entry's op count
-	OnLeaderChange   func(bool)    // optional: called (in order) when this replica gains or loses leadership
-	InMemory         bool          // tests: in-memory log and snapshots, nothing on disk
+	MaxInflight      int                      // entries being committed at once (default 2)
+	MaxBatchOps      int                      // ops per entry at most (default 4096)
+	ObserveBatch     func(ops int)            // optional: called with each entry's op count
+	OnLeaderChange   func(bool)               // optional: called (in order) when this replica gains or loses leadership
+	OnSplit          func(name string, n int) // optional: called when this replica applies the end of a split
+	InMemory         bool                     // tests: in-memory log and snapshots, nothing on disk
 }
 
 // Shard is one running replica.
@@ -144,6 +145,7 @@ func Open(cfg Config) (*Shard, error) {
 		MaxRPCsInFlight: 1,
 	})
 	sm := newStateMachine(fsm.Config{DedupTTL: cfg.DedupTTL})
+	sm.onSplit = cfg.OnSplit
 	r, err := raft.NewRaft(rc, sm, logs, stable, snaps, trans)
 	if err != nil {
 		trans.Close()
@@ -202,6 +204,7 @@ func (s *Shard) Propose(ctx context.Context, ops []fsm.Op) ([]fsm.Result, error)
 type Lookup struct {
 	Value     int64
 	ExpiresAt int64 // Unix nanoseconds; 0 when the counter does not expire
+	Split     int   // the counter's split factor (1 if never split); only its home shard knows
 }
 
 // Read returns the values of names. Linearizable reads reflect every write
@@ -228,6 +231,16 @@ func (s *Shard) Lookup(ctx context.Context, names []string, linearizable bool) (
 	}
 	return s.sm.lookup(names, make([]Lookup, 0, len(names))), nil
 }
+
+// PendingSplits returns the counters whose split was begun on this shard
+// (their home) and not ended, with the factor each is going to, as this
+// replica has applied them.
+func (s *Shard) PendingSplits() map[string]int { return s.sm.pendingSplits() }
+
+// MovedKeys returns, as fsm.OpImportKey ops, the idempotency keys that the
+// pending split of the counter name moves to other sub-counters, as this
+// replica has applied them: complete once its begin is applied here.
+func (s *Shard) MovedKeys(name string) []fsm.Op { return s.sm.movedKeys(name) }
 
 // IsMember reports whether actor is in the counter's actor set, with the
 // same consistency choices as Read.

@@ -28,6 +28,10 @@ type stateMachine struct {
 	// readers waiting for an index.
 	nmu    sync.Mutex
 	notify chan struct{}
+
+	// onSplit, if set, is called after a batch whose entries ended a split
+	// (outside the lock), with the counter and its new factor.
+	onSplit func(name string, n int)
 }
 
 func newStateMachine(cfg fsm.Config) *stateMachine {
@@ -46,6 +50,7 @@ func (s *stateMachine) Apply(l *raft.Log) interface{} {
 
 func (s *stateMachine) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
+	var splits []fsm.Op
 	s.mu.Lock()
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {
@@ -57,9 +62,20 @@ func (s *stateMachine) ApplyBatch(logs []*raft.Log) []interface{} {
 			out[i] = applyResult{err: fmt.Errorf("decode entry %d: %w", l.Index, err)}
 			continue
 		}
-		out[i] = applyResult{results: s.m.Apply(&e)}
+		res := s.m.Apply(&e)
+		out[i] = applyResult{results: res}
+		for j := range e.Ops {
+			if e.Ops[j].Kind == fsm.OpSplitEnd && res[j].Code == fsm.OK {
+				splits = append(splits, fsm.Op{Name: e.Ops[j].Name, Delta: int64(res[j].Split)})
+			}
+		}
 	}
 	s.mu.Unlock()
+	if s.onSplit != nil {
+		for _, op := range splits {
+			s.onSplit(op.Name, int(op.Delta))
+		}
+	}
 	if n := len(logs); n > 0 {
 		s.setApplied(logs[n-1].Index)
 	}
@@ -110,7 +126,8 @@ func (s *stateMachine) lookup(names []string, dst []Lookup) []Lookup {
 	now := s.now()
 	for _, n := range names {
 		v, exp := s.m.Get(n, now)
-		dst = append(dst, Lookup{Value: v, ExpiresAt: exp})
+		split, _ := s.m.Split(n)
+		dst = append(dst, Lookup{Value: v, ExpiresAt: exp, Split: split})
 	}
 	s.mu.RUnlock()
 	return dst
@@ -127,6 +144,20 @@ func (s *stateMachine) nextExpiry() int64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.m.NextExpiry()
+}
+
+// pendingSplits lists the splits begun on this shard and not yet ended.
+func (s *stateMachine) pendingSplits() map[string]int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.m.PendingSplits()
+}
+
+// movedKeys returns the dedup records a pending split of name moves.
+func (s *stateMachine) movedKeys(name string) []fsm.Op {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.m.MovedKeys(name)
 }
 
 func (s *stateMachine) stats() (counters, keys int) {

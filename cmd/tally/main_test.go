@@ -47,6 +47,13 @@ func (s *server) handle(w http.ResponseWriter, r *http.Request) {
 	case path == "/v1/counters/full/incr":
 		w.WriteHeader(409)
 		io.WriteString(w, `{"error":{"code":"overflow","message":"increment would overflow","value":9223372036854775807}}`)
+	case path == "/v1/counters/shrunk/split":
+		w.WriteHeader(409)
+		io.WriteString(w, `{"error":{"code":"split_shrink","message":"the counter is split 6 ways; a split factor can only grow","value":6}}`)
+	case strings.HasSuffix(path, "/split"):
+		var req struct{ N int }
+		json.Unmarshal(body, &req)
+		fmt.Fprintf(w, `{"name":%q,"split":%d}`, strings.TrimSuffix(strings.TrimPrefix(path, "/v1/counters/"), "/split"), req.N)
 	case strings.HasSuffix(path, "/incr") || strings.HasSuffix(path, "/decr"):
 		name := strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(path, "/v1/counters/"), "/incr"), "/decr")
 		exact := name != "split"
@@ -243,5 +250,24 @@ func TestAddrFlagBeatsEnv(t *testing.T) {
 	}
 	if p, _, _, _ := other.request(); p != "/v1/counters/x" {
 		t.Errorf("--addr node got %q", p)
+	}
+}
+
+func TestSplit(t *testing.T) {
+	s := newServer(t)
+	code, out, errOut := tally(s, "split", "views", "6")
+	check(t, code, out, errOut, 0, "views: split 6 ways\n", "")
+	if p, _, _, body := s.request(); p != "/v1/counters/views/split" || body != `{"n":6}` {
+		t.Errorf("request %s %s", p, body)
+	}
+	code, out, errOut = tally(s, "--json", "split", "views", "4")
+	check(t, code, out, errOut, 0, `{"name":"views","split":4}`+"\n", "")
+	if code, _, errOut = tally(s, "split", "shrunk", "2"); code != 1 || !strings.Contains(errOut, "split_shrink") {
+		t.Errorf("shrink: exit %d, stderr %q", code, errOut)
+	}
+	for _, args := range [][]string{{"split", "views"}, {"split", "views", "x"}, {"split", "views", "0"}} {
+		if code, _, _ := tally(s, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (usage)", args, code)
+		}
 	}
 }

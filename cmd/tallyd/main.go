@@ -41,6 +41,10 @@ func run(args []string) int {
 		dedupTTL  = fs.Duration("dedup-ttl", 10*time.Minute, "how long an Idempotency-Key is remembered")
 		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
 		snapEvery = fs.Uint64("snapshot-threshold", 8192, "raft log entries between snapshots")
+		autoSplit = fs.Bool("auto-split", true, "split hot counters into sub-counters on several shards automatically")
+		splitRate = fs.Float64("split-threshold", 2000, "writes per second on one counter that make it hot")
+		splitFor  = fs.Duration("split-sustain", 5*time.Second, "how long a counter must stay hot before it is split")
+		splitTo   = fs.Int("split-to", 0, "split factor for hot counters (0: min(shards, 2 x nodes))")
 	)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: tallyd [flags]   (each flag also as env TALLY_<FLAG>, e.g. TALLY_DATA_DIR)")
@@ -77,6 +81,10 @@ func run(args []string) int {
 		Pprof:             *pprof,
 		DedupTTL:          *dedupTTL,
 		SnapshotThreshold: *snapEvery,
+		NoAutoSplit:       !*autoSplit,
+		SplitThreshold:    *splitRate,
+		SplitSustain:      *splitFor,
+		SplitTo:           *splitTo,
 		Logger:            logger,
 	}
 	for _, a := range strings.Split(*join, ",") {
