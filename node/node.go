@@ -21,6 +21,7 @@ import (
 
 	"tally/fsm"
 	"tally/hot"
+	"tally/raftstore"
 	"tally/shard"
 	"tally/transport"
 )
@@ -113,6 +114,8 @@ type Node struct {
 	httpLn  net.Listener
 	httpSrv *http.Server
 
+	logs *raftstore.Store // every local shard's raft log, one file
+
 	mu      sync.RWMutex
 	state   *clusterState
 	shards  map[uint32]*shard.Shard
@@ -124,6 +127,7 @@ type Node struct {
 	// locks, and the auto-splitter's write-rate tracker and log.
 	splits     splitCache
 	leading    atomic.Uint64
+	idHash     uint64 // a hash of the node id, for a node's own stable choices
 	splitMu    sync.Mutex
 	splitLocks map[string]chan struct{}
 	tracker    *hot.Tracker
@@ -150,6 +154,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	log := cfg.Logger.With("node", cfg.ID)
 	n := &Node{cfg: cfg, log: log, shards: map[uint32]*shard.Shard{}, stop: make(chan struct{}), done: make(chan struct{})}
+	n.idHash = uint64(shard.Home(cfg.ID, 1<<31))
 	if !cfg.NoAutoSplit {
 		n.tracker = hot.New(hot.Config{Threshold: cfg.SplitThreshold, Sustain: cfg.SplitSustain}, time.Now())
 	}
@@ -274,6 +279,15 @@ func (n *Node) openShards(state *clusterState) error {
 	n.state = state
 	n.nshards = state.Shards
 	n.mu.Unlock()
+	if n.logs == nil {
+		logs, err := raftstore.Open(filepath.Join(n.cfg.DataDir, "raft.db"))
+		if err != nil {
+			return fmt.Errorf("open raft log store: %w", err)
+		}
+		n.mu.Lock()
+		n.logs = logs
+		n.mu.Unlock()
+	}
 	var hosted []uint32
 	for s := 0; s < state.Shards; s++ {
 		if !state.hosts(n.cfg.ID, s) {
@@ -293,6 +307,7 @@ func (n *Node) openShards(state *clusterState) error {
 			ObserveBatch:      n.metrics.observeBatch,
 			OnLeaderChange:    func(leader bool) { n.onLeaderChange(id, leader) },
 			OnSplit:           n.splits.learn,
+			Logs:              n.logs,
 		})
 		if err != nil {
 			return err
@@ -638,6 +653,14 @@ func (n *Node) closeAll() {
 	for _, sh := range n.hostedShards() {
 		if err := sh.Close(); err != nil {
 			n.log.Warn("closing shard", "shard", sh.ID(), "err", err)
+		}
+	}
+	n.mu.RLock()
+	logs := n.logs
+	n.mu.RUnlock()
+	if logs != nil {
+		if err := logs.Close(); err != nil {
+			n.log.Warn("closing the raft log store", "err", err)
 		}
 	}
 	n.fwd.close()

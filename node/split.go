@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -108,20 +107,23 @@ func (n *Node) place(op fsm.Op, k, S int) (fsm.Op, uint32) {
 	return op, s
 }
 
-// localSub returns a random sub-counter of name (split k ways) whose shard
-// this node leads, or a random one if it leads none of them.
+// localSub returns the first sub-counter of name (split k ways) whose
+// shard this node leads; if it leads none of them, one picked by this
+// node's id, so that nodes without a local sub-counter spread over them.
+// Either way always the same one while leadership stays: the node's writes
+// then share one raft group's entries (group commit), where spreading them
+// over several groups would cost an entry, a replication round and fsyncs
+// on every replica per group for the same increments.
 func (n *Node) localSub(name string, k, S int) int {
-	start := rand.IntN(k)
 	if leading := n.leading.Load(); leading != 0 {
 		home := shard.Home(name, S)
-		for j := range k {
-			i := (start + j) % k
+		for i := range k {
 			if leading&(1<<((home+uint32(i))%uint32(S))) != 0 {
 				return i
 			}
 		}
 	}
-	return start
+	return int(n.idHash % uint64(k))
 }
 
 // outcome is the fate of one op written through writeOps.

@@ -19,6 +19,7 @@ import (
 
 	"tally/fsm"
 	"tally/logbridge"
+	"tally/raftstore"
 )
 
 // Config describes one shard replica.
@@ -42,6 +43,10 @@ type Config struct {
 	OnLeaderChange   func(bool)               // optional: called (in order) when this replica gains or loses leadership
 	OnSplit          func(name string, n int) // optional: called when this replica applies the end of a split
 	InMemory         bool                     // tests: in-memory log and snapshots, nothing on disk
+	// Logs is the node's shared raft log store (one file and one commit
+	// for every shard's appends). Nil: this replica keeps its own
+	// raft-boltdb file in Dir, as do replicas whose Dir already has one.
+	Logs *raftstore.Store
 }
 
 // Shard is one running replica.
@@ -118,15 +123,26 @@ func Open(cfg Config) (*Shard, error) {
 		}
 		// NoSync stays false: every append is fsync'd before raft counts
 		// this replica toward the quorum. That is the durability promise.
+		own := filepath.Join(cfg.Dir, "raft.db")
+		_, statErr := os.Stat(own)
 		var err error
-		store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
-		if err != nil {
-			return nil, fmt.Errorf("shard %d: open log store: %w", cfg.ID, err)
+		if cfg.Logs != nil && errors.Is(statErr, os.ErrNotExist) {
+			var view *raftstore.Log
+			if view, err = cfg.Logs.Shard(cfg.ID); err != nil {
+				return nil, fmt.Errorf("shard %d: open log: %w", cfg.ID, err)
+			}
+			logs, stable = view, view
+		} else {
+			if store, err = raftboltdb.New(raftboltdb.Options{Path: own}); err != nil {
+				return nil, fmt.Errorf("shard %d: open log store: %w", cfg.ID, err)
+			}
+			logs, stable = store, store
 		}
-		logs, stable = store, store
 		snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, logbridge.Raft(logger, "snapshot"))
 		if err != nil {
-			store.Close()
+			if store != nil {
+				store.Close()
+			}
 			return nil, fmt.Errorf("shard %d: open snapshot store: %w", cfg.ID, err)
 		}
 	}

@@ -1,0 +1,337 @@
+// Package raftstore keeps the raft logs and stable state of every shard
+// replica of a node in one raft-boltdb store, and commits their appends
+// together.
+//
+// Each shard's raft group appends to its log and waits for the fsync
+// before it counts itself toward a quorum. With one store per shard, a
+// node that takes part in several busy groups (a split hot counter, or
+// writes spread over many counters) pays a bolt commit, two fdatasyncs,
+// per group per append. Here the appends that arrive while a commit is
+// running wait and go into the next commit together (group commit at the
+// storage layer, as the proposer does for raft entries), so the fsync count
+// grows with the node's commit rate, not with the number of active groups.
+//
+// Shard s keeps log index i under the store's index s<<48 | i, so each
+// shard's log is one contiguous key range and shards never mix. Its first
+// index is persisted under a stable key (written before the logs it
+// describes, so a crash leaves at worst unreachable entries below it, which
+// are deleted on the next open); its last index is found at open by
+// searching the contiguous range.
+package raftstore
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// maxIndex is the largest raft index a shard can use: indexes share the
+// store's 64-bit key space with the shard id above them.
+const maxIndex = 1<<48 - 1
+
+// ErrClosed: the store was closed.
+var ErrClosed = errors.New("raftstore: closed")
+
+// Store is a node's shared store. Open one per data dir, get each shard's
+// view with Shard, close the shards' rafts, then Close the Store.
+type Store struct {
+	bolt *raftboltdb.BoltStore
+	reqs chan *appendReq
+	stop chan struct{}
+	done chan struct{}
+
+	closeMu sync.RWMutex // senders hold it shared, so Close waits for them
+	closed  bool
+}
+
+type appendReq struct {
+	logs []*raft.Log // with store indexes
+	done chan error
+}
+
+// maxBatchLogs bounds one commit, so a backlog cannot build one huge
+// transaction.
+const maxBatchLogs = 8192
+
+// Open opens (or creates) the store file at path.
+func Open(path string) (*Store, error) {
+	b, err := raftboltdb.New(raftboltdb.Options{Path: path})
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{bolt: b, reqs: make(chan *appendReq, 1024), stop: make(chan struct{}), done: make(chan struct{})}
+	go s.commitLoop()
+	return s, nil
+}
+
+// commitLoop commits appends: each commit takes every append queued while
+// the previous one ran.
+func (s *Store) commitLoop() {
+	defer close(s.done)
+	var batch []*appendReq
+	var logs []*raft.Log
+	for {
+		batch = batch[:0]
+		select {
+		case r := <-s.reqs:
+			batch = append(batch, r)
+		case <-s.stop:
+			return
+		}
+		n := len(batch[0].logs)
+	drain:
+		for n < maxBatchLogs {
+			select {
+			case r := <-s.reqs:
+				batch = append(batch, r)
+				n += len(r.logs)
+			default:
+				break drain
+			}
+		}
+		logs = logs[:0]
+		for _, r := range batch {
+			logs = append(logs, r.logs...)
+		}
+		err := s.bolt.StoreLogs(logs)
+		if err != nil && len(batch) > 1 {
+			// Let each append succeed or fail on its own.
+			for _, r := range batch {
+				r.done <- s.bolt.StoreLogs(r.logs)
+			}
+			continue
+		}
+		for _, r := range batch {
+			r.done <- err
+		}
+	}
+}
+
+// append stores logs (store indexes) durably, in a commit shared with the
+// other shards' concurrent appends.
+func (s *Store) append(logs []*raft.Log) error {
+	r := &appendReq{logs: logs, done: make(chan error, 1)}
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return ErrClosed
+	}
+	s.reqs <- r // the loop runs until Close, which waits for this send
+	s.closeMu.RUnlock()
+	return <-r.done
+}
+
+// Close stops the commit loop and closes the file. Every shard using the
+// store must be shut down first.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	if s.closed {
+		s.closeMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.closeMu.Unlock()
+	// Appends already queued are committed before the loop sees stop:
+	// answer them first.
+	for {
+		select {
+		case r := <-s.reqs:
+			r.done <- s.bolt.StoreLogs(r.logs)
+			continue
+		default:
+		}
+		break
+	}
+	close(s.stop)
+	<-s.done
+	return s.bolt.Close()
+}
+
+// Log is one shard's view: a raft.LogStore and raft.StableStore.
+type Log struct {
+	s    *Store
+	base uint64 // shard << 48
+	pfx  string // stable key prefix
+
+	mu          sync.Mutex // first and last; raft appends and compacts from different goroutines
+	first, last uint64     // 0, 0 when empty
+}
+
+// Shard returns shard id's view, finding its log's extent.
+func (s *Store) Shard(id uint32) (*Log, error) {
+	if id >= 1<<16 {
+		return nil, fmt.Errorf("raftstore: shard %d out of range", id)
+	}
+	l := &Log{s: s, base: uint64(id) << 48, pfx: "s" + strconv.FormatUint(uint64(id), 10) + "/"}
+	first, err := s.bolt.GetUint64(l.firstKey())
+	switch {
+	case errors.Is(err, raftboltdb.ErrKeyNotFound):
+		first = 0
+	case err != nil:
+		return nil, err
+	}
+	if first > 1 {
+		// Entries a crash left below the persisted first index.
+		if err := s.bolt.DeleteRange(l.base|1, l.base|(first-1)); err != nil {
+			return nil, err
+		}
+	}
+	if first == 0 || !l.has(first) {
+		// Empty (a crash may have persisted the first index of an
+		// append that never committed).
+		return l, nil
+	}
+	// The log is contiguous from first: find its end.
+	lo, step := first, uint64(1)
+	for lo+step <= maxIndex && l.has(lo+step) {
+		lo += step
+		step *= 2
+	}
+	hi := min(lo+step, maxIndex+1) // lo exists, hi does not (or is past the range)
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if l.has(mid) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	l.first, l.last = first, lo
+	return l, nil
+}
+
+func (l *Log) firstKey() []byte { return []byte(l.pfx + "first-index") }
+
+func (l *Log) has(idx uint64) bool {
+	var log raft.Log
+	return l.s.bolt.GetLog(l.base|idx, &log) == nil
+}
+
+// FirstIndex implements raft.LogStore.
+func (l *Log) FirstIndex() (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.first, nil
+}
+
+// LastIndex implements raft.LogStore.
+func (l *Log) LastIndex() (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.last, nil
+}
+
+// GetLog implements raft.LogStore.
+func (l *Log) GetLog(idx uint64, log *raft.Log) error {
+	if idx == 0 || idx > maxIndex {
+		return raft.ErrLogNotFound
+	}
+	if err := l.s.bolt.GetLog(l.base|idx, log); err != nil {
+		return err
+	}
+	log.Index = idx
+	return nil
+}
+
+// StoreLog implements raft.LogStore.
+func (l *Log) StoreLog(log *raft.Log) error { return l.StoreLogs([]*raft.Log{log}) }
+
+// StoreLogs implements raft.LogStore: durable when it returns nil.
+func (l *Log) StoreLogs(logs []*raft.Log) error {
+	if len(logs) == 0 {
+		return nil
+	}
+	for _, log := range logs {
+		if log.Index == 0 || log.Index > maxIndex {
+			return fmt.Errorf("raftstore: log index %d out of range", log.Index)
+		}
+	}
+	l.mu.Lock()
+	empty := l.last == 0
+	l.mu.Unlock()
+	l.s.closeMu.RLock()
+	closed := l.s.closed
+	l.s.closeMu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	if empty {
+		// Persist where the log starts before it does.
+		if err := l.s.bolt.SetUint64(l.firstKey(), logs[0].Index); err != nil {
+			return err
+		}
+	}
+	out := make([]*raft.Log, len(logs))
+	copies := make([]raft.Log, len(logs))
+	for i, log := range logs {
+		copies[i] = *log
+		copies[i].Index = l.base | log.Index
+		out[i] = &copies[i]
+	}
+	if err := l.s.append(out); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	if l.first == 0 {
+		l.first = logs[0].Index
+	}
+	l.last = max(l.last, logs[len(logs)-1].Index)
+	l.mu.Unlock()
+	return nil
+}
+
+// DeleteRange implements raft.LogStore: raft deletes a prefix (after a
+// snapshot) or a conflicting suffix (before appending the leader's).
+func (l *Log) DeleteRange(lo, hi uint64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	hi = min(hi, maxIndex)
+	if lo > hi || l.last == 0 {
+		return nil
+	}
+	switch {
+	case lo <= l.first && hi >= l.last: // everything
+		if err := l.s.bolt.SetUint64(l.firstKey(), 0); err != nil {
+			return err
+		}
+		if err := l.s.bolt.DeleteRange(l.base|l.first, l.base|l.last); err != nil {
+			return err
+		}
+		l.first, l.last = 0, 0
+	case lo <= l.first: // a prefix: move the first index before deleting
+		if err := l.s.bolt.SetUint64(l.firstKey(), hi+1); err != nil {
+			return err
+		}
+		if err := l.s.bolt.DeleteRange(l.base|max(lo, 1), l.base|hi); err != nil {
+			return err
+		}
+		l.first = hi + 1
+	default: // a suffix, or a hole raft never asks for
+		if err := l.s.bolt.DeleteRange(l.base|lo, l.base|hi); err != nil {
+			return err
+		}
+		if hi >= l.last {
+			l.last = lo - 1
+		}
+	}
+	return nil
+}
+
+// Set implements raft.StableStore.
+func (l *Log) Set(k, v []byte) error { return l.s.bolt.Set(l.key(k), v) }
+
+// Get implements raft.StableStore. A missing key is an error whose text
+// raft recognizes ("not found").
+func (l *Log) Get(k []byte) ([]byte, error) { return l.s.bolt.Get(l.key(k)) }
+
+// SetUint64 implements raft.StableStore.
+func (l *Log) SetUint64(k []byte, v uint64) error { return l.s.bolt.SetUint64(l.key(k), v) }
+
+// GetUint64 implements raft.StableStore.
+func (l *Log) GetUint64(k []byte) (uint64, error) { return l.s.bolt.GetUint64(l.key(k)) }
+
+func (l *Log) key(k []byte) []byte { return append([]byte(l.pfx+"stable/"), k...) }
