@@ -51,7 +51,8 @@ func (b *Bench) Flags(fs *flag.FlagSet) {
 	fs.Int64Var(&b.Seed, "seed", 1, "seed of the counter choice (client i uses seed+i)")
 	fs.StringVar(&b.TimelineFile, "timeline", "", "write an SVG `file` plotting ops/s and p99 latency per second")
 	fs.StringVar(&b.MarksFile, "marks", "", "a `file` of \"unix-ms label\" lines (faults, say) to mark on the timeline")
-	fs.StringVar(&b.Workload, "workload", "", "a name for this workload in the JSON report")
+	fs.StringVar(&b.System, "system", b.System, "a name for the system under load in the report")
+	fs.StringVar(&b.Workload, "workload", "", "a name for this workload in the report")
 	fs.BoolVar(&b.Verify, "verify", true, "read every counter before and after the run and check it rose by exactly the acknowledged increments")
 }
 
