@@ -304,7 +304,7 @@ func Run(ctx context.Context, cfg Config, newTarget func(client int) Target) (*R
 		}
 	}
 	if tl != nil {
-		res.Timeline = tl.seconds()
+		res.Timeline = tl.seconds(res.Elapsed)
 	}
 	return res, nil
 }

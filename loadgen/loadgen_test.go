@@ -316,13 +316,20 @@ func TestExecuteJSONAndTimeline(t *testing.T) {
 	m := newMem()
 	dir := t.TempDir()
 	marks := dir + "/marks"
-	start := time.Now()
-	// The run takes well under a second, and its timeline at least one.
-	writeFile(t, marks, "# faults\n"+itoa(start.Add(100*time.Millisecond).UnixMilli())+" kill n1\n\n")
 	b := Bench{Config: Config{Clients: 3, Requests: 300, Counter: "c", Counters: 5, Dist: Zipf, Batch: 4},
 		System: "mem", Workload: "w", JSON: true, Verify: true, TimelineFile: dir + "/t.svg", MarksFile: marks}
 	var out bytes.Buffer
-	read := func(ctx context.Context, names []string) (map[string]int64, error) { return ReadAll(ctx, m, names) }
+	reads := 0
+	read := func(ctx context.Context, names []string) (map[string]int64, error) {
+		// The verification's second read comes after the load: a fault
+		// marked now, as an injector would while the run goes on, falls
+		// within the run's timeline (the run is far shorter than its
+		// one-second bucket).
+		if reads++; reads == 2 {
+			writeFile(t, marks, "# faults\n"+itoa(time.Now().UnixMilli())+" kill n1\n\n")
+		}
+		return ReadAll(ctx, m, names)
+	}
 	err := b.Execute(context.Background(), &out, func(int) Target { return m }, read)
 	// Counter c-3 refuses every op, so nothing is lost and the run verifies.
 	if err != nil {
@@ -370,13 +377,17 @@ func TestExecuteJSONAndTimeline(t *testing.T) {
 
 func TestSVG(t *testing.T) {
 	start := time.UnixMilli(1_700_000_000_000)
-	secs := []Second{{At: 0, Ops: 1200, Requests: 1200, P99Ms: 3.5}, {At: 1, Ops: 0}, {At: 2, Ops: 980, Requests: 61, P99Ms: 41}}
+	secs := []Second{{At: 0, Span: 1, Ops: 1200, OpsPerSec: 1200, Requests: 1200, P99Ms: 3.5}, {At: 1, Span: 1},
+		{At: 2, Span: 1, Ops: 980, OpsPerSec: 980, Requests: 61, P99Ms: 41}, {At: 3, Span: 0.01, Ops: 7, OpsPerSec: 700, Requests: 7, P99Ms: 5}}
 	marks := []Mark{{At: start.Add(1500 * time.Millisecond), Label: `kill <n2> & "pause"`}, {At: start.Add(-time.Second), Label: "before"}}
 	var b strings.Builder
 	if err := WriteSVG(&b, "t <1>", start, secs, marks); err != nil {
 		t.Fatal(err)
 	}
 	wellFormed(t, b.String())
+	if got := polylinePoints(t, b.String()); got[0] != 3 || got[1] != 4 {
+		t.Errorf("ops/s line has %d points (want 3: the drain is no rate), p99 line %d (want 4)", got[0], got[1])
+	}
 	if !strings.Contains(b.String(), "kill &lt;n2&gt;") || strings.Contains(b.String(), "before") {
 		t.Errorf("marks: in-run mark escaped, out-of-run mark dropped:\n%s", b.String())
 	}
@@ -401,6 +412,24 @@ func TestReadMarks(t *testing.T) {
 	if _, err := ReadMarks(strings.NewReader("soon kill\n")); err == nil {
 		t.Error("a line without a timestamp parsed")
 	}
+}
+
+// polylinePoints counts the points of each polyline, in order.
+func polylinePoints(t *testing.T, svg string) []int {
+	t.Helper()
+	var out []int
+	for _, part := range strings.Split(svg, "<polyline")[1:] {
+		_, pts, ok := strings.Cut(part, `points="`)
+		if !ok {
+			t.Fatalf("polyline without points: %s", part)
+		}
+		pts, _, _ = strings.Cut(pts, `"`)
+		out = append(out, len(strings.Fields(pts)))
+	}
+	if len(out) != 2 {
+		t.Fatalf("%d polylines, want 2", len(out))
+	}
+	return out
 }
 
 // wellFormed fails unless s parses as XML with an <svg> root.

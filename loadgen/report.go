@@ -164,18 +164,6 @@ func ReadAll(ctx context.Context, t Target, names []string) (map[string]int64, e
 // be linearizable. It fails when the verification does.
 func (b *Bench) Execute(ctx context.Context, w io.Writer, newTarget func(int) Target,
 	readAll func(ctx context.Context, names []string) (map[string]int64, error)) error {
-	var marks []Mark
-	if b.MarksFile != "" {
-		f, err := os.Open(b.MarksFile)
-		if err != nil {
-			return err
-		}
-		marks, err = ReadMarks(f)
-		f.Close()
-		if err != nil {
-			return err
-		}
-	}
 	cfg := b.Config
 	cfg.Timeline = cfg.Timeline || b.TimelineFile != ""
 	if err := cfg.setDefaults(); err != nil {
@@ -204,8 +192,20 @@ func (b *Bench) Execute(ctx context.Context, w io.Writer, newTarget func(int) Ta
 		rep.Verified = &ok
 	}
 	if b.TimelineFile != "" {
-		title := fmt.Sprintf("%s %s: %d clients, %d counters (%s), %d per request", b.System, b.Workload, cfg.Clients, cfg.Counters, cfg.Dist, cfg.Batch)
-		if err := writeSVGFile(b.TimelineFile, strings.TrimSpace(title), res.Start, res.Timeline, marks); err != nil {
+		// The marks are read only now: a fault injector writes them while
+		// the run goes on.
+		var marks []Mark
+		if b.MarksFile != "" {
+			if marks, err = readMarksFile(b.MarksFile); err != nil {
+				return err
+			}
+		}
+		name := strings.TrimSpace(b.System + " " + b.Workload)
+		title := fmt.Sprintf("%d clients, %d counter(s) (%s), %d increment(s) per request", cfg.Clients, cfg.Counters, cfg.Dist, cfg.Batch)
+		if name != "" {
+			title = name + ": " + title
+		}
+		if err := writeSVGFile(b.TimelineFile, title, res.Start, res.Timeline, marks); err != nil {
 			return err
 		}
 	}
@@ -237,6 +237,15 @@ func (b *Bench) Execute(ctx context.Context, w io.Writer, newTarget func(int) Ta
 		return fmt.Errorf("verification failed: %s", strings.Join(rep.Mismatches, "; "))
 	}
 	return nil
+}
+
+func readMarksFile(path string) ([]Mark, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ReadMarks(f)
 }
 
 func writeSVGFile(path, title string, start time.Time, secs []Second, marks []Mark) error {

@@ -16,10 +16,12 @@ import (
 
 // Second is one second of a run.
 type Second struct {
-	At       int     `json:"t"`        // seconds since the start
-	Ops      int64   `json:"ops"`      // acknowledged increments and answered reads that completed in it
-	Requests int64   `json:"requests"` // requests answered in full that completed in it
-	P99Ms    float64 `json:"p99_ms"`   // p99 latency of those requests (0 when none)
+	At        int     `json:"t"`           // seconds since the start
+	Span      float64 `json:"span_s"`      // how much of it the run lasted: 1, less for the last
+	Ops       int64   `json:"ops"`         // acknowledged increments and answered reads that completed in it
+	OpsPerSec float64 `json:"ops_per_sec"` // Ops / Span
+	Requests  int64   `json:"requests"`    // requests answered in full that completed in it
+	P99Ms     float64 `json:"p99_ms"`      // p99 latency of those requests (0 when none)
 }
 
 // timeline buckets completions by second. One mutex for all: it is only
@@ -49,13 +51,15 @@ func (t *timeline) record(done time.Time, lat time.Duration, ops int64, full boo
 	}
 }
 
-func (t *timeline) seconds() []Second {
+// seconds closes the timeline of a run that lasted elapsed.
+func (t *timeline) seconds(elapsed time.Duration) []Second {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]Second, len(t.ops))
 	for i := range out {
 		h := t.hists[i]
-		out[i] = Second{At: i, Ops: t.ops[i], Requests: h.TotalCount()}
+		span := min(max(elapsed.Seconds()-float64(i), 0.001), 1)
+		out[i] = Second{At: i, Span: span, Ops: t.ops[i], OpsPerSec: float64(t.ops[i]) / span, Requests: h.TotalCount()}
 		if h.TotalCount() > 0 {
 			out[i].P99Ms = float64(h.ValueAtQuantile(99)) / 1e3
 		}
@@ -89,6 +93,11 @@ func ReadMarks(r io.Reader) ([]Mark, error) {
 	return marks, sc.Err()
 }
 
+// minSpan: a last second shorter than this (the drain after the
+// duration, when clients stop) is left off the ops/s line: too short to
+// give a rate, it would show as a spike or a cliff.
+const minSpan = 0.5
+
 // WriteSVG plots ops/s (left axis) and p99 latency (right axis) per second
 // of a run, with marks as labelled vertical lines. Hand-written SVG: no
 // plotting dependency for two polylines.
@@ -100,8 +109,12 @@ func WriteSVG(w io.Writer, title string, start time.Time, secs []Second, marks [
 	)
 	n := max(len(secs), 1)
 	var maxOps, maxP99 float64
+	var rated []Second
 	for _, s := range secs {
-		maxOps = math.Max(maxOps, float64(s.Ops))
+		if s.Span >= minSpan {
+			rated = append(rated, s)
+			maxOps = math.Max(maxOps, s.OpsPerSec)
+		}
 		maxP99 = math.Max(maxP99, s.P99Ms)
 	}
 	maxOps, maxP99 = niceCeil(maxOps), niceCeil(maxP99)
@@ -130,15 +143,15 @@ func WriteSVG(w io.Writer, title string, start time.Time, secs []Second, marks [
 	fmt.Fprintf(&b, `<text x="14" y="%d" fill="#1f5fbf" transform="rotate(-90 14 %d)" text-anchor="middle">ops/s</text>`+"\n", top+plotH/2, top+plotH/2)
 	fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#c0392b" transform="rotate(90 %d %d)" text-anchor="middle">p99 ms</text>`+"\n", width-14, top+plotH/2, width-14, top+plotH/2)
 
-	polyline := func(color string, y func(Second) float64) {
+	polyline := func(color string, secs []Second, y func(Second) float64) {
 		pts := make([]string, len(secs))
 		for i, s := range secs {
-			pts[i] = fmt.Sprintf("%.1f,%.1f", x(float64(i)+0.5), y(s))
+			pts[i] = fmt.Sprintf("%.1f,%.1f", x(float64(s.At)+0.5), y(s))
 		}
 		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`+"\n", color, strings.Join(pts, " "))
 	}
-	polyline("#1f5fbf", func(s Second) float64 { return yOps(float64(s.Ops)) })
-	polyline("#c0392b", func(s Second) float64 { return yP99(s.P99Ms) })
+	polyline("#1f5fbf", rated, func(s Second) float64 { return yOps(s.OpsPerSec) })
+	polyline("#c0392b", secs, func(s Second) float64 { return yP99(s.P99Ms) })
 
 	for _, m := range marks {
 		at := m.At.Sub(start).Seconds()
