@@ -215,12 +215,43 @@ run_ceiling() {
 	forget "$pid"
 }
 
+# balanced ADDRS: true once no node leads more than its share of the
+# shards. A new cluster starts with one node leading every shard; the
+# balancer hands them out one every few seconds, and a run measured
+# before then measures one leader and leadership moving under load.
+balanced() {
+	local json most shards nodes
+	json=$("$repo/bin/tally" --addr "$1" --json --timeout 5s cluster) || return 1
+	shards=$(grep -o '"replicas"' <<<"$json" | wc -l)
+	nodes=$(grep -o '"state":"alive"' <<<"$json" | wc -l)
+	((shards > 0 && nodes > 0)) || return 1
+	# Every shard has a leader ...
+	(($(grep -o '"leader":"[^"]\+"' <<<"$json" | wc -l) == shards)) || return 1
+	# ... and the busiest node leads at most ceil(shards / nodes).
+	most=$(grep -o '"leader":"[^"]*"' <<<"$json" | sort | uniq -c | sort -rn | awk 'NR == 1 { print $1 }')
+	((most <= (shards + nodes - 1) / nodes))
+}
+
+wait_balanced() {
+	local deadline=$((SECONDS + 120))
+	log "tally: waiting for shard leaders to spread over the nodes"
+	until balanced "$1"; do
+		if ((SECONDS >= deadline)); then
+			log "tally: leaders still unbalanced after 120s; measuring anyway"
+			return 0
+		fi
+		sleep 1
+	done
+	log "tally: leaders balanced"
+}
+
 run_tally() {
 	tally_port=$((base + 20))
 	tally_up=1
 	TALLY_RUN_DIR=$work/tally TALLY_BASE_PORT=$tally_port "$repo/scripts/cluster.sh" up 3 >&2
 	local addrs
 	addrs=$(TALLY_RUN_DIR=$work/tally TALLY_BASE_PORT=$tally_port "$repo/scripts/cluster.sh" addrs)
+	wait_balanced "$addrs"
 	run_workloads tally tally_cmd "$addrs"
 	TALLY_RUN_DIR=$work/tally TALLY_BASE_PORT=$tally_port "$repo/scripts/cluster.sh" down >&2
 	tally_up=0
