@@ -74,6 +74,12 @@ func (t etcdTarget) Incr(ctx context.Context, counter string, delta int64) error
 }
 
 func (t etcdTarget) IncrBatch(ctx context.Context, ops []loadgen.Op, errs []error) error {
+	keys, sum := sumByKey(ops)
+	return t.cas(ctx, keys, sum)
+}
+
+// sumByKey folds a batch into one delta per key, keys in first-seen order.
+func sumByKey(ops []loadgen.Op) ([]string, map[string]int64) {
 	var keys []string
 	sum := map[string]int64{}
 	for _, op := range ops {
@@ -82,7 +88,7 @@ func (t etcdTarget) IncrBatch(ctx context.Context, ops []loadgen.Op, errs []erro
 		}
 		sum[op.Counter] += op.Delta
 	}
-	return t.cas(ctx, keys, sum)
+	return keys, sum
 }
 
 type kv struct {
