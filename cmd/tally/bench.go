@@ -14,7 +14,7 @@ func init() {
 		name: "bench",
 		// The full list is in `tally bench --help`; this line stays short
 		// enough for the command table.
-		args: "[--clients N] [--duration D] [--counters N] [--batch K] [...]",
+		args:    "[--clients N] [--duration D] [--counters N] [--batch K] [...]",
 		summary: "load test over every --addr: ops/s and latency percentiles, then a check of the counts",
 		run:     runBench,
 	})
