@@ -338,6 +338,9 @@ mkdir -p "$out"
 results=$out/results.jsonl
 : >"$results"
 declare -a failed=()
+# The load average before and after says whether something else shared
+# the machine during the runs (their timelines show when).
+load_start=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
 log "ports $base–$((base + 49)), work dir $work, results in $out"
 log "$clients clients, $duration per workload, workloads: $workloads"
 
@@ -354,8 +357,11 @@ for sys in $systems; do
 done
 
 echo
-echo "$(nproc) cores, $clients clients, $duration per run; ratio = tally ops/s ÷ the row's ops/s"
-"$peerbench" table "$results" | tee "$out/table.txt"
+{
+	echo "$(nproc) cores, $clients clients, $duration per run; ratio = tally ops/s ÷ the row's ops/s"
+	echo "load average (1, 5, 15 min) at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
+	"$peerbench" table "$results"
+} | tee "$out/table.txt"
 if ((${#failed[@]} > 0)); then
 	die "failed runs: ${failed[*]}"
 fi
