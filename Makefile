@@ -5,7 +5,7 @@ PKGS    := ./...
 # conditions with generous deadlines, so they stay correct, only slower.
 TESTFLAGS ?= -race -count=1 -timeout 8m
 
-.PHONY: build run stop test test-short fuzz lint bench clean
+.PHONY: build run stop test test-short fuzz lint bench bench-go clean
 
 build:
 	$(GO) build -o $(BIN)/tallyd ./cmd/tallyd
@@ -29,6 +29,8 @@ stop:
 test: build
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
+	# The bench/ module (peer drivers, own go.mod): unit tests only, no servers.
+	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEntry -fuzztime 15s ./fsm/
 
 test-short:
@@ -38,8 +40,14 @@ lint:
 	gofmt -l . | (! grep .)
 	$(GO) vet $(PKGS)
 	staticcheck $(PKGS)
+	cd bench && $(GO) vet ./... && staticcheck ./...
 
-bench:
+## bench: tally side by side with Redis, PostgreSQL, etcd and a bare HTTP server (scripts/bench.sh).
+bench: build
+	scripts/bench.sh
+
+## bench-go: the Go benchmarks of the hot paths, with allocations.
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 clean:
