@@ -111,6 +111,9 @@ type debugShard struct {
 	AppliedIndex uint64 `json:"applied_index"`
 	Digest       string `json:"digest"`
 	Counters     int    `json:"counters"`
+	// SnapshotIndex is the replica's latest snapshot: a replica that has
+	// applied less than it minus the trailing logs needs a snapshot install.
+	SnapshotIndex uint64 `json:"snapshot_index"`
 }
 
 func (n *Node) handleDebugShards(w http.ResponseWriter, r *http.Request) {
@@ -124,7 +127,7 @@ func (n *Node) handleDebugShards(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		idx, digest, counters := sh.Digest()
-		ans.Shards = append(ans.Shards, debugShard{ID: uint32(s), Leader: sh.IsLeader(), AppliedIndex: idx, Digest: digest, Counters: counters})
+		ans.Shards = append(ans.Shards, debugShard{ID: uint32(s), Leader: sh.IsLeader(), AppliedIndex: idx, Digest: digest, Counters: counters, SnapshotIndex: sh.LastSnapshotIndex()})
 	}
 	sort.Slice(ans.Shards, func(i, j int) bool { return ans.Shards[i].ID < ans.Shards[j].ID })
 	writeJSON(w, http.StatusOK, ans)

@@ -72,6 +72,11 @@ func Open(cfg Config) (*Shard, error) {
 	}
 	if cfg.TrailingLogs == 0 {
 		cfg.TrailingLogs = 4096
+		if cfg.SnapshotThreshold < smallSnapshotThreshold {
+			// A tiny threshold (chaos runs) keeps a short tail too, so a
+			// replica that lags a little must install a snapshot.
+			cfg.TrailingLogs = max(cfg.SnapshotThreshold/2, 1)
+		}
 	}
 	if cfg.HeartbeatTimeout == 0 {
 		cfg.HeartbeatTimeout = 500 * time.Millisecond
@@ -98,6 +103,9 @@ func Open(cfg Config) (*Shard, error) {
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.SnapshotInterval = 30 * time.Second
+	if cfg.SnapshotThreshold < smallSnapshotThreshold {
+		rc.SnapshotInterval = time.Second // raft checks the threshold only this often
+	}
 	rc.PreVoteDisabled = false
 	rc.NoLegacyTelemetry = true
 	rc.Logger = logbridge.Raft(logger, "raft")
