@@ -52,9 +52,10 @@ type Op struct {
 type History struct {
 	start time.Time
 
-	mu     sync.Mutex
-	ops    []Op
-	failed int
+	mu           sync.Mutex
+	ops          []Op
+	failed       int
+	failedWrites int
 }
 
 // NewHistory starts a history; timestamps are measured from now with the
@@ -76,10 +77,20 @@ func (h *History) Record(op Op) int {
 }
 
 // Failed counts an op that definitely did not happen.
-func (h *History) Failed() {
+func (h *History) Failed(k Kind) {
 	h.mu.Lock()
 	h.failed++
+	if k == Add {
+		h.failedWrites++
+	}
 	h.mu.Unlock()
+}
+
+// FailedWrites counts the failed ops that were writes.
+func (h *History) FailedWrites() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.failedWrites
 }
 
 // Resolve settles the unknown op i: a retry with its key answered value at
