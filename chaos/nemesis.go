@@ -60,7 +60,7 @@ func newNemesis(c *Cluster, busy int, threshold uint64, logf func(string, ...any
 	}
 	return &nemesis{c: c, busy: busy, probe: probe, threshold: threshold,
 		rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)),
-		hc:  &http.Client{Timeout: 500 * time.Millisecond}, logf: logf}
+		hc:  &http.Client{}, logf: logf}
 }
 
 // inject runs one fault to the end: the cluster is whole again (every
@@ -107,9 +107,10 @@ func (nm *nemesis) leader(ctx context.Context) (*Node, error) {
 }
 
 // firstWrite sends single keyed increments of the probe counter to the
-// nodes other than skip until one is acknowledged, and returns the time
-// since from. Each attempt has a short timeout, so a request stuck on a
-// dead leader does not hide a new one.
+// nodes other than skip, a new attempt every 10 ms, each with its own
+// timeout and all in flight together (so one stuck on a dead leader does
+// not hide a new leader), and returns the time from "from" until the
+// first is acknowledged.
 func (nm *nemesis) firstWrite(ctx context.Context, skip *Node, from time.Time) (time.Duration, error) {
 	var live []string
 	for _, n := range nm.c.Nodes {
@@ -118,18 +119,34 @@ func (nm *nemesis) firstWrite(ctx context.Context, skip *Node, from time.Time) (
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
+	defer cancel() // ends the attempts still in flight
+	acked := make(chan time.Duration, 1)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for i := 0; ; i++ {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+live[i%len(live)]+"/v1/counters/"+url.PathEscape(nm.probe)+"/incr", nil)
-		req.Header.Set("Idempotency-Key", fmt.Sprintf("probe-%d-%d", from.UnixNano(), i))
-		if resp, err := nm.hc.Do(req); err == nil {
+		go func(addr, key string) {
+			actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+			defer acancel()
+			req, _ := http.NewRequestWithContext(actx, http.MethodPost, "http://"+addr+"/v1/counters/"+url.PathEscape(nm.probe)+"/incr", nil)
+			req.Header.Set("Idempotency-Key", key)
+			resp, err := nm.hc.Do(req)
+			if err != nil {
+				return
+			}
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return time.Since(from), nil
+				select {
+				case acked <- time.Since(from):
+				default:
+				}
 			}
-		}
-		if pause(ctx, 5*time.Millisecond) != nil {
+		}(live[i%len(live)], fmt.Sprintf("probe-%d-%d", from.UnixNano(), i))
+		select {
+		case d := <-acked:
+			return d, nil
+		case <-ctx.Done():
 			return 0, fmt.Errorf("no write on shard %d acknowledged within 60s", nm.busy)
+		case <-tick.C:
 		}
 	}
 }

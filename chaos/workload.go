@@ -22,13 +22,14 @@ type Workload struct {
 	ReadFrac  float64 // share of reads
 	HotFrac   float64 // share of ops on hot counters
 
-	h       *History
-	addrs   []string
-	c       *client.Client
-	acks    atomic.Int64
-	pending sync.Map // history index -> key, for unknown writes
-	wg      sync.WaitGroup
-	cancel  context.CancelFunc
+	h         *History
+	addrs     []string
+	c         *client.Client
+	impatient *client.Client
+	acks      atomic.Int64
+	pending   sync.Map // history index -> key, for unknown writes
+	wg        sync.WaitGroup
+	cancel    context.CancelFunc
 }
 
 // NewWorkload names the counters of one round: hot counters on the same
@@ -55,9 +56,12 @@ func (w *Workload) Counters() []string { return append(append([]string(nil), w.H
 // Start runs the clients against addrs until Stop, recording into h.
 func (w *Workload) Start(addrs []string, h *History) {
 	w.h, w.addrs = h, addrs
-	// A bounded retry deadline: an op that cannot finish within it ends
-	// unknown and is settled after the faults heal (Resolve).
+	// Bounded retry deadlines: an op that cannot finish within one ends
+	// unknown (or failed) and unknown ones are settled after the faults
+	// heal (Resolve). Odd-numbered clients are impatient, so faults leave
+	// writes of unknown outcome for the checker to reason about.
 	w.c = client.New(addrs, client.WithRetryDeadline(5*time.Second))
+	w.impatient = client.New(addrs, client.WithRetryDeadline(300*time.Millisecond))
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
 	interval := time.Duration(float64(time.Second) * float64(w.Clients) / float64(max(w.Rate, 1)))
@@ -107,8 +111,12 @@ func (w *Workload) client(ctx context.Context, id int, interval time.Duration) {
 // add sends one write and records it. The ctx is only for stopping: a
 // write cut off by Stop ends unknown and is resolved like any other.
 func (w *Workload) add(ctx context.Context, id int, name string, delta int64, key string) {
+	c := w.c
+	if id%2 == 1 {
+		c = w.impatient
+	}
 	call := w.h.Now()
-	res, err := w.c.Add(ctx, name, delta, client.WriteOptions{Key: key})
+	res, err := c.Add(ctx, name, delta, client.WriteOptions{Key: key})
 	ret := w.h.Now()
 	op := Op{Client: id, Counter: name, Kind: Add, Delta: delta, Key: key, Call: call, Return: ret}
 	switch {
