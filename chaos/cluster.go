@@ -53,6 +53,7 @@ type ClusterConfig struct {
 	Shards            int
 	SnapshotThreshold uint64 // 0: tallyd's default
 	LogLevel          string
+	ExtraArgs         []string // more tallyd flags for every node
 }
 
 var errNotManaged = errors.New("this fault needs a cluster started by tally chaos (not --attach)")
@@ -63,11 +64,12 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 	c := &Cluster{Shards: cfg.Shards, Dir: cfg.Dir, managed: true, hc: &http.Client{Timeout: 2 * time.Second}}
 	// Every node joins all the others, so any of them can restart alone.
 	var gossip []string
+	ports, err := freePorts(3 * cfg.Nodes) // held together: all distinct
+	if err != nil {
+		return nil, err
+	}
 	for i := 0; i < cfg.Nodes; i++ {
-		ports, err := freePorts(3)
-		if err != nil {
-			return nil, err
-		}
+		ports := ports[3*i:]
 		id := fmt.Sprintf("n%d", i+1)
 		c.Nodes = append(c.Nodes, &Node{
 			ID:      id,
@@ -99,6 +101,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 		if cfg.LogLevel != "" {
 			n.args = append(n.args, "--log-level", cfg.LogLevel)
 		}
+		n.args = append(n.args, cfg.ExtraArgs...)
 	}
 	for _, n := range c.Nodes {
 		if err := c.Start(n); err != nil {

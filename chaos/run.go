@@ -27,6 +27,7 @@ type Config struct {
 	Nodes             int
 	Shards            int
 	SnapshotThreshold uint64
+	TallydArgs        []string // extra flags for every started tallyd
 
 	Dir  string // run directory: node data and logs, failing rounds' evidence
 	Keep bool   // keep Dir even when every check passed
@@ -94,7 +95,7 @@ type Summary struct {
 	Problems      []string                   `json:"problems,omitempty"`
 	Dir           string                     `json:"dir"`
 	Elapsed       time.Duration              `json:"elapsed_ns"`
-	Failover      map[string][]time.Duration `json:"-"`
+	Failover      map[string][]time.Duration `json:"failover_ns"`
 }
 
 // OK reports whether the campaign passed every check.
@@ -128,7 +129,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		c, err = Attach(ctx, cfg.Addrs, cfg.Shards)
 	} else {
 		logf("starting %d tallyd nodes, %d shards, in %s", cfg.Nodes, cfg.Shards, cfg.Dir)
-		c, err = StartCluster(ctx, ClusterConfig{Bin: cfg.Bin, Dir: cfg.Dir, Nodes: cfg.Nodes, Shards: cfg.Shards, SnapshotThreshold: cfg.SnapshotThreshold})
+		c, err = StartCluster(ctx, ClusterConfig{Bin: cfg.Bin, Dir: cfg.Dir, Nodes: cfg.Nodes, Shards: cfg.Shards, SnapshotThreshold: cfg.SnapshotThreshold, ExtraArgs: cfg.TallydArgs})
 	}
 	if err != nil {
 		return nil, err
@@ -149,8 +150,8 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		}
 	}
 	sum.Elapsed = time.Since(start)
-	if sum.OK() && !cfg.Keep && len(cfg.Addrs) == 0 {
-		c.Close()
+	if sum.OK() && !cfg.Keep {
+		c.Close() // an attached cluster is left running; its dir holds only evidence
 		os.RemoveAll(cfg.Dir)
 	}
 	return sum, nil
