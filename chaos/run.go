@@ -111,6 +111,10 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := validKinds(cfg.Faults); err != nil {
 		return nil, err
 	}
+	// Every fault takes one node away; the rest must still be a majority.
+	if n := max(cfg.Nodes, len(cfg.Addrs)); (len(cfg.Addrs) == 0 && cfg.Nodes < 3) || (len(cfg.Addrs) > 0 && len(cfg.Addrs) < 3) {
+		return nil, fmt.Errorf("a chaos campaign needs at least 3 nodes (one address per node with --attach), not %d", n)
+	}
 	if cfg.Dir == "" {
 		d, err := os.MkdirTemp("", "tally-chaos-")
 		if err != nil {
