@@ -33,6 +33,17 @@ func TestReplicaCheck(t *testing.T) {
 		}
 		return []DebugShard{{ID: 0, AppliedIndex: 10, Digest: "d"}}
 	}
+	// All at index 10 but one already shows the next batch (its index is
+	// published just after the apply); a poll later all are at 11.
+	var polls [3]atomic.Int64
+	racing := func(i int, first string) func() []DebugShard {
+		return func() []DebugShard {
+			if polls[i].Add(1) == 1 {
+				return []DebugShard{{ID: 0, AppliedIndex: 10, Digest: first}}
+			}
+			return []DebugShard{{ID: 0, AppliedIndex: 11, Digest: "e"}}
+		}
+	}
 	cases := []struct {
 		name  string
 		nodes []func() []DebugShard
@@ -41,6 +52,7 @@ func TestReplicaCheck(t *testing.T) {
 	}{
 		{"agree", []func() []DebugShard{fixed(10, "d"), fixed(10, "d"), fixed(10, "d")}, true, ""},
 		{"catches up", []func() []DebugShard{fixed(10, "d"), catchingUp, fixed(10, "d")}, true, ""},
+		{"publishing race", []func() []DebugShard{racing(0, "d"), racing(1, "e"), racing(2, "d")}, true, ""},
 		{"diverged", []func() []DebugShard{fixed(10, "d"), fixed(10, "e"), fixed(10, "d")}, false, "DIVERGED"},
 		{"never converges", []func() []DebugShard{fixed(10, "d"), fixed(7, "d"), fixed(10, "d")}, false, "did not reach one applied index"},
 	}

@@ -331,6 +331,7 @@ func replicasAgree(ctx context.Context, c *Cluster, within time.Duration) (bool,
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	var last []string
+	suspect := ""
 	for {
 		per := map[int][]string{} // shard -> "node@index:digest"
 		idx := map[int]map[uint64]bool{}
@@ -362,9 +363,19 @@ func replicasAgree(ctx context.Context, c *Cluster, within time.Duration) (bool,
 					last = append(last, fmt.Sprintf("shard %d replicas DIVERGED at one applied index: %s", s, strings.Join(per[s], " ")))
 				}
 			}
+			sort.Strings(last)
+			if converged && len(last) == 0 {
+				return true, nil
+			}
 			if converged {
-				sort.Strings(last)
-				return len(last) == 0, last
+				// A replica publishes its applied index just after applying
+				// a batch, so one read in between looks diverged: believe
+				// it only when the next poll finds exactly the same.
+				now := strings.Join(last, "\n")
+				if now == suspect {
+					return false, last
+				}
+				suspect = now
 			}
 		} else {
 			last = []string{"replica check: " + err.Error()}
