@@ -37,7 +37,7 @@ func runChaos(e *env, args []string) error {
 	fs.IntVar(&cfg.Shards, "shards", 4, "shards of the started cluster")
 	threshold := fs.Uint64("snapshot-threshold", 64, "the started nodes' --snapshot-threshold (under 1024 makes snapshot-install possible)")
 	fs.StringVar(&cfg.Bin, "tallyd", "", "tallyd binary (default: next to this tally binary, else tallyd on PATH)")
-	tallydArgs := fs.String("tallyd-args", "", "extra flags for every started tallyd, space-separated (e.g. \"--dedup-ttl 1ms\" to see the checker catch double counts)")
+	tallydArgs := fs.String("tallyd-args", "", "extra flags for every started tallyd, space-separated (e.g. \"--log-level debug\")")
 	fs.StringVar(&cfg.Dir, "dir", "", "run directory for node data, logs and a failing round's evidence (default: a new temp dir)")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the run directory even when every check passed")
 	attach := fs.Bool("attach", false, "attach to the running cluster at --addr (nodes started with --enable-faults) instead of starting one; only partition faults then")
