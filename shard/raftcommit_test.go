@@ -32,8 +32,8 @@ func (f *recordingFSM) Restore(io.ReadCloser) error         { return nil }
 // apply them when a new leader's AppendEntries proves only a prefix of its
 // log and carries a commit index beyond it. Upstream hashicorp/raft v1.7.3
 // committed up to the follower's own last index, applying the stale
-// entries (the replica then diverged); tally builds with the patched copy
-// in third_party/raft.
+// entries, so the replica's state diverged; tally builds with the patched
+// copy in third_party/raft (see its PATCHES.md).
 func TestFollowerCommitsOnlyVerifiedEntries(t *testing.T) {
 	addrA, transA := raft.NewInmemTransport("a")
 	addrB, transB := raft.NewInmemTransport("b")
