@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/HdrHistogram/hdrhistogram-go v1.4.0
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/go-chi/chi/v5 v5.5.0
 	github.com/hashicorp/go-hclog v1.6.2
 	github.com/hashicorp/memberlist v0.5.4
@@ -43,3 +44,7 @@ require (
 	golang.org/x/tools v0.37.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+// hashicorp/raft v1.7.3 with one fix (third_party/raft/PATCHES.md): a
+// follower commits only up to the last entry an AppendEntries proved.
+replace github.com/hashicorp/raft => ./third_party/raft

@@ -52,6 +52,7 @@ func (n *Node) router() http.Handler {
 	})
 	r.Get("/readyz", n.handleReady)
 	r.Handle("/metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+	n.faultRoutes(r) // only with --enable-faults
 	if n.cfg.Pprof {
 		r.Mount("/debug", middleware.Profiler())
 	}

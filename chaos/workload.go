@@ -1,0 +1,183 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"tally/client"
+)
+
+// Workload is the clients' side of a round: increments (with idempotency
+// keys, retried by the client), decrements and linearizable reads over a
+// few hot and many cold counters.
+type Workload struct {
+	Hot, Cold []string // counter names; Up counters only ever go up
+	Up        map[string]bool
+	Clients   int
+	Rate      int     // ops per second over all clients (pacing, not synchronization)
+	ReadFrac  float64 // share of reads
+	HotFrac   float64 // share of ops on hot counters
+
+	h         *History
+	addrs     []string
+	c         *client.Client
+	impatient *client.Client
+	acks      atomic.Int64
+	pending   sync.Map // history index -> key, for unknown writes
+	wg        sync.WaitGroup
+	cancel    context.CancelFunc
+}
+
+// NewWorkload names the counters of one round: hot counters on the same
+// busy shard are made by the caller; half the cold counters also take
+// decrements.
+func NewWorkload(prefix string, hot []string, cold int, clients, rate int) *Workload {
+	w := &Workload{Hot: hot, Up: map[string]bool{}, Clients: clients, Rate: rate, ReadFrac: 0.2, HotFrac: 0.5}
+	for _, n := range hot {
+		w.Up[n] = true
+	}
+	for i := 0; i < cold; i++ {
+		name := fmt.Sprintf("%s:cold-%d", prefix, i)
+		w.Cold = append(w.Cold, name)
+		if i%2 == 0 {
+			w.Up[name] = true
+		}
+	}
+	return w
+}
+
+// Counters lists every counter of the workload.
+func (w *Workload) Counters() []string { return append(append([]string(nil), w.Hot...), w.Cold...) }
+
+// Start runs the clients against addrs until Stop, recording into h.
+func (w *Workload) Start(addrs []string, h *History) {
+	w.h, w.addrs = h, addrs
+	// Bounded retry deadlines: an op that cannot finish within one ends
+	// unknown (or failed) and unknown ones are settled after the faults
+	// heal (Resolve). Odd-numbered clients are impatient, so faults leave
+	// writes of unknown outcome for the checker to reason about.
+	w.c = client.New(addrs, client.WithRetryDeadline(5*time.Second))
+	w.impatient = client.New(addrs, client.WithRetryDeadline(300*time.Millisecond))
+	ctx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	interval := time.Duration(float64(time.Second) * float64(w.Clients) / float64(max(w.Rate, 1)))
+	for id := 0; id < w.Clients; id++ {
+		w.wg.Add(1)
+		go w.client(ctx, id, interval)
+	}
+}
+
+// Stop ends the clients and waits for their last ops to be recorded.
+func (w *Workload) Stop() {
+	w.cancel()
+	w.wg.Wait()
+}
+
+// Acks is the number of writes acknowledged so far (progress, for the
+// nemesis to wait on).
+func (w *Workload) Acks() int64 { return w.acks.Load() }
+
+func (w *Workload) client(ctx context.Context, id int, interval time.Duration) {
+	defer w.wg.Done()
+	rng := rand.New(rand.NewPCG(uint64(id), uint64(time.Now().UnixNano())))
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for seq := 0; ; seq++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		name := w.Cold[rng.IntN(len(w.Cold))]
+		if rng.Float64() < w.HotFrac {
+			name = w.Hot[rng.IntN(len(w.Hot))]
+		}
+		if rng.Float64() < w.ReadFrac {
+			w.read(ctx, id, name)
+			continue
+		}
+		delta := int64(1 + rng.IntN(3))
+		if !w.Up[name] && rng.IntN(3) == 0 {
+			delta = -delta
+		}
+		w.add(ctx, id, name, delta, fmt.Sprintf("c%d-%d-%d", id, seq, rng.Uint64()))
+	}
+}
+
+// add sends one write and records it. The ctx is only for stopping: a
+// write cut off by Stop ends unknown and is resolved like any other.
+func (w *Workload) add(ctx context.Context, id int, name string, delta int64, key string) {
+	c := w.c
+	if id%2 == 1 {
+		c = w.impatient
+	}
+	call := w.h.Now()
+	res, err := c.Add(ctx, name, delta, client.WriteOptions{Key: key})
+	ret := w.h.Now()
+	op := Op{Client: id, Counter: name, Kind: Add, Delta: delta, Key: key, Call: call, Return: ret}
+	switch {
+	case err == nil:
+		op.Value = res.Value
+		w.h.Record(op)
+		w.acks.Add(1)
+	case client.IsOutcomeUnknown(err):
+		op.Outcome = Unknown
+		w.pending.Store(w.h.Record(op), op)
+	default:
+		w.h.Failed(Add)
+	}
+}
+
+func (w *Workload) read(ctx context.Context, id int, name string) {
+	call := w.h.Now()
+	cv, err := w.c.Get(ctx, name, client.Linearizable)
+	ret := w.h.Now()
+	if err != nil {
+		w.h.Failed(Read) // a read that got no answer constrains nothing
+		return
+	}
+	w.h.Record(Op{Client: id, Counter: name, Kind: Read, Value: cv.Value, Call: call, Return: ret})
+}
+
+// Resolve retries every write that ended unknown, with its idempotency
+// key, after the faults have healed: the answer is the first application's
+// result (or this retry's, if it never applied), so the op becomes OK over
+// [its call, this answer]. Ops still unanswered stay unknown. It returns
+// how many stay unknown.
+func (w *Workload) Resolve(ctx context.Context) int {
+	c := client.New(w.addrs, client.WithRetryDeadline(30*time.Second))
+	left := 0
+	w.pending.Range(func(k, v any) bool {
+		i, op := k.(int), v.(Op)
+		res, err := c.Add(ctx, op.Counter, op.Delta, client.WriteOptions{Key: op.Key})
+		if err != nil {
+			left++
+			return true
+		}
+		w.h.Resolve(i, res.Value, w.h.Now())
+		w.pending.Delete(k)
+		return true
+	})
+	return left
+}
+
+// FinalReads reads every counter linearizably (recorded as client
+// `id`'s reads) and returns the values.
+func (w *Workload) FinalReads(ctx context.Context, id int) (map[string]int64, error) {
+	c := client.New(w.addrs, client.WithRetryDeadline(30*time.Second))
+	out := map[string]int64{}
+	for _, name := range w.Counters() {
+		call := w.h.Now()
+		cv, err := c.Get(ctx, name, client.Linearizable)
+		if err != nil {
+			return out, fmt.Errorf("final read of %s: %w", name, err)
+		}
+		w.h.Record(Op{Client: id, Counter: name, Kind: Read, Value: cv.Value, Call: call, Return: w.h.Now()})
+		out[name] = cv.Value
+	}
+	return out, nil
+}

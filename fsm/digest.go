@@ -1,0 +1,49 @@
+package fsm
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"slices"
+)
+
+// Digest returns a hash of the counters: their names, values, expiries and
+// actor sets, in name order. Two replicas that applied the same log prefix
+// have the same Digest, so comparing digests at equal applied indexes
+// detects replicas that diverged. The dedup table and the clock are left
+// out: they only decide how future entries apply, and a replica restored
+// from a snapshot may hold them in another layout. Counters already
+// expired as of LastTime() are left out too (they read as absent).
+//
+// Digest reads the whole state: it is meant for tests and debugging, not
+// for a request path. It is read-only, like Get.
+func (m *Machine) Digest() string {
+	names := make([]string, 0, len(m.counters))
+	for name, c := range m.counters {
+		if !c.expired(m.lastTime) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	h := sha256.New()
+	var buf [binary.MaxVarintLen64]byte
+	putU := func(v uint64) { h.Write(buf[:binary.PutUvarint(buf[:], v)]) }
+	putS := func(s string) { putU(uint64(len(s))); h.Write([]byte(s)) }
+	putU(uint64(len(names)))
+	for _, name := range names {
+		c := m.counters[name]
+		putS(name)
+		h.Write(buf[:binary.PutVarint(buf[:], c.value)])
+		h.Write(buf[:binary.PutVarint(buf[:], c.expiry)])
+		if c.actors == nil {
+			putU(0)
+			continue
+		}
+		actors := c.actors.sorted()
+		putU(uint64(len(actors)))
+		for _, a := range actors {
+			putS(a)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
