@@ -51,6 +51,7 @@ type modelInput struct {
 type modelOutput struct {
 	value   int64
 	unknown bool
+	inexact bool // an add on a split counter: value is a sub-counter's
 }
 
 // counterModel is one counter: state int64, starting at 0. An acknowledged
@@ -84,7 +85,7 @@ var counterModel = porcupine.Model{
 			return out.value == s, s
 		}
 		next := s + in.delta
-		return out.unknown || out.value == next, next
+		return out.unknown || out.inexact || out.value == next, next
 	},
 	Hash: func(state any) uint64 { return uint64(state.(int64)) },
 	DescribeOperation: func(input, output any) string {
@@ -94,6 +95,9 @@ var counterModel = porcupine.Model{
 		}
 		if out.unknown {
 			return fmt.Sprintf("add(%d) → ?", in.delta)
+		}
+		if out.inexact {
+			return fmt.Sprintf("add(%d) → ok (split)", in.delta)
 		}
 		return fmt.Sprintf("add(%d) → %d", in.delta, out.value)
 	},
@@ -108,7 +112,7 @@ func toPorcupine(ops []Op) []porcupine.Operation {
 			ClientId: op.Client,
 			Input:    modelInput{read: op.Kind == Read, delta: op.Delta},
 			Call:     op.Call,
-			Output:   modelOutput{value: op.Value, unknown: op.Outcome == Unknown},
+			Output:   modelOutput{value: op.Value, unknown: op.Outcome == Unknown, inexact: op.Inexact},
 			Return:   op.Return,
 			Metadata: op.Counter,
 		})
@@ -222,7 +226,7 @@ func per2up[B any](per map[string]B, up func(B) bool) map[string]bool {
 func backwards(ops []Op, counters map[string]bool) []string {
 	by := map[string][]Op{}
 	for _, op := range ops {
-		if op.Outcome == OK && counters[op.Counter] {
+		if op.Outcome == OK && counters[op.Counter] && !op.Inexact {
 			by[op.Counter] = append(by[op.Counter], op)
 		}
 	}

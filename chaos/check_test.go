@@ -119,3 +119,32 @@ func TestVisualizeIllegal(t *testing.T) {
 		t.Fatalf("visualization lacks the bad read (err %v, %d bytes)", err, len(b))
 	}
 }
+
+// TestCheckerSplitCounters: adds on a split counter answer a sub-counter's
+// value (Inexact); the checker holds them to their effect only, and still
+// catches a lost one and a read that went back.
+func TestCheckerSplitCounters(t *testing.T) {
+	split := func() []Op {
+		return []Op{
+			{Client: 0, Counter: "s", Kind: Add, Delta: 1, Value: 1, Inexact: true, Call: 0, Return: 10},
+			{Client: 1, Counter: "s", Kind: Add, Delta: 1, Value: 1, Inexact: true, Call: 5, Return: 20}, // another sub-counter's 1
+			{Client: 2, Counter: "s", Kind: Read, Value: 1, Call: 8, Return: 12},
+			{Client: 2, Counter: "s", Kind: Read, Value: 2, Call: 25, Return: 30},
+			{Client: 0, Counter: "s", Kind: Read, Value: 2, Call: 100, Return: 110},
+		}
+	}
+	if r := check(t, split()); !r.OK() {
+		t.Fatalf("good split history rejected: %+v", r)
+	}
+	lost := split()
+	lost[3].Value, lost[4].Value = 1, 1
+	if r := check(t, lost); r.OK() {
+		t.Fatalf("lost increment on a split counter accepted: %+v", r)
+	}
+	back := split()
+	back[2].Value, back[2].Call, back[2].Return = 2, 21, 22
+	back[3].Value = 1
+	if r := check(t, back); r.OK() {
+		t.Fatalf("read going back on a split counter accepted: %+v", r)
+	}
+}

@@ -46,6 +46,10 @@ type Op struct {
 	// by a retry with the same idempotency key: it then counts as OK, with
 	// Return the retry's completion.
 	Resolved bool `json:"resolved,omitempty"`
+	// Inexact marks an add on a split counter: its Value is the value of
+	// the sub-counter it landed on, not the counter's, so only its effect
+	// (Delta, between Call and Return) is checked.
+	Inexact bool `json:"inexact,omitempty"`
 }
 
 // History records operations from many goroutines.
@@ -95,11 +99,11 @@ func (h *History) FailedWrites() int {
 
 // Resolve settles the unknown op i: a retry with its key answered value at
 // time ret.
-func (h *History) Resolve(i int, value, ret int64) {
+func (h *History) Resolve(i int, value, ret int64, inexact bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	op := &h.ops[i]
-	op.Value, op.Return, op.Outcome, op.Resolved = value, ret, OK, true
+	op.Value, op.Return, op.Outcome, op.Resolved, op.Inexact = value, ret, OK, true, inexact
 }
 
 // Ops returns a copy of the recorded ops and the count of failed ones.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
+	"tally/client"
 	"tally/shard"
 )
 
@@ -178,11 +179,35 @@ func hotCounters(prefix string, n, shards int) ([]string, int) {
 	return out, busy
 }
 
+// splitCounter names a counter whose home is the busy shard, to be split.
+func splitCounter(prefix string, busy, shards int) string {
+	if shards < 2 {
+		return ""
+	}
+	for i := 0; ; i++ {
+		if name := fmt.Sprintf("%s:split-%d", prefix, i); int(shard.Home(name, shards)) == busy {
+			return name
+		}
+	}
+}
+
 // over reports whether the campaign may end (its duration has passed and
 // it has injected the faults it must).
 func runRound(ctx context.Context, cfg Config, c *Cluster, prefix string, round int, faultNo *int, over func() bool, sum *Summary, logf func(string, ...any)) error {
 	hot, busy := hotCounters(prefix, cfg.Hot, c.Shards)
 	w := NewWorkload(prefix, hot, cfg.Cold, cfg.Clients, cfg.Rate)
+	// One more hot counter is split over shards, starting with the busy
+	// one, so faults hit its sub-counters too.
+	if split := splitCounter(prefix, busy, c.Shards); split != "" {
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		_, err := client.New(c.Addrs(), client.WithRetryDeadline(time.Minute)).Split(sctx, split, min(3, c.Shards))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("splitting %s: %w", split, err)
+		}
+		w.Hot = append(w.Hot, split)
+		w.Up[split], w.Unit[split] = true, true
+	}
 	h := NewHistory()
 	nm := newNemesis(c, busy, cfg.SnapshotThreshold, logf)
 	w.Start(c.Addrs(), h)
