@@ -402,7 +402,9 @@ func replicasAgree(ctx context.Context, c *Cluster, within time.Duration) (bool,
 				}
 				suspect = now
 			}
-		} else {
+		} else if ctx.Err() == nil || len(last) == 0 {
+			// A poll cut short by the check's own deadline says nothing
+			// new: report the last full observation instead.
 			last = []string{"replica check: " + err.Error()}
 		}
 		if pause(ctx, 50*time.Millisecond) != nil {
