@@ -157,7 +157,8 @@ type Log struct {
 	base uint64 // shard << 48
 	pfx  string // stable key prefix
 
-	mu          sync.Mutex // first and last; raft appends and compacts from different goroutines
+	wmu         sync.Mutex // serializes writes: raft appends and compacts from different goroutines
+	mu          sync.Mutex // first and last, for readers
 	first, last uint64     // 0, 0 when empty
 }
 
@@ -241,27 +242,38 @@ func (l *Log) GetLog(idx uint64, log *raft.Log) error {
 func (l *Log) StoreLog(log *raft.Log) error { return l.StoreLogs([]*raft.Log{log}) }
 
 // StoreLogs implements raft.LogStore: durable when it returns nil.
+//
+// The log stays one contiguous run from the first index, which is what
+// lets Shard find its end. Raft appends contiguously, except on a follower
+// that installed a snapshot: its next entries start past the snapshot,
+// leaving a gap after whatever older entries it kept. Those older entries
+// are all below the snapshot, so the log restarts at the new entries and
+// the old run is dropped.
 func (l *Log) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return nil
 	}
-	for _, log := range logs {
-		if log.Index == 0 || log.Index > maxIndex {
-			return fmt.Errorf("raftstore: log index %d out of range", log.Index)
+	for i, log := range logs {
+		if log.Index == 0 || log.Index > maxIndex || (i > 0 && log.Index != logs[i-1].Index+1) {
+			return fmt.Errorf("raftstore: log indexes out of range or not consecutive at %d", log.Index)
 		}
 	}
-	l.mu.Lock()
-	empty := l.last == 0
-	l.mu.Unlock()
 	l.s.closeMu.RLock()
 	closed := l.s.closed
 	l.s.closeMu.RUnlock()
 	if closed {
 		return ErrClosed
 	}
-	if empty {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	first, last := l.first, l.last
+	l.mu.Unlock()
+	start, end := logs[0].Index, logs[len(logs)-1].Index
+	restart := last == 0 || start > last+1
+	if restart {
 		// Persist where the log starts before it does.
-		if err := l.s.bolt.SetUint64(l.firstKey(), logs[0].Index); err != nil {
+		if err := l.s.bolt.SetUint64(l.firstKey(), start); err != nil {
 			return err
 		}
 	}
@@ -275,11 +287,19 @@ func (l *Log) StoreLogs(logs []*raft.Log) error {
 	if err := l.s.append(out); err != nil {
 		return err
 	}
-	l.mu.Lock()
-	if l.first == 0 {
-		l.first = logs[0].Index
+	if restart && last != 0 {
+		// Best effort: if this fails, the old run is below the persisted
+		// first index and the next open deletes it.
+		l.s.bolt.DeleteRange(l.base|first, l.base|last)
 	}
-	l.last = max(l.last, logs[len(logs)-1].Index)
+	l.mu.Lock()
+	if restart {
+		l.first = start
+	}
+	l.last = max(l.last, end)
+	if restart {
+		l.last = end
+	}
 	l.mu.Unlock()
 	return nil
 }
@@ -287,6 +307,8 @@ func (l *Log) StoreLogs(logs []*raft.Log) error {
 // DeleteRange implements raft.LogStore: raft deletes a prefix (after a
 // snapshot) or a conflicting suffix (before appending the leader's).
 func (l *Log) DeleteRange(lo, hi uint64) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	hi = min(hi, maxIndex)
