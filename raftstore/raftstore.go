@@ -309,38 +309,43 @@ func (l *Log) StoreLogs(logs []*raft.Log) error {
 func (l *Log) DeleteRange(lo, hi uint64) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	first, last := l.first, l.last // only writers change them, and they hold wmu
 	hi = min(hi, maxIndex)
-	if lo > hi || l.last == 0 {
+	if lo > hi || last == 0 {
 		return nil
 	}
+	newFirst, newLast := first, last
+	from, to := lo, hi
 	switch {
-	case lo <= l.first && hi >= l.last: // everything
-		if err := l.s.bolt.SetUint64(l.firstKey(), 0); err != nil {
+	case lo <= first && hi >= last: // everything
+		newFirst, newLast = 0, 0
+		from, to = first, last
+	case lo <= first: // a prefix
+		newFirst = hi + 1
+		from = max(lo, 1)
+	case hi >= last: // a suffix
+		newLast = lo - 1
+	} // else a hole raft never asks for: the extent stays
+	if newFirst != first {
+		// Move the persisted first index before deleting what it passes.
+		if err := l.s.bolt.SetUint64(l.firstKey(), newFirst); err != nil {
 			return err
-		}
-		if err := l.s.bolt.DeleteRange(l.base|l.first, l.base|l.last); err != nil {
-			return err
-		}
-		l.first, l.last = 0, 0
-	case lo <= l.first: // a prefix: move the first index before deleting
-		if err := l.s.bolt.SetUint64(l.firstKey(), hi+1); err != nil {
-			return err
-		}
-		if err := l.s.bolt.DeleteRange(l.base|max(lo, 1), l.base|hi); err != nil {
-			return err
-		}
-		l.first = hi + 1
-	default: // a suffix, or a hole raft never asks for
-		if err := l.s.bolt.DeleteRange(l.base|lo, l.base|hi); err != nil {
-			return err
-		}
-		if hi >= l.last {
-			l.last = lo - 1
 		}
 	}
+	// Readers stop seeing the range before it goes, and the bolt delete
+	// runs without the readers' lock.
+	l.setExtent(newFirst, newLast)
+	if err := l.s.bolt.DeleteRange(l.base|from, l.base|to); err != nil {
+		l.setExtent(first, last) // the entries are still there
+		return err
+	}
 	return nil
+}
+
+func (l *Log) setExtent(first, last uint64) {
+	l.mu.Lock()
+	l.first, l.last = first, last
+	l.mu.Unlock()
 }
 
 // Set implements raft.StableStore.
