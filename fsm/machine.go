@@ -79,8 +79,8 @@ type Result struct {
 	// counter moved by one; false if it already was (or was not) a member.
 	// Always false for OpAdd and on errors.
 	Changed bool
-	// Split is the counter's split factor, set by ops on a split counter's
-	// home shard (0 elsewhere, and on a dedup hit): how routers learn that
+	// Split is the counter's split factor, set by ops (retries included)
+	// on a split counter's home shard, 0 elsewhere: how routers learn that
 	// a counter was split.
 	Split uint16
 }
@@ -390,7 +390,12 @@ func (m *Machine) apply(op *Op, keyTime int64) Result {
 		if seq, ok := m.keys[op.Key]; ok {
 			r := m.rec(seq)
 			if r.matches(op) {
-				return r.result() // a retry: answer as the first time, change nothing
+				// A retry: answer as the first time, change nothing; but say
+				// whether the counter is split now, or a router that does not
+				// know it would call the answer exact.
+				res := r.result()
+				res.Split = m.splitOf(op.Name)
+				return res
 			}
 			return m.current(op.Name, ErrKeyReused)
 		}

@@ -116,7 +116,7 @@ func TestSplitProtocol(t *testing.T) {
 		t.Fatalf("a refused moved key was remembered: %d keys", home.DedupKeys())
 	}
 	// A retry of a key applied here before the split is still answered here.
-	if r := apply1(home, 2*sec, keyed("hot", 10, k2)); r != (Result{Value: 20}) {
+	if r := apply1(home, 2*sec, keyed("hot", 10, k2)); r != (Result{Value: 20, Split: 1}) {
 		t.Fatalf("retry of an old key at home: %+v", r)
 	}
 	// Keys that stay home, and unkeyed adds, still apply; bounds and TTL do not.
@@ -167,6 +167,11 @@ func TestSplitProtocol(t *testing.T) {
 	}
 	if r := apply1(home, 5*sec, add("hot", 1)); r.Split != 4 {
 		t.Fatalf("result on a split counter does not say it: %+v", r)
+	}
+	// Nor does a retry answered from the dedup table, even of a key first
+	// applied before the split.
+	if r := apply1(home, 5*sec, keyed("hot", 10, k0)); r.Value != 10 || r.Split != 4 {
+		t.Fatalf("retry on a split counter: %+v", r)
 	}
 	// Shrinking is refused; the same factor is a no-op.
 	if r := apply1(home, 5*sec, begin("hot", 2, slots)); r.Code != ErrSplitShrink || r.Split != 4 {
