@@ -3,6 +3,8 @@ package node
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"tally/raftstore"
 )
 
 // metrics are the node's Prometheus metrics, on its own registry so that
@@ -47,6 +49,26 @@ func newMetrics(n *Node) *metrics {
 		}
 		return float64(k)
 	})
+	// The shared raft log's work: fsyncs per increment is 2 × commits over
+	// the increments, summed over the nodes.
+	logStat := func(name, help string, pick func(raftstore.Stats) uint64) prometheus.CounterFunc {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 {
+			n.mu.RLock()
+			logs := n.logs
+			n.mu.RUnlock()
+			if logs == nil {
+				return 0
+			}
+			return float64(pick(logs.Stats()))
+		})
+	}
+	m.reg.MustRegister(
+		logStat("tally_log_commits_total", "Commits of the node's raft log store (bolt; two fdatasyncs each).",
+			func(s raftstore.Stats) uint64 { return s.Commits }),
+		logStat("tally_log_appends_total", "Raft log appends (one per shard replica write) the commits carried.",
+			func(s raftstore.Stats) uint64 { return s.Appends }),
+		logStat("tally_log_entries_total", "Raft log entries the commits carried.",
+			func(s raftstore.Stats) uint64 { return s.Entries }))
 	m.reg.MustRegister(m.requests, m.batchOps, m.forwardedOut, m.forwardedIn, m.autoSplits, leading,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

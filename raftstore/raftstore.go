@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
@@ -46,6 +47,19 @@ type Store struct {
 
 	closeMu sync.RWMutex // senders hold it shared, so Close waits for them
 	closed  bool
+
+	commits, appends, entries atomic.Uint64 // see Stats
+}
+
+// Stats counts the store's work since it opened: bolt commits (each is two
+// fdatasyncs), the shard appends they carried, and the log entries in them.
+type Stats struct {
+	Commits, Appends, Entries uint64
+}
+
+// Stats returns the counts so far.
+func (s *Store) Stats() Stats {
+	return Stats{Commits: s.commits.Load(), Appends: s.appends.Load(), Entries: s.entries.Load()}
 }
 
 type appendReq struct {
@@ -98,6 +112,9 @@ func (s *Store) commitLoop() {
 			logs = append(logs, r.logs...)
 		}
 		err := s.bolt.StoreLogs(logs)
+		s.commits.Add(1)
+		s.appends.Add(uint64(len(batch)))
+		s.entries.Add(uint64(len(logs)))
 		if err != nil && len(batch) > 1 {
 			// Let each append succeed or fail on its own.
 			for _, r := range batch {

@@ -224,6 +224,11 @@ func TestConcurrentAppends(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	st := s.Stats()
+	if st.Appends != 8*50 || st.Entries != 8*200 || st.Commits == 0 || st.Commits > st.Appends {
+		t.Fatalf("stats %+v: want 400 appends of 1600 entries in 1..400 commits", st)
+	}
+	t.Logf("%d appends in %d commits", st.Appends, st.Commits)
 	for i, l := range views {
 		if f, la := extent(t, l); f != 1 || la != 200 {
 			t.Fatalf("shard %d extent %d..%d", i, f, la)

@@ -40,17 +40,28 @@ type Config struct {
 	// 1.9 s). In-process tests under the race detector pass 1 s.
 	HeartbeatTimeout time.Duration
 	ElectionTimeout  time.Duration
-	MaxInflight      int                      // entries being committed at once (default 2)
-	MaxBatchOps      int                      // ops per entry at most (default 4096)
-	ObserveBatch     func(ops int)            // optional: called with each entry's op count
-	OnLeaderChange   func(bool)               // optional: called (in order) when this replica gains or loses leadership
-	OnSplit          func(name string, n int) // optional: called when this replica applies the end of a split
-	InMemory         bool                     // tests: in-memory log and snapshots, nothing on disk
+	// MaxInflight is how many entries the proposer has in raft at once
+	// (default 1). raft's leader stores and replicates one batch at a time
+	// anyway, so a second entry in flight mostly halves the batches: with
+	// 64 clients on 10,000 counters, 1 gave 2.4 → 3.4 ops per entry and
+	// about 10-20% less CPU per increment than 2 (bench pairs in one run);
+	// on one hot counter, fsyncs per increment fell from 0.34-0.37 to
+	// 0.24-0.26.
+	MaxInflight    int
+	MaxBatchOps    int                      // ops per entry at most (default 4096)
+	ObserveBatch   func(ops int)            // optional: called with each entry's op count
+	OnLeaderChange func(bool)               // optional: called (in order) when this replica gains or loses leadership
+	OnSplit        func(name string, n int) // optional: called when this replica applies the end of a split
+	InMemory       bool                     // tests: in-memory log and snapshots, nothing on disk
 	// Logs is the node's shared raft log store (one file and one commit
 	// for every shard's appends). Nil: this replica keeps its own
 	// raft-boltdb file in Dir, as do replicas whose Dir already has one.
 	Logs *raftstore.Store
 }
+
+// logCacheEntries is how many recent log entries each replica keeps in
+// memory for replication to read.
+const logCacheEntries = 128
 
 // Shard is one running replica.
 type Shard struct {
@@ -94,7 +105,7 @@ func Open(cfg Config) (*Shard, error) {
 		cfg.ElectionTimeout = 300 * time.Millisecond
 	}
 	if cfg.MaxInflight == 0 {
-		cfg.MaxInflight = 2
+		cfg.MaxInflight = 1
 	}
 	if cfg.MaxBatchOps == 0 {
 		cfg.MaxBatchOps = 4096
@@ -156,6 +167,18 @@ func Open(cfg Config) (*Shard, error) {
 			}
 			return nil, fmt.Errorf("shard %d: open snapshot store: %w", cfg.ID, err)
 		}
+	}
+
+	if !cfg.InMemory {
+		// Replication reads back the entries it sends; without a cache each
+		// read is a bolt read transaction on the leader (4% of its CPU under
+		// a hot counter). 128 recent entries cover a follower a few round
+		// trips behind; one further back reads from bolt.
+		cached, err := raft.NewLogCache(logCacheEntries, logs)
+		if err != nil { // only for a capacity below 1
+			panic(err)
+		}
+		logs = cached
 	}
 
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
