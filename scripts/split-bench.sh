@@ -12,7 +12,8 @@
 # Each case prints ops/s and latency (tally bench, which also checks the
 # count rose by exactly the acknowledged increments) and the share of
 # increments forwarded between nodes (tally_forwarded_out_total over the
-# HTTP increments, from /metrics). Needs curl.
+# HTTP increments, from /metrics) and the fsyncs per increment over all
+# nodes (two per raft log commit, tally_log_commits_total). Needs curl.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,7 +31,7 @@ cluster() { TALLY_RUN_DIR=$run_dir TALLY_BASE_PORT=$base "$repo/scripts/cluster.
 metric() {
 	local sum=0 v
 	for i in 0 1 2; do
-		v=$(curl -fs "127.0.0.1:$((base + 10 * i))/metrics" | sed -n "s/^$1 \([0-9.e+]*\)$/\1/p" | head -1)
+		v=$(curl -fs "127.0.0.1:$((base + 10 * i))/metrics" | sed -n "s/^$1 \([0-9.e+]*\)$/\1/p" | sed -n 1p)
 		sum=$(awk -v a="$sum" -v b="${v:-0}" 'BEGIN { printf "%.0f", a + b }')
 	done
 	echo "$sum"
@@ -50,7 +51,7 @@ increments() {
 balanced() {
 	local c
 	c=$(curl -fs "127.0.0.1:$base/v1/cluster" | tr '{' '\n' | sed -n 's/.*"leader":"\([^"]*\)".*/\1/p')
-	[ "$(echo "$c" | grep -c .)" -eq 8 ] && [ "$(echo "$c" | sort | uniq -c | sort -rn | head -1 | awk '{print $1}')" -le 3 ]
+	[ "$(echo "$c" | grep -c .)" -eq 8 ] && [ "$(echo "$c" | sort | uniq -c | sort -rn | sed -n 1p | awk '{print $1}')" -le 3 ]
 }
 
 up() {
@@ -62,14 +63,18 @@ up() {
 }
 
 measure() { # name counter
-	local f0 i0 line f1 i1
+	local f0 i0 c0 line f1 i1 c1
 	f0=$(metric tally_forwarded_out_total)
+	c0=$(metric tally_log_commits_total)
 	i0=$(increments)
-	line=$("$tally" --addr "$addrs" bench --duration "$duration" --clients "$clients" --counter "$2" | head -1)
+	line=$("$tally" --addr "$addrs" bench --duration "$duration" --clients "$clients" --counter "$2" | sed -n 1p)
 	f1=$(metric tally_forwarded_out_total)
+	c1=$(metric tally_log_commits_total)
 	i1=$(increments)
-	printf '%-6s %s\n       forwarded: %s of %s increments (%s%%)\n' "$1" "$line" $((f1 - f0)) $((i1 - i0)) \
-		"$(awk -v f=$((f1 - f0)) -v n=$((i1 - i0)) 'BEGIN { printf "%.1f", n ? 100 * f / n : 0 }')"
+	printf '%-6s %s\n       forwarded: %s of %s increments (%s%%); fsyncs per increment, all nodes: %s\n' "$1" "$line" \
+		$((f1 - f0)) $((i1 - i0)) \
+		"$(awk -v f=$((f1 - f0)) -v n=$((i1 - i0)) 'BEGIN { printf "%.1f", n ? 100 * f / n : 0 }')" \
+		"$(awk -v c=$((c1 - c0)) -v n=$((i1 - i0)) 'BEGIN { printf "%.2f", n ? 2 * c / n : 0 }')"
 }
 
 for run in $(seq 1 "$runs"); do
@@ -96,7 +101,7 @@ for run in $(seq 1 "$runs"); do
 	"$tally" --addr "$addrs" split read8 8 >/dev/null
 	"$tally" --addr "$addrs" bench --duration "$duration" --clients "$clients" --counter read8 --verify=false >/dev/null &
 	writers=$!
-	echo "reads  $("$tally" --addr "$addrs" bench --duration "$duration" --clients 8 --counter read8 --reads 1 --verify=false | head -1)"
+	echo "reads  $("$tally" --addr "$addrs" bench --duration "$duration" --clients 8 --counter read8 --reads 1 --verify=false | sed -n 1p)"
 	wait $writers
 	cluster down >/dev/null
 done
