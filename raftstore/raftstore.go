@@ -111,14 +111,11 @@ func (s *Store) commitLoop() {
 		for _, r := range batch {
 			logs = append(logs, r.logs...)
 		}
-		err := s.bolt.StoreLogs(logs)
-		s.commits.Add(1)
-		s.appends.Add(uint64(len(batch)))
-		s.entries.Add(uint64(len(logs)))
+		err := s.commit(logs, len(batch))
 		if err != nil && len(batch) > 1 {
 			// Let each append succeed or fail on its own.
 			for _, r := range batch {
-				r.done <- s.bolt.StoreLogs(r.logs)
+				r.done <- s.commit(r.logs, 1)
 			}
 			continue
 		}
@@ -126,6 +123,16 @@ func (s *Store) commitLoop() {
 			r.done <- err
 		}
 	}
+}
+
+// commit stores logs, gathered from that many shard appends, in one bolt
+// commit, and counts it.
+func (s *Store) commit(logs []*raft.Log, appends int) error {
+	err := s.bolt.StoreLogs(logs)
+	s.commits.Add(1)
+	s.appends.Add(uint64(appends))
+	s.entries.Add(uint64(len(logs)))
+	return err
 }
 
 // append stores logs (store indexes) durably, in a commit shared with the
@@ -157,7 +164,7 @@ func (s *Store) Close() error {
 	for {
 		select {
 		case r := <-s.reqs:
-			r.done <- s.bolt.StoreLogs(r.logs)
+			r.done <- s.commit(r.logs, 1)
 			continue
 		default:
 		}
