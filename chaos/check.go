@@ -2,7 +2,9 @@ package chaos
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -164,11 +166,7 @@ func Check(ops []Op, finals map[string]int64, failed int, timeout time.Duration)
 		}
 	}
 	r.Counters = len(per)
-	names := make([]string, 0, len(per))
-	for n := range per {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(per))
 
 	// (b) bounds: acked + (negative unknowns) <= final <= acked + (positive unknowns).
 	for _, n := range names {
@@ -231,11 +229,7 @@ func backwards(ops []Op, counters map[string]bool) []string {
 		}
 	}
 	var out []string
-	names := make([]string, 0, len(by))
-	for n := range by {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(by))
 	for _, n := range names {
 		list := by[n]
 		byCall := append([]Op(nil), list...)

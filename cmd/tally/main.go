@@ -13,9 +13,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -117,11 +118,7 @@ var globalNames = map[string]bool{"addr": true, "json": true, "timeout": true}
 
 func mainUsage(w io.Writer, global *flag.FlagSet) {
 	fmt.Fprint(w, "Usage: tally [global flags] <command> [args]\n\nCommands:\n")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(commands))
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	for _, n := range names {
 		c := commands[n]
