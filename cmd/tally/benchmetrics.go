@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -75,6 +77,11 @@ func (s *nodeScraper) scrape(ctx context.Context, base string) (map[string]float
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
 	resp, err := s.hc.Do(req)
 	if err != nil {
+		// The url.Error around it would repeat the method and URL.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return nil, fmt.Errorf("GET /metrics: %w", err)
 	}
 	defer resp.Body.Close()

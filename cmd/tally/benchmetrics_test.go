@@ -2,13 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -249,5 +252,23 @@ func TestParseNodeMetrics(t *testing.T) {
 		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
 			t.Errorf("%q: error %v, want %q", body, err, want)
 		}
+	}
+}
+
+// A node that is down is reported with the reason, once, without the
+// URL repeated.
+func TestScrapeDeadNode(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	got := newNodeScraper([]string{addr}, 5*time.Second).Scrape(context.Background())
+	if len(got) != 1 || got[0].Addr != addr || got[0].Err == nil || got[0].Values != nil {
+		t.Fatalf("samples %+v", got)
+	}
+	if msg := got[0].Err.Error(); !strings.HasPrefix(msg, "GET /metrics: ") || !strings.Contains(msg, "connection refused") || strings.Contains(msg, "http://") {
+		t.Errorf("error %q", msg)
 	}
 }
