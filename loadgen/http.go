@@ -29,14 +29,19 @@ type HTTP struct {
 func NewHTTP(addrs []string, clients int, consistency string) *HTTP {
 	h := &HTTP{consistency: consistency}
 	for _, a := range addrs {
-		if !strings.Contains(a, "://") {
-			a = "http://" + a
-		}
-		h.addrs = append(h.addrs, strings.TrimRight(a, "/"))
+		h.addrs = append(h.addrs, BaseURL(a))
 	}
 	h.tr = &http.Transport{MaxIdleConnsPerHost: clients, IdleConnTimeout: time.Minute}
 	h.hc = &http.Client{Transport: h.tr, Timeout: 30 * time.Second}
 	return h
+}
+
+// BaseURL turns host:port or a URL into a base URL without a trailing slash.
+func BaseURL(addr string) string {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	return strings.TrimRight(addr, "/")
 }
 
 // Client is client i's target.

@@ -324,9 +324,12 @@ func TestExecuteJSONAndTimeline(t *testing.T) {
 		// The verification's second read comes after the load: a fault
 		// marked now, as an injector would while the run goes on, falls
 		// within the run's timeline (the run is far shorter than its
-		// one-second bucket).
+		// one-second bucket). The millisecond is rounded up: a run can
+		// take less than one, and a mark truncated to its millisecond
+		// would then fall before the run's start.
 		if reads++; reads == 2 {
-			writeFile(t, marks, "# faults\n"+itoa(time.Now().UnixMilli())+" kill n1\n\n")
+			ms := (time.Now().UnixNano() + int64(time.Millisecond) - 1) / int64(time.Millisecond)
+			writeFile(t, marks, "# faults\n"+itoa(ms)+" kill n1\n\n")
 		}
 		return ReadAll(ctx, m, names)
 	}

@@ -35,6 +35,9 @@ type Bench struct {
 	TimelineFile string // write an SVG of ops/s and p99 per second here
 	MarksFile    string // "unix-ms label" lines to mark on the timeline
 	Verify       bool   // read every counter before and after, check the increase
+	// Nodes, when set, are scraped right before and right after the load
+	// for the report's NodeCost.
+	Nodes NodeScraper
 }
 
 // Flags defines the workload and output flags on fs. The caller keeps the
@@ -81,6 +84,7 @@ type Report struct {
 	MaxMs          float64          `json:"max_ms"`
 	Verified       *bool            `json:"verified,omitempty"`
 	Mismatches     []string         `json:"mismatches,omitempty"`
+	NodeCost       *NodeCost        `json:"node_cost,omitempty"`
 	Timeline       []Second         `json:"timeline,omitempty"`
 }
 
@@ -177,11 +181,18 @@ func (b *Bench) Execute(ctx context.Context, w io.Writer, newTarget func(int) Ta
 			return err
 		}
 	}
+	var nodesBefore []NodeSample
+	if b.Nodes != nil {
+		nodesBefore = b.Nodes.Scrape(ctx)
+	}
 	res, err := Run(ctx, cfg, newTarget)
 	if err != nil {
 		return err
 	}
 	rep := NewReport(b.System, b.Workload, cfg, res)
+	if b.Nodes != nil {
+		rep.NodeCost = NewNodeCost(nodesBefore, b.Nodes.Scrape(ctx), res.Ops(), res.Incrs)
+	}
 	if b.Verify {
 		after, err := readAll(ctx, names)
 		if err != nil {
@@ -224,6 +235,9 @@ func (b *Bench) Execute(ctx context.Context, w io.Writer, newTarget func(int) Ta
 		sort.Strings(codes)
 		for _, code := range codes {
 			fmt.Fprintf(w, "  %d × %s\n", rep.ByError[code], code)
+		}
+		if rep.NodeCost != nil {
+			rep.NodeCost.WriteText(w)
 		}
 		if rep.Verified != nil && *rep.Verified {
 			if res.MaybeApplied == 0 {

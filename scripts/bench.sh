@@ -25,9 +25,10 @@ usage() {
 	cat <<EOF
 Usage: scripts/bench.sh
 
-Installs what is missing (redis-server, postgresql, etcd-server from
-Debian's packages), then runs the same workloads against each system, one
-at a time on 127.0.0.1, and prints one table.
+Installs what is missing (redis-server, postgresql, etcd-server,
+etcd-client and jq from Debian's packages), then runs the same workloads
+against each system, one at a time on 127.0.0.1, and prints one table,
+then tally's node CPU per increment.
 
 Workloads ($clients clients, $duration each):
   hot      one counter, one increment per request
@@ -84,6 +85,9 @@ install_missing() {
 	command -v redis-server >/dev/null && command -v redis-cli >/dev/null || pkgs+=(redis-server)
 	pg_bindir >/dev/null || pkgs+=(postgresql)
 	command -v etcd >/dev/null || pkgs+=(etcd-server)
+	# etcdctl checks the etcd members' health; Debian ships it apart.
+	command -v etcdctl >/dev/null || pkgs+=(etcd-client)
+	command -v jq >/dev/null || pkgs+=(jq) # reads the node cost out of the reports
 	((${#pkgs[@]} > 0)) || return 0
 	log "installing ${pkgs[*]}"
 	local t0=$SECONDS
@@ -202,6 +206,9 @@ run_workloads() {
 
 tally_cmd() { "$repo/bin/tally" --addr "$1" --timeout 30s bench "${@:2}"; }
 
+# The ceiling is one process with no /metrics: nothing to scrape.
+ceiling_cmd() { tally_cmd "$1" --node-metrics=false "${@:2}"; }
+
 # --- the systems
 
 run_ceiling() {
@@ -210,7 +217,7 @@ run_ceiling() {
 	local pid=$!
 	pids+=("$pid")
 	wait_until "the HTTP ceiling" test -s "$work/ceiling.addr"
-	run_workloads ceiling tally_cmd "$(<"$work/ceiling.addr")"
+	run_workloads ceiling ceiling_cmd "$(<"$work/ceiling.addr")"
 	stop_pid "$pid"
 	forget "$pid"
 }
@@ -319,6 +326,26 @@ run_etcd() {
 	done
 }
 
+# node_cost_table: what the tally nodes spent per increment in each run,
+# from the node_cost of tally bench's reports (every node's /metrics
+# before and after the run).
+node_cost_table() {
+	grep -q '"system":"tally".*"node_cost"' "$results" || return 0
+	echo
+	echo "tally's nodes, all together: CPU (user + system) per acknowledged op, ops per raft entry, fsyncs per increment"
+	jq -r 'select(.system == "tally" and .node_cost != null) | .node_cost as $c |
+		[.workload, $c.cpu_us_per_op, $c.ops_per_entry, $c.fsyncs_per_increment, ($c.fsyncs_estimated // false),
+		 (if $c.measured < ($c.nodes | length) then "only \($c.measured) of \($c.nodes | length) nodes measured: " +
+			([$c.nodes[] | select(.error) | .addr + " " + .error] | join("; ")) else "" end)] | @tsv' "$results" |
+		awk -F'\t' '
+			function f(v, fmt) { return v == "" ? "-" : sprintf(fmt, v) }
+			BEGIN { printf "%10s  %13s  %9s  %s\n", "workload", "node CPU/op", "ops/entry", "fsyncs/increment" }
+			{
+				printf "%10s  %10s us  %9s  %s%s%s\n", $1, f($2, "%.1f"), f($3, "%.2f"), f($4, "%.3f"),
+					($5 == "true" ? " (counted as 2 per log commit)" : ""), ($6 == "" ? "" : "  " $6)
+			}'
+}
+
 # --- main
 
 install_missing
@@ -361,6 +388,7 @@ echo
 	echo "$(nproc) cores, $clients clients, $duration per run; ratio = tally ops/s ÷ the row's ops/s"
 	echo "load average (1, 5, 15 min) at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
 	"$peerbench" table "$results"
+	node_cost_table
 } | tee "$out/table.txt"
 if ((${#failed[@]} > 0)); then
 	die "failed runs: ${failed[*]}"

@@ -25,6 +25,7 @@ func runBench(e *env, args []string) error {
 	b := loadgen.Bench{System: "tally"}
 	b.Flags(fs)
 	consistency := fs.String("consistency", "linearizable", "consistency of the reads under load (--reads): linearizable or stale")
+	nodeMetrics := fs.Bool("node-metrics", true, "scrape every --addr node's /metrics right before and after the load and report node CPU per op, ops per raft entry and fsyncs per increment")
 	pos, err := e.parse(fs, args)
 	if err != nil {
 		return err
@@ -47,6 +48,9 @@ func runBench(e *env, args []string) error {
 	b.JSON = e.json
 	addrs := strings.Split(e.addr, ",")
 	h := loadgen.NewHTTP(addrs, b.Clients, *consistency)
+	if *nodeMetrics {
+		b.Nodes = newNodeScraper(addrs, e.timeout)
+	}
 	defer h.Close()
 	c := e.client()
 	// The verification reads through the retrying client, linearizably,
