@@ -273,9 +273,9 @@ func TestNonConsecutiveAppendRefused(t *testing.T) {
 	})
 }
 
-// TestEveryAppendIsSynced: an append returns only after a sync that
-// covers it, so with nothing else running each append sees a sync of its
-// own.
+// TestEveryAppendIsSynced: an append (and a stable write) returns only
+// after a sync that covers it, so with nothing else running each sees a
+// sync of its own.
 func TestEveryAppendIsSynced(t *testing.T) {
 	forKinds(t, func(t *testing.T, kind, dir string) {
 		s := open(t, kind, dir)
@@ -294,6 +294,14 @@ func TestEveryAppendIsSynced(t *testing.T) {
 			if after.Appends != before.Appends+1 || after.Entries != before.Entries+1 {
 				t.Fatalf("append %d counted as %+v → %+v", i, before, after)
 			}
+		}
+		// A term or vote is synced too.
+		before := s.Stats().Syncs
+		if err := l.SetUint64([]byte("CurrentTerm"), 3); err != nil {
+			t.Fatal(err)
+		}
+		if after := s.Stats().Syncs; after <= before {
+			t.Fatalf("SetUint64 returned after syncs %d → %d", before, after)
 		}
 	})
 }
