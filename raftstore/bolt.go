@@ -1,15 +1,8 @@
-// Package raftstore keeps the raft logs and stable state of every shard
-// replica of a node in one raft-boltdb store, and commits their appends
-// together.
-//
-// Each shard's raft group appends to its log and waits for the fsync
-// before it counts itself toward a quorum. With one store per shard, a
-// node that takes part in several busy groups (a split hot counter, or
-// writes spread over many counters) pays a bolt commit, two fdatasyncs,
-// per group per append. Here the appends that arrive while a commit is
-// running wait and go into the next commit together (group commit at the
-// storage layer, as the proposer does for raft entries), so the fsync count
-// grows with the node's commit rate, not with the number of active groups.
+package raftstore
+
+// The bolt log store: every shard's log and stable keys in one
+// raft-boltdb file, appends of different shards merged into one bolt
+// commit (two fdatasyncs) by a commit loop.
 //
 // Shard s keeps log index i under the store's index s<<48 | i, so each
 // shard's log is one contiguous key range and shards never mix. Its first
@@ -17,7 +10,6 @@
 // describes, so a crash leaves at worst unreachable entries below it, which
 // are deleted on the next open); its last index is found at open by
 // searching the contiguous range.
-package raftstore
 
 import (
 	"errors"
@@ -34,12 +26,8 @@ import (
 // store's 64-bit key space with the shard id above them.
 const maxIndex = 1<<48 - 1
 
-// ErrClosed: the store was closed.
-var ErrClosed = errors.New("raftstore: closed")
-
-// Store is a node's shared store. Open one per data dir, get each shard's
-// view with Shard, close the shards' rafts, then Close the Store.
-type Store struct {
+// boltStore is the bolt backend of a Store.
+type boltStore struct {
 	bolt *raftboltdb.BoltStore
 	reqs chan *appendReq
 	stop chan struct{}
@@ -49,17 +37,12 @@ type Store struct {
 	closed  bool
 
 	commits, appends, entries atomic.Uint64 // see Stats
+	writes                    atomic.Uint64 // every bolt write transaction: two fdatasyncs each
 }
 
-// Stats counts the store's work since it opened: bolt commits (each is two
-// fdatasyncs), the shard appends they carried, and the log entries in them.
-type Stats struct {
-	Commits, Appends, Entries uint64
-}
-
-// Stats returns the counts so far.
-func (s *Store) Stats() Stats {
-	return Stats{Commits: s.commits.Load(), Appends: s.appends.Load(), Entries: s.entries.Load()}
+func (s *boltStore) stats() Stats {
+	return Stats{Commits: s.commits.Load(), Appends: s.appends.Load(), Entries: s.entries.Load(),
+		Syncs: 2 * s.writes.Load()}
 }
 
 type appendReq struct {
@@ -71,20 +54,20 @@ type appendReq struct {
 // transaction.
 const maxBatchLogs = 8192
 
-// Open opens (or creates) the store file at path.
-func Open(path string) (*Store, error) {
+// openBolt opens (or creates) the bolt store file at path.
+func openBolt(path string) (*boltStore, error) {
 	b, err := raftboltdb.New(raftboltdb.Options{Path: path})
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{bolt: b, reqs: make(chan *appendReq, 1024), stop: make(chan struct{}), done: make(chan struct{})}
+	s := &boltStore{bolt: b, reqs: make(chan *appendReq, 1024), stop: make(chan struct{}), done: make(chan struct{})}
 	go s.commitLoop()
 	return s, nil
 }
 
 // commitLoop commits appends: each commit takes every append queued while
 // the previous one ran.
-func (s *Store) commitLoop() {
+func (s *boltStore) commitLoop() {
 	defer close(s.done)
 	var batch []*appendReq
 	var logs []*raft.Log
@@ -127,8 +110,9 @@ func (s *Store) commitLoop() {
 
 // commit stores logs, gathered from that many shard appends, in one bolt
 // commit, and counts it.
-func (s *Store) commit(logs []*raft.Log, appends int) error {
+func (s *boltStore) commit(logs []*raft.Log, appends int) error {
 	err := s.bolt.StoreLogs(logs)
+	s.writes.Add(1)
 	s.commits.Add(1)
 	s.appends.Add(uint64(appends))
 	s.entries.Add(uint64(len(logs)))
@@ -137,7 +121,7 @@ func (s *Store) commit(logs []*raft.Log, appends int) error {
 
 // append stores logs (store indexes) durably, in a commit shared with the
 // other shards' concurrent appends.
-func (s *Store) append(logs []*raft.Log) error {
+func (s *boltStore) append(logs []*raft.Log) error {
 	r := &appendReq{logs: logs, done: make(chan error, 1)}
 	s.closeMu.RLock()
 	if s.closed {
@@ -149,9 +133,9 @@ func (s *Store) append(logs []*raft.Log) error {
 	return <-r.done
 }
 
-// Close stops the commit loop and closes the file. Every shard using the
+// close stops the commit loop and closes the file. Every shard using the
 // store must be shut down first.
-func (s *Store) Close() error {
+func (s *boltStore) close() error {
 	s.closeMu.Lock()
 	if s.closed {
 		s.closeMu.Unlock()
@@ -175,9 +159,9 @@ func (s *Store) Close() error {
 	return s.bolt.Close()
 }
 
-// Log is one shard's view: a raft.LogStore and raft.StableStore.
-type Log struct {
-	s    *Store
+// boltLog is one shard's view of a boltStore.
+type boltLog struct {
+	s    *boltStore
 	base uint64 // shard << 48
 	pfx  string // stable key prefix
 
@@ -186,12 +170,12 @@ type Log struct {
 	first, last uint64     // 0, 0 when empty
 }
 
-// Shard returns shard id's view, finding its log's extent.
-func (s *Store) Shard(id uint32) (*Log, error) {
+// shard returns shard id's view, finding its log's extent.
+func (s *boltStore) shard(id uint32) (logView, error) {
 	if id >= 1<<16 {
 		return nil, fmt.Errorf("raftstore: shard %d out of range", id)
 	}
-	l := &Log{s: s, base: uint64(id) << 48, pfx: "s" + strconv.FormatUint(uint64(id), 10) + "/"}
+	l := &boltLog{s: s, base: uint64(id) << 48, pfx: "s" + strconv.FormatUint(uint64(id), 10) + "/"}
 	first, err := s.bolt.GetUint64(l.firstKey())
 	switch {
 	case errors.Is(err, raftboltdb.ErrKeyNotFound):
@@ -201,7 +185,7 @@ func (s *Store) Shard(id uint32) (*Log, error) {
 	}
 	if first > 1 {
 		// Entries a crash left below the persisted first index.
-		if err := s.bolt.DeleteRange(l.base|1, l.base|(first-1)); err != nil {
+		if err := s.deleteRange(l.base|1, l.base|(first-1)); err != nil {
 			return nil, err
 		}
 	}
@@ -229,29 +213,29 @@ func (s *Store) Shard(id uint32) (*Log, error) {
 	return l, nil
 }
 
-func (l *Log) firstKey() []byte { return []byte(l.pfx + "first-index") }
+func (l *boltLog) firstKey() []byte { return []byte(l.pfx + "first-index") }
 
-func (l *Log) has(idx uint64) bool {
+func (l *boltLog) has(idx uint64) bool {
 	var log raft.Log
 	return l.s.bolt.GetLog(l.base|idx, &log) == nil
 }
 
 // FirstIndex implements raft.LogStore.
-func (l *Log) FirstIndex() (uint64, error) {
+func (l *boltLog) FirstIndex() (uint64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.first, nil
 }
 
 // LastIndex implements raft.LogStore.
-func (l *Log) LastIndex() (uint64, error) {
+func (l *boltLog) LastIndex() (uint64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.last, nil
 }
 
 // GetLog implements raft.LogStore.
-func (l *Log) GetLog(idx uint64, log *raft.Log) error {
+func (l *boltLog) GetLog(idx uint64, log *raft.Log) error {
 	if idx == 0 || idx > maxIndex {
 		return raft.ErrLogNotFound
 	}
@@ -263,7 +247,7 @@ func (l *Log) GetLog(idx uint64, log *raft.Log) error {
 }
 
 // StoreLog implements raft.LogStore.
-func (l *Log) StoreLog(log *raft.Log) error { return l.StoreLogs([]*raft.Log{log}) }
+func (l *boltLog) StoreLog(log *raft.Log) error { return l.StoreLogs([]*raft.Log{log}) }
 
 // StoreLogs implements raft.LogStore: durable when it returns nil.
 //
@@ -273,7 +257,7 @@ func (l *Log) StoreLog(log *raft.Log) error { return l.StoreLogs([]*raft.Log{log
 // leaving a gap after whatever older entries it kept. Those older entries
 // are all below the snapshot, so the log restarts at the new entries and
 // the old run is dropped.
-func (l *Log) StoreLogs(logs []*raft.Log) error {
+func (l *boltLog) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return nil
 	}
@@ -297,7 +281,7 @@ func (l *Log) StoreLogs(logs []*raft.Log) error {
 	restart := last == 0 || start > last+1
 	if restart {
 		// Persist where the log starts before it does.
-		if err := l.s.bolt.SetUint64(l.firstKey(), start); err != nil {
+		if err := l.s.setUint64(l.firstKey(), start); err != nil {
 			return err
 		}
 	}
@@ -314,7 +298,7 @@ func (l *Log) StoreLogs(logs []*raft.Log) error {
 	if restart && last != 0 {
 		// Best effort: if this fails, the old run is below the persisted
 		// first index and the next open deletes it.
-		l.s.bolt.DeleteRange(l.base|first, l.base|last)
+		l.s.deleteRange(l.base|first, l.base|last)
 	}
 	l.mu.Lock()
 	if restart {
@@ -330,7 +314,7 @@ func (l *Log) StoreLogs(logs []*raft.Log) error {
 
 // DeleteRange implements raft.LogStore: raft deletes a prefix (after a
 // snapshot) or a conflicting suffix (before appending the leader's).
-func (l *Log) DeleteRange(lo, hi uint64) error {
+func (l *boltLog) DeleteRange(lo, hi uint64) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	first, last := l.first, l.last // only writers change them, and they hold wmu
@@ -352,37 +336,52 @@ func (l *Log) DeleteRange(lo, hi uint64) error {
 	} // else a hole raft never asks for: the extent stays
 	if newFirst != first {
 		// Move the persisted first index before deleting what it passes.
-		if err := l.s.bolt.SetUint64(l.firstKey(), newFirst); err != nil {
+		if err := l.s.setUint64(l.firstKey(), newFirst); err != nil {
 			return err
 		}
 	}
 	// Readers stop seeing the range before it goes, and the bolt delete
 	// runs without the readers' lock.
 	l.setExtent(newFirst, newLast)
-	if err := l.s.bolt.DeleteRange(l.base|from, l.base|to); err != nil {
+	if err := l.s.deleteRange(l.base|from, l.base|to); err != nil {
 		l.setExtent(first, last) // the entries are still there
 		return err
 	}
 	return nil
 }
 
-func (l *Log) setExtent(first, last uint64) {
+func (l *boltLog) setExtent(first, last uint64) {
 	l.mu.Lock()
 	l.first, l.last = first, last
 	l.mu.Unlock()
 }
 
 // Set implements raft.StableStore.
-func (l *Log) Set(k, v []byte) error { return l.s.bolt.Set(l.key(k), v) }
+func (l *boltLog) Set(k, v []byte) error {
+	l.s.writes.Add(1)
+	return l.s.bolt.Set(l.key(k), v)
+}
 
 // Get implements raft.StableStore. A missing key is an error whose text
 // raft recognizes ("not found").
-func (l *Log) Get(k []byte) ([]byte, error) { return l.s.bolt.Get(l.key(k)) }
+func (l *boltLog) Get(k []byte) ([]byte, error) { return l.s.bolt.Get(l.key(k)) }
 
 // SetUint64 implements raft.StableStore.
-func (l *Log) SetUint64(k []byte, v uint64) error { return l.s.bolt.SetUint64(l.key(k), v) }
+func (l *boltLog) SetUint64(k []byte, v uint64) error { return l.s.setUint64(l.key(k), v) }
 
 // GetUint64 implements raft.StableStore.
-func (l *Log) GetUint64(k []byte) (uint64, error) { return l.s.bolt.GetUint64(l.key(k)) }
+func (l *boltLog) GetUint64(k []byte) (uint64, error) { return l.s.bolt.GetUint64(l.key(k)) }
 
-func (l *Log) key(k []byte) []byte { return append([]byte(l.pfx+"stable/"), k...) }
+func (l *boltLog) key(k []byte) []byte { return append([]byte(l.pfx+"stable/"), k...) }
+
+// setUint64 and deleteRange are bolt write transactions outside the
+// commit loop, counted for Stats.Syncs.
+func (s *boltStore) setUint64(k []byte, v uint64) error {
+	s.writes.Add(1)
+	return s.bolt.SetUint64(k, v)
+}
+
+func (s *boltStore) deleteRange(lo, hi uint64) error {
+	s.writes.Add(1)
+	return s.bolt.DeleteRange(lo, hi)
+}
