@@ -10,6 +10,8 @@ package fsm
 import (
 	"encoding/binary"
 	"errors"
+
+	"tally/placement"
 )
 
 // OpKind says what an Op does. The kind is carried on the wire, so new kinds
@@ -161,7 +163,7 @@ func (op Op) Validate() error {
 
 // validateSplit checks the fields of the split kinds.
 func (op Op) validateSplit() error {
-	base, sub := ParseSubName(op.Name)
+	base, sub := placement.ParseSubName(op.Name)
 	ok := op.Actor == "" && op.TTL == 0
 	switch op.Kind {
 	case OpSplitBegin:

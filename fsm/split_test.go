@@ -7,35 +7,6 @@ import (
 	"time"
 )
 
-func TestSubNames(t *testing.T) {
-	for _, tc := range []struct {
-		stored string
-		name   string
-		i      int
-	}{
-		{"views", "views", 0},
-		{"views/1", "views", 1},
-		{"views/63", "views", 63},
-		{"a/b/7", "a/b", 7},
-		{"views/0", "views/0", 0},   // index 0 is the counter itself, never a suffix
-		{"views/64", "views/64", 0}, // beyond MaxSplit
-		{"views/07", "views/07", 0}, // not canonical
-		{"views/x", "views/x", 0},
-		{"views/", "views/", 0},
-	} {
-		name, i := ParseSubName(tc.stored)
-		if name != tc.name || i != tc.i {
-			t.Errorf("ParseSubName(%q) = %q, %d; want %q, %d", tc.stored, name, i, tc.name, tc.i)
-		}
-		if tc.i > 0 && SubName(tc.name, tc.i) != tc.stored {
-			t.Errorf("SubName(%q, %d) = %q; want %q", tc.name, tc.i, SubName(tc.name, tc.i), tc.stored)
-		}
-	}
-	if SubName("views", 0) != "views" {
-		t.Errorf("SubName(views, 0) = %q", SubName("views", 0))
-	}
-}
-
 // TestKeyRouteOnlyMovesKeysOffSubCounterZero is the property the split
 // protocol rests on: raising n never moves a key that was routed to a
 // sub-counter other than 0.

@@ -22,7 +22,7 @@ import (
 
 	"tally/fsm"
 	"tally/hot"
-	"tally/shard"
+	"tally/placement"
 )
 
 const (
@@ -398,7 +398,7 @@ func (n *Node) handleMember(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RequestTimeout)
 	defer cancel()
-	member, err := n.member(ctx, shard.Home(name, n.shardCount()), name, actor, linear)
+	member, err := n.member(ctx, placement.Home(name, n.shardCount()), name, actor, linear)
 	if err != nil {
 		writeClusterError(w, err)
 		return

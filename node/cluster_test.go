@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"tally/client"
-	"tally/shard"
+	"tally/placement"
 )
 
 // TestClusterExactUnderLoadAndLeaderLoss: 64 writers send increments
@@ -27,7 +27,7 @@ func TestClusterExactUnderLoadAndLeaderLoss(t *testing.T) {
 		cold    = 500
 		hot     = "hot"
 	)
-	hotShard := shard.Home(hot, 8)
+	hotShard := placement.Home(hot, 8)
 	var sent atomic.Int64
 	var failed atomic.Int64
 	var firstErr atomic.Value

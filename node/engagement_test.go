@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"tally/client"
-	"tally/shard"
+	"tally/placement"
 )
 
 // TestLikesCountDistinctActors: 32 writers like one post through all
@@ -242,7 +242,7 @@ func TestExpiryIsTheSameOnEveryReplica(t *testing.T) {
 		t.Fatalf("ttl write: %+v %v", r, err)
 	}
 	// Move the shard's leadership; the expiry must not change.
-	s := shard.Home(name, 4)
+	s := placement.Home(name, 4)
 	li := tc.leaderNode(s)
 	if err := tc.nodes[li].shard(s).TransferLeadership("", ""); err != nil {
 		t.Fatalf("transfer: %v", err)

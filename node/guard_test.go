@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"tally/fsm"
-	"tally/shard"
+	"tally/placement"
 )
 
 // TestForwardedWriteForAnotherShardIsRefused: a sender that disagrees on
@@ -16,7 +16,7 @@ func TestForwardedWriteForAnotherShardIsRefused(t *testing.T) {
 	tc := startCluster(t, 1, 4)
 	n := tc.nodes[0]
 	name := "misplaced"
-	home := shard.Home(name, 4)
+	home := placement.Home(name, 4)
 	wrong := (home + 1) % 4
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -21,6 +21,7 @@ import (
 
 	"tally/fsm"
 	"tally/hot"
+	"tally/placement"
 	"tally/raftstore"
 	"tally/shard"
 	"tally/transport"
@@ -154,7 +155,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	log := cfg.Logger.With("node", cfg.ID)
 	n := &Node{cfg: cfg, log: log, shards: map[uint32]*shard.Shard{}, stop: make(chan struct{}), done: make(chan struct{})}
-	n.idHash = uint64(shard.Home(cfg.ID, 1<<31))
+	n.idHash = uint64(placement.Home(cfg.ID, 1<<31))
 	if !cfg.NoAutoSplit {
 		n.tracker = hot.New(hot.Config{Threshold: cfg.SplitThreshold, Sustain: cfg.SplitSustain}, time.Now())
 	}
@@ -422,7 +423,7 @@ func (n *Node) localWrite(ctx context.Context, s uint32, ops []fsm.Op) ([]fsm.Re
 	// the shard count) must not write it where no reader looks.
 	S := n.shardCount()
 	for i := range ops {
-		if shard.Of(ops[i].Name, S) != s {
+		if placement.Of(ops[i].Name, S) != s {
 			return nil, fmt.Errorf("counter %q does not live on shard %d of %d", ops[i].Name, s, S)
 		}
 	}
@@ -440,7 +441,7 @@ func (n *Node) propose(ctx context.Context, sh *shard.Shard, ops []fsm.Op) ([]fs
 			if op.Kind != fsm.OpAdd {
 				continue
 			}
-			if name, sub := fsm.ParseSubName(op.Name); sub == 0 && name == op.Name {
+			if name, sub := placement.ParseSubName(op.Name); sub == 0 && name == op.Name {
 				if splittable(op) {
 					n.tracker.Observe(op.Name, 1)
 				} else {

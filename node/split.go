@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"tally/fsm"
+	"tally/placement"
 	"tally/shard"
 )
 
@@ -94,7 +95,7 @@ func splittable(op *fsm.Op) bool {
 // one (no forwarding hop), else to a random one.
 func (n *Node) place(op fsm.Op, k, S int) (fsm.Op, uint32) {
 	if k <= 1 || !splittable(&op) {
-		return op, shard.Home(op.Name, S)
+		return op, placement.Home(op.Name, S)
 	}
 	var i int
 	if op.Key != "" {
@@ -102,8 +103,8 @@ func (n *Node) place(op fsm.Op, k, S int) (fsm.Op, uint32) {
 	} else {
 		i = n.localSub(op.Name, k, S)
 	}
-	s := shard.SubShard(op.Name, i, S)
-	op.Name = fsm.SubName(op.Name, i)
+	s := placement.SubShard(op.Name, i, S)
+	op.Name = placement.SubName(op.Name, i)
 	return op, s
 }
 
@@ -116,7 +117,7 @@ func (n *Node) place(op fsm.Op, k, S int) (fsm.Op, uint32) {
 // on every replica per group for the same increments.
 func (n *Node) localSub(name string, k, S int) int {
 	if leading := n.leading.Load(); leading != 0 {
-		home := shard.Home(name, S)
+		home := placement.Home(name, S)
 		for i := range k {
 			if leading&(1<<((home+uint32(i))%uint32(S))) != 0 {
 				return i
@@ -252,7 +253,7 @@ type counterRead struct {
 func shardsOf(name string, k, S int) []uint32 {
 	out := make([]uint32, k)
 	for i := range out {
-		out[i] = shard.SubShard(name, i, S)
+		out[i] = placement.SubShard(name, i, S)
 	}
 	return out
 }
@@ -279,7 +280,7 @@ func (n *Node) readCounters(ctx context.Context, names []string, linear bool) ([
 	for len(want) > 0 {
 		byShard := map[uint32][]sub{}
 		for _, w := range want {
-			s := shard.SubShard(names[w.name], w.i, S)
+			s := placement.SubShard(names[w.name], w.i, S)
 			byShard[s] = append(byShard[s], w)
 		}
 		var mu sync.Mutex
@@ -292,7 +293,7 @@ func (n *Node) readCounters(ctx context.Context, names []string, linear bool) ([
 				defer wg.Done()
 				stored := make([]string, len(subs))
 				for j, w := range subs {
-					stored[j] = fsm.SubName(names[w.name], w.i)
+					stored[j] = placement.SubName(names[w.name], w.i)
 				}
 				vals, err := n.read(ctx, s, stored, linear)
 				mu.Lock()
@@ -340,7 +341,7 @@ func (n *Node) readCounters(ctx context.Context, names []string, linear bool) ([
 // leader of the counter's home shard. It returns the factor and the code of
 // a refusal (fsm.ErrSplitShrink, fsm.ErrNotSplittable), or an error.
 func (n *Node) splitCounter(ctx context.Context, name string, k int) (int, fsm.Code, error) {
-	home := shard.Home(name, n.shardCount())
+	home := placement.Home(name, n.shardCount())
 	var got int
 	var code fsm.Code
 	err := n.routed(ctx, home, func(sh *shard.Shard, addr string) error {
@@ -361,7 +362,7 @@ func (n *Node) localSplit(ctx context.Context, s uint32, name string, k int) (in
 	if sh == nil {
 		return 0, 0, errNoShard
 	}
-	if shard.Home(name, n.shardCount()) != s {
+	if placement.Home(name, n.shardCount()) != s {
 		return 0, 0, fmt.Errorf("counter %q does not live on shard %d", name, s)
 	}
 	return n.runSplit(ctx, sh, name, k)
@@ -421,7 +422,7 @@ func (n *Node) finishSplit(ctx context.Context, sh *shard.Shard, name string, k 
 	moved := sh.MovedKeys(name)
 	byShard := map[uint32][]fsm.Op{}
 	for _, op := range moved {
-		s := shard.Of(op.Name, S)
+		s := placement.Of(op.Name, S)
 		byShard[s] = append(byShard[s], op)
 	}
 	for s, ops := range byShard {

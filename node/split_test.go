@@ -13,7 +13,7 @@ import (
 
 	"tally/client"
 	"tally/fsm"
-	"tally/shard"
+	"tally/placement"
 )
 
 // TestSplitUnderLoadRaiseAndFailover: 64 writers (keyed increments with
@@ -52,7 +52,7 @@ func TestSplitUnderLoadRaiseAndFailover(t *testing.T) {
 	killed.Store(-1)
 	kill := func() {
 		// The leader of sub-counter 1's shard: it holds writes by now.
-		li := tc.leaderNode(shard.SubShard(hot, 1, 8))
+		li := tc.leaderNode(placement.SubShard(hot, 1, 8))
 		if li >= 0 {
 			tc.nodes[li].Kill()
 			killed.Store(int32(li))
@@ -129,7 +129,7 @@ func TestSplitUnderLoadRaiseAndFailover(t *testing.T) {
 	}
 	nonzero := 0
 	for i := range 6 {
-		vals, err := live.read(ctxTimeout(t, 30*time.Second), shard.SubShard(hot, i, 8), []string{fsm.SubName(hot, i)}, true)
+		vals, err := live.read(ctxTimeout(t, 30*time.Second), placement.SubShard(hot, i, 8), []string{placement.SubName(hot, i)}, true)
 		if err != nil {
 			t.Fatalf("reading sub-counter %d: %v", i, err)
 		}
