@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"tally/forward"
 	"tally/fsm"
 	"tally/hot"
 	"tally/placement"
@@ -109,7 +110,7 @@ type Node struct {
 	log     *slog.Logger
 	mux     *transport.Mux
 	ms      *membership
-	fwd     *forwarder
+	fwd     *forward.Client
 	metrics *metrics
 
 	httpLn  net.Listener
@@ -174,8 +175,8 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster listener: %w", err)
 	}
-	n.fwd = newForwarder(n.mux.DialForward, log.With("component", "forward"))
-	go serveForward(n.mux.ForwardListener(), n, log.With("component", "forward"))
+	n.fwd = forward.NewClient(n.mux.DialForward, log.With("component", "forward"))
+	go forward.Serve(n.mux.ForwardListener(), forwardLocal{n}, log.With("component", "forward"))
 
 	n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -409,15 +410,12 @@ func (n *Node) leaderOf(s uint32) (id, addr string) {
 	return id, addr
 }
 
-// errNoShard: this node hosts no replica of the shard a forwarded request
-// named (its sender's route was stale).
-var errNoShard = errors.New("no local replica of that shard")
-
-// localWrite and localRead serve forwarded requests (localHandler).
+// localWrite, localRead, localMember and localSplit serve forwarded
+// requests (forward_local.go).
 func (n *Node) localWrite(ctx context.Context, s uint32, ops []fsm.Op) ([]fsm.Result, error) {
 	sh := n.shard(s)
 	if sh == nil {
-		return nil, errNoShard
+		return nil, forward.ErrNoShard
 	}
 	// A sender that placed a counter on the wrong shard (it disagrees on
 	// the shard count) must not write it where no reader looks.
@@ -456,7 +454,7 @@ func (n *Node) propose(ctx context.Context, sh *shard.Shard, ops []fsm.Op) ([]fs
 func (n *Node) localRead(ctx context.Context, s uint32, names []string, linear bool) ([]shard.Lookup, error) {
 	sh := n.shard(s)
 	if sh == nil {
-		return nil, errNoShard
+		return nil, forward.ErrNoShard
 	}
 	return sh.Lookup(ctx, names, linear)
 }
@@ -464,7 +462,7 @@ func (n *Node) localRead(ctx context.Context, s uint32, names []string, linear b
 func (n *Node) localMember(ctx context.Context, s uint32, name, actor string, linear bool) (bool, error) {
 	sh := n.shard(s)
 	if sh == nil {
-		return false, errNoShard
+		return false, forward.ErrNoShard
 	}
 	return sh.IsMember(ctx, name, actor, linear)
 }
@@ -481,7 +479,9 @@ func (n *Node) write(ctx context.Context, s uint32, ops []fsm.Op) ([]fsm.Result,
 			res, err = n.propose(ctx, sh, ops)
 		} else {
 			n.metrics.forwardedOut.Inc()
-			res, err = n.fwd.write(ctx, addr, s, ops)
+			var r forward.WriteResponse
+			r, err = n.fwd.Write(ctx, addr, forward.WriteRequest{Shard: s, Ops: ops})
+			res = r.Results
 		}
 		return err
 	})
@@ -502,7 +502,9 @@ func (n *Node) read(ctx context.Context, s uint32, names []string, linear bool) 
 		if sh != nil {
 			vals, err = sh.Lookup(ctx, names, linear)
 		} else {
-			vals, err = n.fwd.read(ctx, addr, s, names, linear)
+			var r forward.ReadResponse
+			r, err = n.fwd.Read(ctx, addr, forward.ReadRequest{Shard: s, Names: names, Linearizable: linear})
+			vals = r.Values
 		}
 		return err
 	})
@@ -522,7 +524,9 @@ func (n *Node) member(ctx context.Context, s uint32, name, actor string, linear 
 		if sh != nil {
 			ok, err = sh.IsMember(ctx, name, actor, linear)
 		} else {
-			ok, err = n.fwd.member(ctx, addr, s, name, actor, linear)
+			var r forward.MemberResponse
+			r, err = n.fwd.Member(ctx, addr, forward.MemberRequest{Shard: s, Name: name, Actor: actor, Linearizable: linear})
+			ok = r.Member
 		}
 		return err
 	})
@@ -575,7 +579,7 @@ func (n *Node) routed(ctx context.Context, s uint32, op func(sh *shard.Shard, ad
 			lastErr = errNoLeader
 			continue
 		}
-		if errors.Is(err, errNotSent) || errors.Is(err, errNoShard) {
+		if errors.Is(err, forward.ErrNotSent) || errors.Is(err, forward.ErrNoShard) {
 			lastErr = shard.ErrUnavailable
 			continue
 		}
@@ -664,7 +668,7 @@ func (n *Node) closeAll() {
 			n.log.Warn("closing the raft log store", "err", err)
 		}
 	}
-	n.fwd.close()
+	n.fwd.Close()
 	n.mux.Close()
 	n.httpSrv.Close()
 	n.doneOnce.Do(func() { close(n.done) })
@@ -674,7 +678,7 @@ func (n *Node) closeAll() {
 func (n *Node) probe(addr string, s uint32) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	_, err := n.fwd.read(ctx, addr, s, nil, false)
+	_, err := n.fwd.Read(ctx, addr, forward.ReadRequest{Shard: s})
 	return err == nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"tally/forward"
 	"tally/fsm"
 	"tally/placement"
 	"tally/shard"
@@ -349,18 +350,20 @@ func (n *Node) splitCounter(ctx context.Context, name string, k int) (int, fsm.C
 		if sh != nil {
 			got, code, err = n.runSplit(ctx, sh, name, k)
 		} else {
-			got, code, err = n.fwd.split(ctx, addr, home, name, k)
+			var r forward.SplitResponse
+			r, err = n.fwd.Split(ctx, addr, forward.SplitRequest{Shard: home, Name: name, Factor: k})
+			got, code = r.Factor, r.Code
 		}
 		return err
 	})
 	return got, code, err
 }
 
-// localSplit serves a forwarded split request (localHandler).
+// localSplit serves a forwarded split request (forward_local.go).
 func (n *Node) localSplit(ctx context.Context, s uint32, name string, k int) (int, fsm.Code, error) {
 	sh := n.shard(s)
 	if sh == nil {
-		return 0, 0, errNoShard
+		return 0, 0, forward.ErrNoShard
 	}
 	if placement.Home(name, n.shardCount()) != s {
 		return 0, 0, fmt.Errorf("counter %q does not live on shard %d", name, s)
