@@ -147,7 +147,7 @@ func (m *Machine) splitRefusal(op *Op) Code {
 	return OK
 }
 
-// splitBegin applies OpSplitBegin: Delta is the factor, Max the slots.
+// splitBegin applies OpSplitBegin.
 func (m *Machine) splitBegin(op *Op) Result {
 	res := m.current(op.Name, OK)
 	c, _ := m.load(op.Name)
@@ -156,9 +156,9 @@ func (m *Machine) splitBegin(op *Op) Result {
 		st = splitState{n: 1}
 	}
 	res.Split = st.n
-	want := uint16(op.Delta)
+	want := uint16(op.SplitFactor())
 	switch {
-	case ok && int64(st.slots) != op.Max:
+	case ok && int64(st.slots) != op.SplitSlots():
 		res.Code = ErrNotSplittable // another shard count: keys would route differently
 	case want < st.n:
 		res.Code = ErrSplitShrink
@@ -168,18 +168,18 @@ func (m *Machine) splitBegin(op *Op) Result {
 		res.Code = ErrNotSplittable
 	default:
 		st.pending = max(st.pending, want)
-		st.slots = uint16(op.Max)
+		st.slots = uint16(op.SplitSlots())
 		m.splits[op.Name] = st
 	}
 	return res
 }
 
-// splitEnd applies OpSplitEnd: Delta is the factor the caller began and
+// splitEnd applies OpSplitEnd: its factor is the one the caller began and
 // whose keys it has imported.
 func (m *Machine) splitEnd(op *Op) Result {
 	res := m.current(op.Name, OK)
 	st, ok := m.splits[op.Name]
-	want := uint16(op.Delta)
+	want := uint16(op.SplitFactor())
 	if !ok || (want > st.pending && want > st.n) {
 		res.Code = ErrNotSplittable // never begun: its keys were not moved
 		res.Split = st.n
@@ -195,11 +195,11 @@ func (m *Machine) splitEnd(op *Op) Result {
 }
 
 // importKey applies OpImportKey: a dedup record for Key, as if the add
-// Name += Delta had been applied here with Result Value = Min. A key this
-// Machine already remembers keeps its own record.
+// Name += Delta had been applied here with the imported value as its
+// Result. A key this Machine already remembers keeps its own record.
 func (m *Machine) importKey(op *Op, keyTime int64) Result {
 	if _, ok := m.keys[op.Key]; !ok {
-		m.remember(&Op{Kind: OpAdd, Name: op.Name, Delta: op.Delta, Key: op.Key}, Result{Value: op.Min}, keyTime)
+		m.remember(&Op{Kind: OpAdd, Name: op.Name, Delta: op.Delta, Key: op.Key}, Result{Value: op.ImportedValue()}, keyTime)
 	}
 	return Result{Code: OK}
 }
@@ -225,7 +225,7 @@ func (m *Machine) MovedKeys(name string) []Op {
 		if slot < int(st.n) || slot >= int(st.pending) {
 			continue
 		}
-		out = append(out, Op{Kind: OpImportKey, Name: placement.SubName(name, slot), Delta: r.delta, Key: r.key, Min: r.value, HasMin: true})
+		out = append(out, ImportKey(placement.SubName(name, slot), r.key, r.delta, r.value))
 	}
 	return out
 }

@@ -122,7 +122,7 @@ func (n *Node) runSplit(ctx context.Context, sh *shard.Shard, name string, k int
 	unlock := n.lockSplit(name)
 	defer unlock()
 	S := n.shardCount()
-	res, err := sh.Propose(ctx, []fsm.Op{{Kind: fsm.OpSplitBegin, Name: name, Delta: int64(k), Max: int64(S), HasMax: true}})
+	res, err := sh.Propose(ctx, []fsm.Op{fsm.SplitBegin(name, k, S)})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -181,7 +181,7 @@ func (n *Node) finishSplit(ctx context.Context, sh *shard.Shard, name string, k 
 			}
 		}
 	}
-	res, err := sh.Propose(ctx, []fsm.Op{{Kind: fsm.OpSplitEnd, Name: name, Delta: int64(k)}})
+	res, err := sh.Propose(ctx, []fsm.Op{fsm.SplitEnd(name, k)})
 	if err != nil {
 		return 0, err
 	}
