@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"tally/shard"
+	"tally/placement"
 )
 
 // Fault kinds.
@@ -54,7 +54,7 @@ type nemesis struct {
 func newNemesis(c *Cluster, busy int, threshold uint64, logf func(string, ...any)) *nemesis {
 	probe := ""
 	for i := 0; probe == ""; i++ {
-		if n := fmt.Sprintf("chaos:probe-%d", i); int(shard.Home(n, c.Shards)) == busy {
+		if n := fmt.Sprintf("chaos:probe-%d", i); int(placement.Home(n, c.Shards)) == busy {
 			probe = n
 		}
 	}

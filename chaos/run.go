@@ -16,7 +16,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"tally/client"
-	"tally/shard"
+	"tally/placement"
 )
 
 // Config is one chaos campaign: rounds of workload plus faults, each
@@ -168,11 +168,11 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 // hotCounters names n counters that share the busy shard (the home of
 // the first), so faults on that shard's leader hit every hot counter.
 func hotCounters(prefix string, n, shards int) ([]string, int) {
-	busy := int(shard.Home(prefix+":hot-0", shards))
+	busy := int(placement.Home(prefix+":hot-0", shards))
 	var out []string
 	for i := 0; len(out) < n; i++ {
 		name := fmt.Sprintf("%s:hot-%d", prefix, i)
-		if int(shard.Home(name, shards)) == busy {
+		if int(placement.Home(name, shards)) == busy {
 			out = append(out, name)
 		}
 	}
@@ -185,7 +185,7 @@ func splitCounter(prefix string, busy, shards int) string {
 		return ""
 	}
 	for i := 0; ; i++ {
-		if name := fmt.Sprintf("%s:split-%d", prefix, i); int(shard.Home(name, shards)) == busy {
+		if name := fmt.Sprintf("%s:split-%d", prefix, i); int(placement.Home(name, shards)) == busy {
 			return name
 		}
 	}

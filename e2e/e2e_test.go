@@ -18,7 +18,7 @@ import (
 	"math/rand/v2"
 
 	"tally/client"
-	"tally/shard"
+	"tally/placement"
 )
 
 // env is one local cluster run by scripts/cluster.sh in a temp dir.
@@ -258,7 +258,7 @@ func TestProcessCrashRecovery(t *testing.T) {
 	monitorDone := e.monitor(ctx, hot, stop)
 
 	waitAcks(t, led, 500, 2*time.Minute)
-	hotShard := shard.Home(hot, e.shards)
+	hotShard := placement.Home(hot, e.shards)
 	victim := strings.TrimSpace(lastLine(e.mustScript("kill-leader", fmt.Sprint(hotShard))))
 	t.Logf("killed %s, leader of shard %d", victim, hotShard)
 	waitAcks(t, led, 500, 2*time.Minute) // writes go on without it

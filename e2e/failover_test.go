@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"tally/client"
-	"tally/shard"
+	"tally/placement"
 )
 
 // TestFailoverAfterLeaderKill SIGKILLs the leader of a busy shard ten
@@ -30,7 +30,7 @@ func TestFailoverAfterLeaderKill(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	hot := "failover:hot"
-	hotShard := shard.Home(hot, e.shards)
+	hotShard := placement.Home(hot, e.shards)
 	led := &ledger{acked: map[string]int64{}, unknown: map[string]int64{}}
 	stop := make(chan struct{})
 	writers := e.load(ctx, 8, []string{hot}, led, stop)
@@ -92,7 +92,7 @@ func TestFailoverAfterLeaderKill(t *testing.T) {
 // probeName is a counter on shard s other than the one the writers use.
 func probeName(s uint32, shards int) string {
 	for i := 0; ; i++ {
-		if n := fmt.Sprintf("failover:probe-%d", i); shard.Home(n, shards) == s {
+		if n := fmt.Sprintf("failover:probe-%d", i); placement.Home(n, shards) == s {
 			return n
 		}
 	}

@@ -193,7 +193,7 @@ func FuzzApply(f *testing.F) {
 	f.Add(AppendEntry(nil, &likes), AppendEntry(nil, &Entry{Time: math.MaxInt64, Ops: expired.Ops}))
 	splitting := Entry{Time: 5, Ops: []Op{
 		keyed("h", 1, "k1"), keyed("h", 1, "k2"), begin("h", 4, 8), keyed("h", 1, "k3"), add("h", 1), atMost("h", 1, 9),
-		{Kind: OpImportKey, Name: "h/2", Delta: 1, Key: "k9", Min: 3, HasMin: true}, end("h", 4), keyed("h/2", 1, "k9"),
+		ImportKey("h/2", "k9", 1, 3), end("h", 4), keyed("h/2", 1, "k9"),
 	}}
 	f.Add(AppendEntry(nil, &splitting), AppendEntry(nil, &Entry{Time: 6, Ops: []Op{begin("h", 2, 8), end("h", 6), keyed("h", 1, "k2")}}))
 	f.Fuzz(func(t *testing.T, b1, b2 []byte) {

@@ -10,6 +10,8 @@ package fsm
 import (
 	"encoding/binary"
 	"errors"
+
+	"tally/placement"
 )
 
 // OpKind says what an Op does. The kind is carried on the wire, so new kinds
@@ -33,17 +35,19 @@ const (
 	OpActorRemove OpKind = 3
 
 	// OpSplitBegin begins raising the split factor of the counter Name
-	// (see split.go): Delta is the new factor (2..MaxSplit) and Max, with
-	// HasMax, the shard count keys are hashed over (Delta..MaxSplit).
+	// (see split.go) to a factor (2..MaxSplit), with keys hashed over a
+	// shard count (factor..MaxSplit). Build it with SplitBegin.
 	OpSplitBegin OpKind = 4
 
-	// OpSplitEnd makes Delta (2..MaxSplit) the split factor of the counter
-	// Name, once the keys the begin moved have been imported.
+	// OpSplitEnd makes a factor (2..MaxSplit) the split factor of the
+	// counter Name, once the keys the begin moved have been imported.
+	// Build it with SplitEnd.
 	OpSplitEnd OpKind = 5
 
 	// OpImportKey remembers the idempotency Key as applied to the
-	// sub-counter Name (a SubName with an index >= 1) with the add's Delta
-	// and, in Min (with HasMin), the value its first Result had.
+	// sub-counter Name (a placement.SubName with an index >= 1) by an add
+	// of Delta, with the value its first Result had. Build it with
+	// ImportKey.
 	OpImportKey OpKind = 6
 )
 
@@ -63,10 +67,11 @@ const (
 // Fields a kind does not use must be zero (Validate enforces it): Actor is
 // only for the actor kinds; Delta, the bounds and TTL only for OpAdd; Min and
 // Max must be 0 unless HasMin and HasMax say they are in use. The split
-// kinds give Delta, Min and Max their own meanings (see their docs).
+// kinds store their own values in Delta, Min and Max: build and read them
+// with the constructors and accessors of splitops.go.
 type Op struct {
 	Kind  OpKind
-	Name  string // counter name, 1..MaxNameLen bytes, or a SubName of one
+	Name  string // counter name, 1..MaxNameLen bytes, or a placement.SubName of one
 	Delta int64  // OpAdd only
 	Key   string // idempotency key, "" = none; 0..MaxKeyLen bytes
 
@@ -161,7 +166,7 @@ func (op Op) Validate() error {
 
 // validateSplit checks the fields of the split kinds.
 func (op Op) validateSplit() error {
-	base, sub := ParseSubName(op.Name)
+	base, sub := placement.ParseSubName(op.Name)
 	ok := op.Actor == "" && op.TTL == 0
 	switch op.Kind {
 	case OpSplitBegin:

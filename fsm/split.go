@@ -2,15 +2,15 @@ package fsm
 
 import (
 	"hash/fnv"
-	"strconv"
-	"strings"
+
+	"tally/placement"
 )
 
 // Split counters.
 //
 // A hot counter is split into n sub-counters that live on n different
 // shards. Sub-counter 0 is the counter itself, on its home shard; sub-counter
-// i ≥ 1 is the counter stored under SubName(name, i) on another shard. The
+// i ≥ 1 is the counter stored under placement.SubName(name, i) on another shard. The
 // split factor is state of the home shard's Machine only: other shards just
 // hold counters whose names happen to end in "/i" (user names cannot hold
 // a '/').
@@ -43,40 +43,16 @@ import (
 // shard, where the actor set is.
 
 // MaxSplit is the largest split factor (and shard count) a split can use.
-const MaxSplit = 64
+const MaxSplit = placement.MaxSplit
 
 // maxStoredNameLen bounds the names the Machine stores: a user name of up to
 // MaxNameLen bytes, plus a sub-counter suffix "/63".
 const maxStoredNameLen = MaxNameLen + 3
 
-// SubName returns the name sub-counter i of the counter name is stored
-// under: name itself for i = 0, "name/i" otherwise.
-func SubName(name string, i int) string {
-	if i == 0 {
-		return name
-	}
-	return name + "/" + strconv.Itoa(i)
-}
-
-// ParseSubName splits a stored name into the counter's name and the
-// sub-counter index: (name, 0) for a name without a '/'.
-func ParseSubName(stored string) (name string, i int) {
-	j := strings.LastIndexByte(stored, '/')
-	if j < 0 {
-		return stored, 0
-	}
-	suffix := stored[j+1:]
-	i, err := strconv.Atoi(suffix)
-	if err != nil || i <= 0 || i >= MaxSplit || strconv.Itoa(i) != suffix {
-		return stored, 0
-	}
-	return stored[:j], i
-}
-
 // isSubName reports whether stored names a sub-counter (index >= 1) of a
 // counter with a valid-length name.
 func isSubName(stored string) bool {
-	name, i := ParseSubName(stored)
+	name, i := placement.ParseSubName(stored)
 	return i > 0 && len(name) >= 1 && len(name) <= MaxNameLen
 }
 
@@ -171,7 +147,7 @@ func (m *Machine) splitRefusal(op *Op) Code {
 	return OK
 }
 
-// splitBegin applies OpSplitBegin: Delta is the factor, Max the slots.
+// splitBegin applies OpSplitBegin.
 func (m *Machine) splitBegin(op *Op) Result {
 	res := m.current(op.Name, OK)
 	c, _ := m.load(op.Name)
@@ -180,9 +156,9 @@ func (m *Machine) splitBegin(op *Op) Result {
 		st = splitState{n: 1}
 	}
 	res.Split = st.n
-	want := uint16(op.Delta)
+	want := uint16(op.SplitFactor())
 	switch {
-	case ok && int64(st.slots) != op.Max:
+	case ok && int64(st.slots) != op.SplitSlots():
 		res.Code = ErrNotSplittable // another shard count: keys would route differently
 	case want < st.n:
 		res.Code = ErrSplitShrink
@@ -192,18 +168,18 @@ func (m *Machine) splitBegin(op *Op) Result {
 		res.Code = ErrNotSplittable
 	default:
 		st.pending = max(st.pending, want)
-		st.slots = uint16(op.Max)
+		st.slots = uint16(op.SplitSlots())
 		m.splits[op.Name] = st
 	}
 	return res
 }
 
-// splitEnd applies OpSplitEnd: Delta is the factor the caller began and
+// splitEnd applies OpSplitEnd: its factor is the one the caller began and
 // whose keys it has imported.
 func (m *Machine) splitEnd(op *Op) Result {
 	res := m.current(op.Name, OK)
 	st, ok := m.splits[op.Name]
-	want := uint16(op.Delta)
+	want := uint16(op.SplitFactor())
 	if !ok || (want > st.pending && want > st.n) {
 		res.Code = ErrNotSplittable // never begun: its keys were not moved
 		res.Split = st.n
@@ -219,11 +195,11 @@ func (m *Machine) splitEnd(op *Op) Result {
 }
 
 // importKey applies OpImportKey: a dedup record for Key, as if the add
-// Name += Delta had been applied here with Result Value = Min. A key this
-// Machine already remembers keeps its own record.
+// Name += Delta had been applied here with the imported value as its
+// Result. A key this Machine already remembers keeps its own record.
 func (m *Machine) importKey(op *Op, keyTime int64) Result {
 	if _, ok := m.keys[op.Key]; !ok {
-		m.remember(&Op{Kind: OpAdd, Name: op.Name, Delta: op.Delta, Key: op.Key}, Result{Value: op.Min}, keyTime)
+		m.remember(&Op{Kind: OpAdd, Name: op.Name, Delta: op.Delta, Key: op.Key}, Result{Value: op.ImportedValue()}, keyTime)
 	}
 	return Result{Code: OK}
 }
@@ -249,7 +225,7 @@ func (m *Machine) MovedKeys(name string) []Op {
 		if slot < int(st.n) || slot >= int(st.pending) {
 			continue
 		}
-		out = append(out, Op{Kind: OpImportKey, Name: SubName(name, slot), Delta: r.delta, Key: r.key, Min: r.value, HasMin: true})
+		out = append(out, ImportKey(placement.SubName(name, slot), r.key, r.delta, r.value))
 	}
 	return out
 }

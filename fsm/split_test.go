@@ -7,35 +7,6 @@ import (
 	"time"
 )
 
-func TestSubNames(t *testing.T) {
-	for _, tc := range []struct {
-		stored string
-		name   string
-		i      int
-	}{
-		{"views", "views", 0},
-		{"views/1", "views", 1},
-		{"views/63", "views", 63},
-		{"a/b/7", "a/b", 7},
-		{"views/0", "views/0", 0},   // index 0 is the counter itself, never a suffix
-		{"views/64", "views/64", 0}, // beyond MaxSplit
-		{"views/07", "views/07", 0}, // not canonical
-		{"views/x", "views/x", 0},
-		{"views/", "views/", 0},
-	} {
-		name, i := ParseSubName(tc.stored)
-		if name != tc.name || i != tc.i {
-			t.Errorf("ParseSubName(%q) = %q, %d; want %q, %d", tc.stored, name, i, tc.name, tc.i)
-		}
-		if tc.i > 0 && SubName(tc.name, tc.i) != tc.stored {
-			t.Errorf("SubName(%q, %d) = %q; want %q", tc.name, tc.i, SubName(tc.name, tc.i), tc.stored)
-		}
-	}
-	if SubName("views", 0) != "views" {
-		t.Errorf("SubName(views, 0) = %q", SubName("views", 0))
-	}
-}
-
 // TestKeyRouteOnlyMovesKeysOffSubCounterZero is the property the split
 // protocol rests on: raising n never moves a key that was routed to a
 // sub-counter other than 0.
@@ -64,11 +35,9 @@ func TestKeyRouteOnlyMovesKeysOffSubCounterZero(t *testing.T) {
 	}
 }
 
-func begin(name string, n, slots int64) Op {
-	return Op{Kind: OpSplitBegin, Name: name, Delta: n, Max: slots, HasMax: true}
-}
+func begin(name string, n, slots int) Op { return SplitBegin(name, n, slots) }
 
-func end(name string, n int64) Op { return Op{Kind: OpSplitEnd, Name: name, Delta: n} }
+func end(name string, n int) Op { return SplitEnd(name, n) }
 
 // keyFor returns a key whose slot (of slots) is s.
 func keyFor(prefix string, s, slots int) string {
@@ -135,7 +104,7 @@ func TestSplitProtocol(t *testing.T) {
 
 	// The moved records: exactly k2's (slot 2 is in [1,4); 5 is not).
 	moved := home.MovedKeys("hot")
-	want := []Op{{Kind: OpImportKey, Name: "hot/2", Delta: 10, Key: k2, Min: 20, HasMin: true}}
+	want := []Op{ImportKey("hot/2", k2, 10, 20)}
 	if fmt.Sprint(moved) != fmt.Sprint(want) {
 		t.Fatalf("MovedKeys = %+v; want %+v", moved, want)
 	}
@@ -246,7 +215,7 @@ func TestSplitSnapshotRoundTrip(t *testing.T) {
 	apply1(m, sec, begin("hot", 4, 8))
 	apply1(m, sec, end("hot", 4))
 	apply1(m, sec, begin("warm", 2, 8)) // left pending
-	apply1(m, sec, Op{Kind: OpImportKey, Name: "other/3", Delta: 2, Key: "k9", Min: 7, HasMin: true})
+	apply1(m, sec, ImportKey("other/3", "k9", 2, 7))
 	b := snapBytes(t, m.Snapshot())
 	if b[len(snapMagic)] != snapV3 {
 		t.Fatalf("snapshot version %d, want %d", b[len(snapMagic)], snapV3)
@@ -307,7 +276,7 @@ func appendUvarintTest(b []byte, v uint64) []byte {
 func TestSplitOpsValidate(t *testing.T) {
 	good := []Op{
 		begin("hot", 2, 2), begin("hot", MaxSplit, MaxSplit), end("hot", 3),
-		{Kind: OpImportKey, Name: "hot/3", Delta: 1, Key: "k", Min: 0, HasMin: true},
+		ImportKey("hot/3", "k", 1, 0),
 	}
 	for _, op := range good {
 		if err := op.Validate(); err != nil {
@@ -332,5 +301,30 @@ func TestSplitOpsValidate(t *testing.T) {
 		if err := op.Validate(); err == nil {
 			t.Errorf("Validate(%+v) = nil", op)
 		}
+	}
+}
+
+// TestSplitOpConstructors: the constructors build valid ops whose
+// accessors read back what they were given, through the entry encoding.
+func TestSplitOpConstructors(t *testing.T) {
+	ops := []Op{SplitBegin("hot", 3, 8), SplitEnd("hot", 3), ImportKey("hot/2", "k", -4, 17)}
+	for _, op := range ops {
+		if err := op.Validate(); err != nil {
+			t.Fatalf("%+v: %v", op, err)
+		}
+	}
+	e, err := DecodeEntry(AppendEntry(nil, &Entry{Time: 1, Ops: ops}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, en, ik := e.Ops[0], e.Ops[1], e.Ops[2]
+	if b.Kind != OpSplitBegin || b.Name != "hot" || b.SplitFactor() != 3 || b.SplitSlots() != 8 {
+		t.Errorf("begin decoded as %+v", b)
+	}
+	if en.Kind != OpSplitEnd || en.SplitFactor() != 3 {
+		t.Errorf("end decoded as %+v", en)
+	}
+	if ik.Kind != OpImportKey || ik.Name != "hot/2" || ik.Key != "k" || ik.Delta != -4 || ik.ImportedValue() != 17 {
+		t.Errorf("import decoded as %+v", ik)
 	}
 }

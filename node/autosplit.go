@@ -49,7 +49,7 @@ func (n *Node) finishPendingSplits() {
 			ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
 			got, code, err := n.runSplit(ctx, sh, name, k)
 			cancel()
-			n.splitLog.add(splitEvent{Name: name, To: k, Got: got, Reason: "resumed", At: time.Now(), Err: errText(code, err)})
+			n.splitLog.add(SplitEvent{Name: name, To: k, Got: got, Reason: "resumed", At: time.Now(), Err: errText(code, err)})
 		}
 	}
 }
@@ -86,7 +86,7 @@ func (n *Node) autoSplit(name string) {
 		if code == fsm.ErrNotSplittable || code == fsm.ErrSplitShrink {
 			n.tracker.Exclude(name)
 		}
-		ev := splitEvent{Name: name, From: from, To: k, Got: got, Reason: "auto", At: time.Now(), Err: errText(code, err)}
+		ev := SplitEvent{Name: name, From: from, To: k, Got: got, Reason: "auto", At: time.Now(), Err: errText(code, err)}
 		n.splitLog.add(ev)
 		if ev.Err != "" {
 			n.log.Warn("auto split failed", "counter", name, "to", k, "err", ev.Err)
@@ -107,8 +107,8 @@ func errText(code fsm.Code, err error) string {
 	return ""
 }
 
-// splitEvent is one split this node ran, for /v1/hot.
-type splitEvent struct {
+// SplitEvent is one split this node ran, as HotReport lists it.
+type SplitEvent struct {
 	Name   string    `json:"name"`
 	From   int       `json:"from,omitempty"`
 	To     int       `json:"to"`
@@ -121,12 +121,12 @@ type splitEvent struct {
 // splitLog keeps the latest splits this node ran.
 type splitLog struct {
 	mu     sync.Mutex
-	events []splitEvent
+	events []SplitEvent
 }
 
 const maxSplitLog = 100
 
-func (l *splitLog) add(e splitEvent) {
+func (l *splitLog) add(e SplitEvent) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.events) == maxSplitLog {
@@ -135,20 +135,36 @@ func (l *splitLog) add(e splitEvent) {
 	l.events = append(l.events, e)
 }
 
-func (l *splitLog) list() []splitEvent {
+func (l *splitLog) list() []SplitEvent {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]splitEvent{}, l.events...)
+	return append([]SplitEvent{}, l.events...)
 }
 
-// hotAnswer is GET /v1/hot: what this node's shard leaders see.
-type hotAnswer struct {
+// HotReport is what this node's shard leaders see of write rates, and the
+// splits it ran: a diagnostic view (httpapi serves it as GET /v1/hot,
+// field for field).
+type HotReport struct {
 	Node      string                `json:"node"`
 	AutoSplit bool                  `json:"auto_split"`
 	Threshold float64               `json:"threshold"` // writes/s
 	SustainS  float64               `json:"sustain_s"`
 	SplitTo   int                   `json:"split_to"`
 	Hot       []hot.Rate            `json:"hot"`    // highest write rates on this node's home shards, last second
-	Splits    []splitEvent          `json:"splits"` // the splits this node ran, oldest first
-	Known     map[string]knownSplit `json:"known"`  // split counters this node knows of, with when it learned each (a replica of the home shard learns on applying the split)
+	Splits    []SplitEvent          `json:"splits"` // the splits this node ran, oldest first
+	Known     map[string]KnownSplit `json:"known"`  // split counters this node knows of, with when it learned each (a replica of the home shard learns on applying the split)
+}
+
+// HotReport reports the write rates this node's shard leaders see and the
+// splits it ran.
+func (n *Node) HotReport() HotReport {
+	r := HotReport{
+		Node: n.cfg.ID, AutoSplit: n.tracker != nil, Threshold: n.cfg.SplitThreshold,
+		SustainS: n.cfg.SplitSustain.Seconds(), SplitTo: n.splitTarget(),
+		Hot: []hot.Rate{}, Splits: n.splitLog.list(), Known: n.splits.all(),
+	}
+	if n.tracker != nil {
+		r.Hot = n.tracker.Top(10)
+	}
+	return r
 }

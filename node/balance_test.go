@@ -1,6 +1,10 @@
-package node
+package node_test
 
-import "testing"
+import (
+	"testing"
+
+	"tally/internal/testcluster"
+)
 
 // TestLeadersSpread: right after bootstrap one node wins most elections;
 // the balancer must hand leaderships off until no node leads more than
@@ -9,5 +13,5 @@ func TestLeadersSpread(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	startCluster(t, 3, 8)
+	testcluster.Start(t, 3, 8)
 }

@@ -10,7 +10,7 @@ import (
 	"sort"
 	"time"
 
-	"tally/shard"
+	"tally/placement"
 )
 
 // clusterState is what a node remembers about the cluster it belongs to,
@@ -145,7 +145,7 @@ func (n *Node) awaitFormation(stop <-chan struct{}) (*clusterState, error) {
 				Shards:    n.cfg.Shards,
 				Replicas:  n.cfg.Replicas,
 				Members:   ids,
-				Placement: shard.Place(ids, n.cfg.Shards, n.cfg.Replicas),
+				Placement: placement.Place(ids, n.cfg.Shards, n.cfg.Replicas),
 				Addrs:     addrs,
 			}, nil
 		}

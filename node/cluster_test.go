@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"context"
@@ -9,7 +9,8 @@ import (
 	"time"
 
 	"tally/client"
-	"tally/shard"
+	"tally/internal/testcluster"
+	"tally/placement"
 )
 
 // TestClusterExactUnderLoadAndLeaderLoss: 64 writers send increments
@@ -20,14 +21,14 @@ func TestClusterExactUnderLoadAndLeaderLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	tc := startCluster(t, 3, 8)
+	tc := testcluster.Start(t, 3, 8)
 	const (
 		writers = 64
 		total   = 20000
 		cold    = 500
 		hot     = "hot"
 	)
-	hotShard := shard.Home(hot, 8)
+	hotShard := placement.Home(hot, 8)
 	var sent atomic.Int64
 	var failed atomic.Int64
 	var firstErr atomic.Value
@@ -35,13 +36,13 @@ func TestClusterExactUnderLoadAndLeaderLoss(t *testing.T) {
 	killed := make(chan int, 1)
 
 	start := time.Now()
-	runCtx := ctxTimeout(t, 5*time.Minute) // the whole load, however the cluster behaves
+	runCtx := testcluster.Ctx(t, 5*time.Minute) // the whole load, however the cluster behaves
 	// Each writer has its own client so requests spread over the nodes.
 	var wg sync.WaitGroup
 	expect := make([]map[string]int64, writers)
 	for w := 0; w < writers; w++ {
 		expect[w] = map[string]int64{}
-		c := client.New(rotate(tc.httpAddrs(), w), client.WithRetryDeadline(60*time.Second))
+		c := client.New(rotate(tc.HTTPAddrs(), w), client.WithRetryDeadline(60*time.Second))
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
@@ -52,10 +53,10 @@ func TestClusterExactUnderLoadAndLeaderLoss(t *testing.T) {
 				}
 				if i == killAt {
 					// Kill the hot shard's leader while the load goes on.
-					li := tc.leaderNode(hotShard)
+					li := tc.LeaderNode(hotShard)
 					if li >= 0 {
-						t.Logf("%v: killing %s, the leader of shard %d", time.Since(start), tc.cfgs[li].ID, hotShard)
-						tc.nodes[li].Kill()
+						t.Logf("%v: killing %s, the leader of shard %d", time.Since(start), tc.Cfgs[li].ID, hotShard)
+						tc.Nodes[li].Kill()
 						t.Logf("%v: killed", time.Since(start))
 						killed <- li
 					}
@@ -87,7 +88,7 @@ func TestClusterExactUnderLoadAndLeaderLoss(t *testing.T) {
 	default:
 		t.Fatal("the leader was never killed")
 	}
-	tc.nodes[li] = nil
+	tc.Nodes[li] = nil
 
 	want := map[string]int64{}
 	for _, m := range expect {
@@ -99,8 +100,8 @@ func TestClusterExactUnderLoadAndLeaderLoss(t *testing.T) {
 	for k := range want {
 		names = append(names, k)
 	}
-	c := client.New(tc.httpAddrs(), client.WithRetryDeadline(60*time.Second))
-	got, err := c.MultiGet(ctxTimeout(t, 90*time.Second), names, client.Linearizable)
+	c := client.New(tc.HTTPAddrs(), client.WithRetryDeadline(60*time.Second))
+	got, err := c.MultiGet(testcluster.Ctx(t, 90*time.Second), names, client.Linearizable)
 	if err != nil {
 		t.Fatalf("final read: %v", err)
 	}
@@ -114,7 +115,7 @@ func TestClusterExactUnderLoadAndLeaderLoss(t *testing.T) {
 	if sum != total {
 		t.Errorf("sum of all counters = %d, want %d", sum, total)
 	}
-	t.Logf("hot=%d, sum=%d over %d counters; killed node %s (leader of shard %d)", want[hot], sum, len(want), tc.cfgs[li].ID, hotShard)
+	t.Logf("hot=%d, sum=%d over %d counters; killed node %s (leader of shard %d)", want[hot], sum, len(want), tc.Cfgs[li].ID, hotShard)
 }
 
 // rotate returns addrs starting at position k, so each client prefers a

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"errors"
@@ -9,7 +9,8 @@ import (
 	"time"
 
 	"tally/client"
-	"tally/shard"
+	"tally/internal/testcluster"
+	"tally/placement"
 )
 
 // TestLikesCountDistinctActors: 32 writers like one post through all
@@ -19,15 +20,15 @@ func TestLikesCountDistinctActors(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	tc := startCluster(t, 3, 4)
+	tc := testcluster.Start(t, 3, 4)
 	const actors, repeats, writers = 600, 4, 32
 	post := "likes:post:7"
-	ctx := ctxTimeout(t, 3*time.Minute)
+	ctx := testcluster.Ctx(t, 3*time.Minute)
 	var changed atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
 	for w := 0; w < writers; w++ {
-		c := client.New(rotate(tc.httpAddrs(), w), client.WithRetryDeadline(60*time.Second))
+		c := client.New(rotate(tc.HTTPAddrs(), w), client.WithRetryDeadline(60*time.Second))
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
@@ -51,8 +52,8 @@ func TestLikesCountDistinctActors(t *testing.T) {
 	for err := range errs {
 		t.Fatalf("like failed: %v", err)
 	}
-	c := client.New(tc.httpAddrs())
-	got, err := c.Get(ctxTimeout(t, time.Minute), post, client.Linearizable)
+	c := client.New(tc.HTTPAddrs())
+	got, err := c.Get(testcluster.Ctx(t, time.Minute), post, client.Linearizable)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,11 +61,11 @@ func TestLikesCountDistinctActors(t *testing.T) {
 		t.Fatalf("post has %d likes and %d likes answered changed=true; want %d distinct actors for both", got.Value, changed.Load(), actors)
 	}
 	for _, a := range []string{"user-0", "user-599"} {
-		if ok, err := c.IsMember(ctxTimeout(t, time.Minute), post, a, client.Linearizable); err != nil || !ok {
+		if ok, err := c.IsMember(testcluster.Ctx(t, time.Minute), post, a, client.Linearizable); err != nil || !ok {
 			t.Fatalf("%s is not a member: %v %v", a, ok, err)
 		}
 	}
-	if ok, _ := c.IsMember(ctxTimeout(t, time.Minute), post, "user-600", ""); ok {
+	if ok, _ := c.IsMember(testcluster.Ctx(t, time.Minute), post, "user-600", ""); ok {
 		t.Fatal("an actor that never liked is a member")
 	}
 }
@@ -75,9 +76,9 @@ func TestLikeUnlikeOneActor(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	tc := startCluster(t, 3, 4)
-	c := client.New(tc.httpAddrs())
-	ctx := ctxTimeout(t, time.Minute)
+	tc := testcluster.Start(t, 3, 4)
+	c := client.New(tc.HTTPAddrs())
+	ctx := testcluster.Ctx(t, time.Minute)
 	post := "likes:post:8"
 	steps := []struct {
 		like          bool
@@ -128,9 +129,9 @@ func TestStockNeverBelowZero(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	tc := startCluster(t, 3, 4)
-	ctx := ctxTimeout(t, 2*time.Minute)
-	c := client.New(tc.httpAddrs())
+	tc := testcluster.Start(t, 3, 4)
+	ctx := testcluster.Ctx(t, 2*time.Minute)
+	c := client.New(tc.HTTPAddrs())
 	stock := "stock:sku:1"
 	if _, err := c.Incr(ctx, stock, 300); err != nil {
 		t.Fatal(err)
@@ -139,7 +140,7 @@ func TestStockNeverBelowZero(t *testing.T) {
 	var wg sync.WaitGroup
 	zero := int64(0)
 	for w := 0; w < 64; w++ {
-		cw := client.New(rotate(tc.httpAddrs(), w), client.WithRetryDeadline(60*time.Second))
+		cw := client.New(rotate(tc.HTTPAddrs(), w), client.WithRetryDeadline(60*time.Second))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -178,15 +179,15 @@ func TestRateLimitWindow(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	tc := startCluster(t, 3, 4)
-	ctx := ctxTimeout(t, 2*time.Minute)
+	tc := testcluster.Start(t, 3, 4)
+	ctx := testcluster.Ctx(t, 2*time.Minute)
 	limit := int64(20)
 	var mu sync.Mutex
 	perWindow := map[time.Time]int64{}
 	stop := time.Now().Add(3 * time.Second)
 	var wg sync.WaitGroup
 	for w := 0; w < 32; w++ {
-		cw := client.New(rotate(tc.httpAddrs(), w), client.WithRetryDeadline(60*time.Second))
+		cw := client.New(rotate(tc.HTTPAddrs(), w), client.WithRetryDeadline(60*time.Second))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -233,28 +234,28 @@ func TestExpiryIsTheSameOnEveryReplica(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	tc := startCluster(t, 3, 4)
-	ctx := ctxTimeout(t, 2*time.Minute)
-	c := client.New(tc.httpAddrs())
+	tc := testcluster.Start(t, 3, 4)
+	ctx := testcluster.Ctx(t, 2*time.Minute)
+	c := client.New(tc.HTTPAddrs())
 	name := "session:42"
 	r, err := c.Add(ctx, name, 5, client.WriteOptions{TTL: 4 * time.Second})
 	if err != nil || r.ExpiresAt == nil {
 		t.Fatalf("ttl write: %+v %v", r, err)
 	}
 	// Move the shard's leadership; the expiry must not change.
-	s := shard.Home(name, 4)
-	li := tc.leaderNode(s)
-	if err := tc.nodes[li].shard(s).TransferLeadership("", ""); err != nil {
+	s := placement.Home(name, 4)
+	li := tc.LeaderNode(s)
+	if err := tc.Nodes[li].ShardForTest(s).TransferLeadership("", ""); err != nil {
 		t.Fatalf("transfer: %v", err)
 	}
-	waitFor(t, "a new leader", 30*time.Second, func() bool { i := tc.leaderNode(s); return i >= 0 && i != li })
+	testcluster.WaitFor(t, "a new leader", 30*time.Second, func() bool { i := tc.LeaderNode(s); return i >= 0 && i != li })
 	r2, err := c.Add(ctx, name, 1, client.WriteOptions{TTL: time.Hour})
 	if err != nil || r2.ExpiresAt == nil || !r2.ExpiresAt.Equal(*r.ExpiresAt) || r2.Value != 6 {
 		t.Fatalf("write in the same window on the new leader: %+v %v; want value 6 and expiry %v kept", r2, err, r.ExpiresAt)
 	}
-	for _, n := range tc.nodes {
+	for _, n := range tc.Nodes {
 		one := client.New([]string{n.HTTPAddr()})
-		waitFor(t, "replica applies the write", 30*time.Second, func() bool {
+		testcluster.WaitFor(t, "replica applies the write", 30*time.Second, func() bool {
 			g, err := one.Get(ctx, name, client.Stale)
 			return err == nil && g.Value == 6
 		})
@@ -263,8 +264,8 @@ func TestExpiryIsTheSameOnEveryReplica(t *testing.T) {
 			t.Fatalf("%s reports expiry %v, want %v", n.ID(), g.ExpiresAt, r.ExpiresAt)
 		}
 	}
-	waitFor(t, "the counter to expire everywhere", 60*time.Second, func() bool {
-		for _, n := range tc.nodes {
+	testcluster.WaitFor(t, "the counter to expire everywhere", 60*time.Second, func() bool {
+		for _, n := range tc.Nodes {
 			g, err := client.New([]string{n.HTTPAddr()}).Get(ctx, name, client.Stale)
 			if err != nil || g.Value != 0 {
 				return false

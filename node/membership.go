@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"tally/internal/codec"
 	"tally/logbridge"
 )
 
@@ -41,63 +42,63 @@ func (m meta) clone() meta {
 }
 
 func (m *meta) encode() []byte {
-	var e enc
-	e.u8(metaVersion)
-	e.str(m.ID)
-	e.str(m.HTTP)
-	e.str(m.Raft)
-	e.uv(uint64(m.Shards))
+	var e codec.Encoder
+	e.U8(metaVersion)
+	e.Str(m.ID)
+	e.Str(m.HTTP)
+	e.Str(m.Raft)
+	e.Uv(uint64(m.Shards))
 	if m.Formed {
-		e.u8(1)
+		e.U8(1)
 	} else {
-		e.u8(0)
+		e.U8(0)
 	}
-	e.uv(uint64(len(m.Peers)))
+	e.Uv(uint64(len(m.Peers)))
 	for _, p := range m.Peers {
-		e.str(p)
+		e.Str(p)
 	}
-	e.uv(uint64(len(m.Hosted)))
+	e.Uv(uint64(len(m.Hosted)))
 	for _, s := range m.Hosted {
-		e.uv(uint64(s))
+		e.Uv(uint64(s))
 	}
 	keys := make([]uint32, 0, len(m.Leading))
 	for s := range m.Leading {
 		keys = append(keys, s)
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
-	e.uv(uint64(len(keys)))
+	e.Uv(uint64(len(keys)))
 	for _, s := range keys {
-		e.uv(uint64(s))
-		e.uv(m.Leading[s])
+		e.Uv(uint64(s))
+		e.Uv(m.Leading[s])
 	}
-	return e.b
+	return e.B
 }
 
 func decodeMeta(b []byte) (meta, error) {
-	d := dec{b: b}
+	d := codec.Decoder{B: b}
 	var m meta
-	if d.u8() != metaVersion {
+	if d.U8() != metaVersion {
 		return m, fmt.Errorf("node meta: unknown version")
 	}
-	m.ID, m.HTTP, m.Raft = d.str(), d.str(), d.str()
-	m.Shards = int(d.uv())
-	m.Formed = d.u8() == 1
-	n := d.count()
+	m.ID, m.HTTP, m.Raft = d.Str(), d.Str(), d.Str()
+	m.Shards = int(d.Uv())
+	m.Formed = d.U8() == 1
+	n := d.Count()
 	for i := 0; i < n; i++ {
-		m.Peers = append(m.Peers, d.str())
+		m.Peers = append(m.Peers, d.Str())
 	}
-	n = d.count()
+	n = d.Count()
 	for i := 0; i < n; i++ {
-		m.Hosted = append(m.Hosted, uint32(d.uv()))
+		m.Hosted = append(m.Hosted, uint32(d.Uv()))
 	}
-	n = d.count()
+	n = d.Count()
 	m.Leading = make(map[uint32]uint64, n)
 	for i := 0; i < n; i++ {
-		s := uint32(d.uv())
-		m.Leading[s] = d.uv()
+		s := uint32(d.Uv())
+		m.Leading[s] = d.Uv()
 	}
-	if d.err != nil {
-		return meta{}, d.err
+	if d.Err != nil {
+		return meta{}, d.Err
 	}
 	return m, nil
 }

@@ -8,10 +8,10 @@ import (
 )
 
 // metrics are the node's Prometheus metrics, on its own registry so that
-// several nodes in one test process do not collide.
+// several nodes in one test process do not collide. Frontends register
+// their own (httpapi: requests by route) on the same registry.
 type metrics struct {
 	reg          *prometheus.Registry
-	requests     *prometheus.CounterVec
 	batchOps     prometheus.Histogram
 	forwardedOut prometheus.Counter
 	forwardedIn  prometheus.Counter
@@ -21,9 +21,6 @@ type metrics struct {
 func newMetrics(n *Node) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tally_http_requests_total", Help: "HTTP requests by route and status code.",
-		}, []string{"route", "code"}),
 		batchOps: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "tally_raft_entry_ops", Help: "Ops per raft entry proposed by this node (group commit).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 13),
@@ -69,9 +66,13 @@ func newMetrics(n *Node) *metrics {
 			func(s raftstore.Stats) uint64 { return s.Appends }),
 		logStat("tally_log_entries_total", "Raft log entries the commits carried.",
 			func(s raftstore.Stats) uint64 { return s.Entries }))
-	m.reg.MustRegister(m.requests, m.batchOps, m.forwardedOut, m.forwardedIn, m.autoSplits, leading,
+	m.reg.MustRegister(m.batchOps, m.forwardedOut, m.forwardedIn, m.autoSplits, leading,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 func (m *metrics) observeBatch(ops int) { m.batchOps.Observe(float64(ops)) }
+
+// Metrics is the node's Prometheus registry: a frontend registers its own
+// metrics there and serves it (GET /metrics).
+func (n *Node) Metrics() *prometheus.Registry { return n.metrics.reg }

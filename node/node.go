@@ -1,7 +1,9 @@
 // Package node is a tally cluster node: it hosts shard replicas, joins the
-// gossip membership, routes every request to the shard leader (serving it
-// locally when it is the leader, forwarding otherwise) and serves the
-// HTTP API.
+// gossip membership and routes every request to the shard leader (serving
+// it locally when it is the leader, forwarding otherwise). Its typed
+// operations (ops.go) are the protocol-neutral core that the HTTP API
+// (package httpapi) and other protocol adapters call; a node serves such a
+// Frontend on its HTTP listener.
 package node
 
 import (
@@ -10,17 +12,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"tally/forward"
 	"tally/fsm"
 	"tally/hot"
+	"tally/placement"
 	"tally/raftstore"
 	"tally/shard"
 	"tally/transport"
@@ -108,11 +109,11 @@ type Node struct {
 	log     *slog.Logger
 	mux     *transport.Mux
 	ms      *membership
-	fwd     *forwarder
+	fwd     *forward.Client
 	metrics *metrics
 
-	httpLn  net.Listener
-	httpSrv *http.Server
+	httpLn   net.Listener
+	frontend Frontend // guarded by mu; nil until Serve
 
 	logs *raftstore.Store // every local shard's raft log, one file
 
@@ -144,7 +145,8 @@ type Node struct {
 
 // Start brings a node up: listeners first (so tests and scripts can learn
 // the ports), then gossip, then cluster formation and the shard replicas
-// in the background. /readyz tells when it can serve.
+// in the background. Ready tells when it can serve; Serve attaches the
+// frontend that answers clients on the HTTP listener.
 func Start(cfg Config) (*Node, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -154,7 +156,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	log := cfg.Logger.With("node", cfg.ID)
 	n := &Node{cfg: cfg, log: log, shards: map[uint32]*shard.Shard{}, stop: make(chan struct{}), done: make(chan struct{})}
-	n.idHash = uint64(shard.Home(cfg.ID, 1<<31))
+	n.idHash = uint64(placement.Home(cfg.ID, 1<<31))
 	if !cfg.NoAutoSplit {
 		n.tracker = hot.New(hot.Config{Threshold: cfg.SplitThreshold, Sustain: cfg.SplitSustain}, time.Now())
 	}
@@ -173,20 +175,14 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster listener: %w", err)
 	}
-	n.fwd = newForwarder(n.mux.DialForward, log.With("component", "forward"))
-	go serveForward(n.mux.ForwardListener(), n, log.With("component", "forward"))
+	n.fwd = forward.NewClient(n.mux.DialForward, log.With("component", "forward"))
+	go forward.Serve(n.mux.ForwardListener(), forwardLocal{n}, log.With("component", "forward"))
 
 	n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		n.mux.Close()
 		return nil, fmt.Errorf("http listener: %w", err)
 	}
-	n.httpSrv = &http.Server{Handler: n.router(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	go func() {
-		if err := n.httpSrv.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server", "err", err)
-		}
-	}()
 
 	self := meta{ID: cfg.ID, HTTP: n.httpLn.Addr().String(), Raft: n.mux.Addr(), Shards: n.nshards}
 	if state != nil {
@@ -194,7 +190,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.ms, err = startMembership(self, cfg.GossipAddr, log)
 	if err != nil {
-		n.httpSrv.Close()
+		n.httpLn.Close()
 		n.mux.Close()
 		return nil, err
 	}
@@ -368,221 +364,6 @@ func (n *Node) onLeaderChange(s uint32, leader bool) {
 	})
 }
 
-func (n *Node) shard(s uint32) *shard.Shard {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.shards[s]
-}
-
-func (n *Node) shardCount() int {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.nshards
-}
-
-// hostedShards returns the local replicas, by shard id.
-func (n *Node) hostedShards() []*shard.Shard {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	out := make([]*shard.Shard, 0, len(n.shards))
-	for _, s := range n.shards {
-		out = append(out, s)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID() < out[j].ID() })
-	return out
-}
-
-// leaderOf returns who leads shard s as far as this node knows: its own
-// replica's view first (raft's own knowledge is the freshest), gossip
-// otherwise.
-func (n *Node) leaderOf(s uint32) (id, addr string) {
-	if sh := n.shard(s); sh != nil {
-		if sh.IsLeader() {
-			return n.cfg.ID, n.mux.Addr()
-		}
-		if id, addr := sh.Leader(); id != "" {
-			return id, addr
-		}
-	}
-	id, addr, _ = n.ms.leaderOf(s)
-	return id, addr
-}
-
-// errNoShard: this node hosts no replica of the shard a forwarded request
-// named (its sender's route was stale).
-var errNoShard = errors.New("no local replica of that shard")
-
-// localWrite and localRead serve forwarded requests (localHandler).
-func (n *Node) localWrite(ctx context.Context, s uint32, ops []fsm.Op) ([]fsm.Result, error) {
-	sh := n.shard(s)
-	if sh == nil {
-		return nil, errNoShard
-	}
-	// A sender that placed a counter on the wrong shard (it disagrees on
-	// the shard count) must not write it where no reader looks.
-	S := n.shardCount()
-	for i := range ops {
-		if shard.Of(ops[i].Name, S) != s {
-			return nil, fmt.Errorf("counter %q does not live on shard %d of %d", ops[i].Name, s, S)
-		}
-	}
-	n.metrics.forwardedIn.Inc()
-	return n.propose(ctx, sh, ops)
-}
-
-// propose proposes ops on a local replica (which must lead its shard to
-// succeed), counting the writes of counters on their home shard for the
-// auto-splitter.
-func (n *Node) propose(ctx context.Context, sh *shard.Shard, ops []fsm.Op) ([]fsm.Result, error) {
-	if n.tracker != nil && sh.IsLeader() {
-		for i := range ops {
-			op := &ops[i]
-			if op.Kind != fsm.OpAdd {
-				continue
-			}
-			if name, sub := fsm.ParseSubName(op.Name); sub == 0 && name == op.Name {
-				if splittable(op) {
-					n.tracker.Observe(op.Name, 1)
-				} else {
-					n.tracker.Exclude(op.Name) // bounds and expiry need an unsplit counter
-				}
-			}
-		}
-	}
-	return sh.Propose(ctx, ops)
-}
-
-func (n *Node) localRead(ctx context.Context, s uint32, names []string, linear bool) ([]shard.Lookup, error) {
-	sh := n.shard(s)
-	if sh == nil {
-		return nil, errNoShard
-	}
-	return sh.Lookup(ctx, names, linear)
-}
-
-func (n *Node) localMember(ctx context.Context, s uint32, name, actor string, linear bool) (bool, error) {
-	sh := n.shard(s)
-	if sh == nil {
-		return false, errNoShard
-	}
-	return sh.IsMember(ctx, name, actor, linear)
-}
-
-// write applies ops on shard s wherever its leader is, retrying while the
-// route is stale or no leader is known. It retries only failures that
-// guarantee nothing happened; an ambiguous one is returned as
-// shard.ErrOutcomeUnknown.
-func (n *Node) write(ctx context.Context, s uint32, ops []fsm.Op) ([]fsm.Result, error) {
-	var res []fsm.Result
-	err := n.routed(ctx, s, func(sh *shard.Shard, addr string) error {
-		var err error
-		if sh != nil {
-			res, err = n.propose(ctx, sh, ops)
-		} else {
-			n.metrics.forwardedOut.Inc()
-			res, err = n.fwd.write(ctx, addr, s, ops)
-		}
-		return err
-	})
-	return res, err
-}
-
-// read returns the values of names on shard s. A stale read is served by
-// a local replica when there is one.
-func (n *Node) read(ctx context.Context, s uint32, names []string, linear bool) ([]shard.Lookup, error) {
-	if !linear {
-		if sh := n.shard(s); sh != nil {
-			return sh.Lookup(ctx, names, false)
-		}
-	}
-	var vals []shard.Lookup
-	err := n.routed(ctx, s, func(sh *shard.Shard, addr string) error {
-		var err error
-		if sh != nil {
-			vals, err = sh.Lookup(ctx, names, linear)
-		} else {
-			vals, err = n.fwd.read(ctx, addr, s, names, linear)
-		}
-		return err
-	})
-	return vals, err
-}
-
-// member reports whether actor is in the actor set of name (on shard s).
-func (n *Node) member(ctx context.Context, s uint32, name, actor string, linear bool) (bool, error) {
-	if !linear {
-		if sh := n.shard(s); sh != nil {
-			return sh.IsMember(ctx, name, actor, false)
-		}
-	}
-	var ok bool
-	err := n.routed(ctx, s, func(sh *shard.Shard, addr string) error {
-		var err error
-		if sh != nil {
-			ok, err = sh.IsMember(ctx, name, actor, linear)
-		} else {
-			ok, err = n.fwd.member(ctx, addr, s, name, actor, linear)
-		}
-		return err
-	})
-	return ok, err
-}
-
-// errNoLeader: no leader could be found for the shard before the deadline.
-var errNoLeader = errors.New("no leader for the shard")
-
-// routed runs op against the leader of shard s (sh set when that is this
-// node, addr otherwise) and retries with backoff on the errors that mean
-// "not done, ask elsewhere": not the leader, no leader yet, not sent.
-func (n *Node) routed(ctx context.Context, s uint32, op func(sh *shard.Shard, addr string) error) error {
-	backoff := 10 * time.Millisecond
-	var hint string // leader address suggested by the last NotLeader answer
-	var lastErr error = errNoLeader
-	for attempt := 0; attempt < 30; attempt++ {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return lastErr
-			case <-n.stop:
-				return shard.ErrClosed
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 200*time.Millisecond)
-		}
-		addr := hint
-		hint = ""
-		if addr == "" {
-			_, addr = n.leaderOf(s)
-		}
-		if addr == "" {
-			lastErr = errNoLeader
-			continue
-		}
-		var sh *shard.Shard
-		if addr == n.mux.Addr() {
-			sh = n.shard(s)
-			if sh == nil {
-				lastErr = errNoLeader
-				continue
-			}
-		}
-		err := op(sh, addr)
-		if nl, ok := shard.IsNotLeader(err); ok {
-			if nl.LeaderAddr != addr {
-				hint = nl.LeaderAddr
-			}
-			lastErr = errNoLeader
-			continue
-		}
-		if errors.Is(err, errNotSent) || errors.Is(err, errNoShard) {
-			lastErr = shard.ErrUnavailable
-			continue
-		}
-		return err
-	}
-	return lastErr
-}
-
 // Ready reports whether the node can serve: the cluster is formed and
 // every local shard replica knows a leader (a node with no replicas needs
 // a route to every shard).
@@ -608,7 +389,7 @@ func (n *Node) Ready() bool {
 }
 
 // Shutdown stops the node gracefully: it hands off the shards it leads,
-// drains HTTP requests, leaves gossip and stops raft.
+// drains the frontend, leaves gossip and stops raft.
 func (n *Node) Shutdown(ctx context.Context) error {
 	if !n.stopping.CompareAndSwap(false, true) {
 		<-n.done
@@ -624,11 +405,13 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			}
 		}
 	}
-	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	if err := n.httpSrv.Shutdown(hctx); err != nil {
-		n.log.Warn("http shutdown", "err", err)
+	if f := n.takeFrontend(); f != nil {
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := f.Shutdown(hctx); err != nil {
+			n.log.Warn("frontend shutdown", "err", err)
+		}
+		cancel()
 	}
-	cancel()
 	n.ms.shutdown(true)
 	n.closeAll()
 	n.log.Info("stopped")
@@ -642,7 +425,7 @@ func (n *Node) Kill() {
 		<-n.done
 		return
 	}
-	n.httpSrv.Close()
+	n.closeFrontend()
 	n.ms.shutdown(false)
 	n.closeAll()
 }
@@ -663,105 +446,8 @@ func (n *Node) closeAll() {
 			n.log.Warn("closing the raft log store", "err", err)
 		}
 	}
-	n.fwd.close()
+	n.fwd.Close()
 	n.mux.Close()
-	n.httpSrv.Close()
+	n.closeFrontend()
 	n.doneOnce.Do(func() { close(n.done) })
-}
-
-// probe reports whether the node at addr answers for shard s right now.
-func (n *Node) probe(addr string, s uint32) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	_, err := n.fwd.read(ctx, addr, s, nil, false)
-	return err == nil
-}
-
-// leadingCounts returns, per node id, how many shards it claims to lead.
-func (n *Node) leadingCounts() map[string]int {
-	out := map[string]int{}
-	for s := 0; s < n.shardCount(); s++ {
-		if id, _ := n.leaderOf(uint32(s)); id != "" {
-			out[id]++
-		}
-	}
-	return out
-}
-
-// balanceLoop spreads shard leaders: when this node leads more than its
-// share, it transfers one surplus shard per round to the least loaded
-// live replica, so leadership settles without thrashing.
-func (n *Node) balanceLoop() {
-	t := time.NewTicker(n.cfg.BalanceInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-t.C:
-			n.balanceOnce()
-		}
-	}
-}
-
-func (n *Node) balanceOnce() {
-	alive := map[string]string{} // id → raft addr of live members hosting shards
-	for _, m := range n.ms.snapshot() {
-		if m.State == "alive" && len(m.Hosted) > 0 {
-			alive[m.ID] = m.Raft
-		}
-	}
-	if len(alive) < 2 {
-		return
-	}
-	counts := n.leadingCounts()
-	share := (n.shardCount() + len(alive) - 1) / len(alive)
-	if counts[n.cfg.ID] <= share {
-		return
-	}
-	for _, sh := range n.hostedShards() {
-		if !sh.IsLeader() {
-			continue
-		}
-		voters, err := sh.Voters()
-		if err != nil {
-			continue
-		}
-		ids := make([]string, 0, len(voters))
-		for id := range voters {
-			if _, ok := alive[id]; ok && id != n.cfg.ID && counts[id] < share {
-				ids = append(ids, id)
-			}
-		}
-		if len(ids) == 0 {
-			continue
-		}
-		slices.SortFunc(ids, func(a, b string) int {
-			if counts[a] != counts[b] {
-				return counts[a] - counts[b]
-			}
-			if a < b {
-				return -1
-			}
-			return 1
-		})
-		to := ""
-		for _, id := range ids {
-			// Gossip notices a dead node only after seconds of suspicion,
-			// and a transfer to a dead node stalls the shard's writes for
-			// an election timeout; so first ask the target itself.
-			if n.probe(voters[id], sh.ID()) {
-				to = id
-				break
-			}
-		}
-		if to == "" {
-			continue
-		}
-		n.log.Info("balancing leaders: transferring", "shard", sh.ID(), "to", to, "leading", counts[n.cfg.ID], "share", share)
-		if err := sh.TransferLeadership(to, voters[to]); err != nil {
-			n.log.Warn("leadership transfer failed", "shard", sh.ID(), "to", to, "err", err)
-		}
-		return
-	}
 }

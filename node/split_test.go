@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"context"
@@ -13,7 +13,9 @@ import (
 
 	"tally/client"
 	"tally/fsm"
-	"tally/shard"
+	"tally/internal/testcluster"
+	"tally/node"
+	"tally/placement"
 )
 
 // TestSplitUnderLoadRaiseAndFailover: 64 writers (keyed increments with
@@ -25,7 +27,7 @@ func TestSplitUnderLoadRaiseAndFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	tc := startCluster(t, 3, 8)
+	tc := testcluster.Start(t, 3, 8)
 	const (
 		writers = 64
 		total   = 12000
@@ -38,7 +40,7 @@ func TestSplitUnderLoadRaiseAndFailover(t *testing.T) {
 		failed.Add(1)
 		firstErr.CompareAndSwap(nil, err)
 	}
-	admin := client.New(tc.httpAddrs(), client.WithRetryDeadline(60*time.Second))
+	admin := client.New(tc.HTTPAddrs(), client.WithRetryDeadline(60*time.Second))
 	split := func(k int) {
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
@@ -52,20 +54,20 @@ func TestSplitUnderLoadRaiseAndFailover(t *testing.T) {
 	killed.Store(-1)
 	kill := func() {
 		// The leader of sub-counter 1's shard: it holds writes by now.
-		li := tc.leaderNode(shard.SubShard(hot, 1, 8))
+		li := tc.LeaderNode(placement.SubShard(hot, 1, 8))
 		if li >= 0 {
-			tc.nodes[li].Kill()
+			tc.Nodes[li].Kill()
 			killed.Store(int32(li))
 		}
 		events <- fmt.Sprintf("killed node %d", li)
 	}
 
 	start := time.Now()
-	runCtx := ctxTimeout(t, 5*time.Minute)
+	runCtx := testcluster.Ctx(t, 5*time.Minute)
 	var wg, ctl sync.WaitGroup
 	var acked atomic.Int64
 	for w := range writers {
-		c := client.New(rotate(tc.httpAddrs(), w), client.WithRetryDeadline(60*time.Second))
+		c := client.New(rotate(tc.HTTPAddrs(), w), client.WithRetryDeadline(60*time.Second))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -106,11 +108,11 @@ func TestSplitUnderLoadRaiseAndFailover(t *testing.T) {
 		t.Fatalf("%d operations failed (first: %v)", f, firstErr.Load())
 	}
 	if li := killed.Load(); li >= 0 {
-		tc.nodes[li] = nil
+		tc.Nodes[li] = nil
 	} else {
 		t.Fatal("no leader was killed")
 	}
-	got, err := client.New(tc.httpAddrs(), client.WithRetryDeadline(60*time.Second)).Get(ctxTimeout(t, 90*time.Second), hot, client.Linearizable)
+	got, err := client.New(tc.HTTPAddrs(), client.WithRetryDeadline(60*time.Second)).Get(testcluster.Ctx(t, 90*time.Second), hot, client.Linearizable)
 	if err != nil {
 		t.Fatalf("final read: %v", err)
 	}
@@ -121,15 +123,15 @@ func TestSplitUnderLoadRaiseAndFailover(t *testing.T) {
 		t.Fatalf("split %d over shards %v, want 6", got.Split, got.Shards)
 	}
 	// The writes really spread: more than one sub-counter holds some.
-	var live *Node
-	for _, n := range tc.nodes {
+	var live *node.Node
+	for _, n := range tc.Nodes {
 		if n != nil {
 			live = n
 		}
 	}
 	nonzero := 0
 	for i := range 6 {
-		vals, err := live.read(ctxTimeout(t, 30*time.Second), shard.SubShard(hot, i, 8), []string{fsm.SubName(hot, i)}, true)
+		vals, err := live.ReadForTest(testcluster.Ctx(t, 30*time.Second), placement.SubShard(hot, i, 8), []string{placement.SubName(hot, i)}, true)
 		if err != nil {
 			t.Fatalf("reading sub-counter %d: %v", i, err)
 		}
@@ -150,11 +152,11 @@ func TestKeyedRetriesAcrossSplitCountOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	tc := startCluster(t, 3, 8)
-	ctx := ctxTimeout(t, 3*time.Minute)
+	tc := testcluster.Start(t, 3, 8)
+	ctx := testcluster.Ctx(t, 3*time.Minute)
 	clients := make([]*client.Client, 3)
 	for i := range clients {
-		clients[i] = client.New([]string{tc.nodes[i].HTTPAddr()}, client.WithRetryDeadline(60*time.Second))
+		clients[i] = client.New([]string{tc.Nodes[i].HTTPAddr()}, client.WithRetryDeadline(60*time.Second))
 	}
 	const name = "retried"
 	first := map[string]int64{} // key -> value its first answer had
@@ -197,7 +199,7 @@ func TestKeyedRetriesAcrossSplitCountOnce(t *testing.T) {
 	for i, c := range clients {
 		for key, v := range first {
 			if got := write(c, key); got != v {
-				t.Fatalf("retry of %s through node %d answered %d, first answer %d", key, i, got, v)
+				t.Fatalf("retry of %s through node %d answered %d, first testcluster.Answer %d", key, i, got, v)
 			}
 		}
 	}
@@ -206,23 +208,19 @@ func TestKeyedRetriesAcrossSplitCountOnce(t *testing.T) {
 	// A node with an out-of-date factor: keyed retries reach the home
 	// shard, are refused as moved, and are routed again; an unkeyed write
 	// still counts once and teaches it the factor.
-	stale := tc.nodes[2]
-	stale.splits.mu.Lock()
-	stale.splits.n = nil
-	stale.splits.mu.Unlock()
+	stale := tc.Nodes[2]
+	stale.ForgetSplitsForTest()
 	for key := range first {
 		write(clients[2], key)
 	}
 	check("after retries through a node that forgot the split")
-	stale.splits.mu.Lock()
-	stale.splits.n = nil
-	stale.splits.mu.Unlock()
+	stale.ForgetSplitsForTest()
 	if _, err := clients[2].Incr(ctx, name, 1); err != nil {
 		t.Fatal(err)
 	}
 	want++
 	check("after an unkeyed write through a node that forgot the split")
-	if k := stale.splits.get(name); k != 8 {
+	if k := stale.HotReport().Known[name].N; k != 8 {
 		t.Fatalf("the stale node learned factor %d from the write, want 8", k)
 	}
 	t.Logf("keys per slot before the split: %v", slots)
@@ -255,10 +253,10 @@ func TestSplitCounterReadsLinearizable(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	tc := startCluster(t, 3, 8)
-	ctx := ctxTimeout(t, 3*time.Minute)
+	tc := testcluster.Start(t, 3, 8)
+	ctx := testcluster.Ctx(t, 3*time.Minute)
 	const name = "lin"
-	if got, err := client.New(tc.httpAddrs()).Split(ctx, name, 4); err != nil || got != 4 {
+	if got, err := client.New(tc.HTTPAddrs()).Split(ctx, name, 4); err != nil || got != 4 {
 		t.Fatalf("split: %d, %v", got, err)
 	}
 	base := time.Now()
@@ -267,7 +265,7 @@ func TestSplitCounterReadsLinearizable(t *testing.T) {
 	var history []porcupine.Operation
 	var wg sync.WaitGroup
 	for cl := range 8 {
-		c := client.New(rotate(tc.httpAddrs(), cl), client.WithRetryDeadline(30*time.Second))
+		c := client.New(rotate(tc.HTTPAddrs(), cl), client.WithRetryDeadline(30*time.Second))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -313,16 +311,16 @@ func TestAutoSplitHotNotCold(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	tc := startClusterWith(t, 3, 8, func(c *Config) {
+	tc := testcluster.StartWith(t, 3, 8, func(c *node.Config) {
 		c.NoAutoSplit = false
 		c.SplitThreshold = 40
 		c.SplitSustain = 2 * time.Second
 	})
-	ctx := ctxTimeout(t, 3*time.Minute)
+	ctx := testcluster.Ctx(t, 3*time.Minute)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := range 8 {
-		c := client.New(rotate(tc.httpAddrs(), w), client.WithRetryDeadline(30*time.Second))
+		c := client.New(rotate(tc.HTTPAddrs(), w), client.WithRetryDeadline(30*time.Second))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -340,7 +338,7 @@ func TestAutoSplitHotNotCold(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		c := client.New(tc.httpAddrs(), client.WithRetryDeadline(30*time.Second))
+		c := client.New(tc.HTTPAddrs(), client.WithRetryDeadline(30*time.Second))
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
 		for i := 0; ; i++ {
@@ -354,8 +352,8 @@ func TestAutoSplitHotNotCold(t *testing.T) {
 	}()
 	defer func() { close(stop); wg.Wait() }()
 
-	c := client.New(tc.httpAddrs())
-	waitFor(t, "viral split automatically", 2*time.Minute, func() bool {
+	c := client.New(tc.HTTPAddrs())
+	testcluster.WaitFor(t, "viral split automatically", 2*time.Minute, func() bool {
 		got, err := c.Get(ctx, "viral", client.Stale)
 		return err == nil && got.Split == 6
 	})
@@ -368,8 +366,8 @@ func TestAutoSplitHotNotCold(t *testing.T) {
 	}
 	// The splitting node says so in /v1/hot.
 	found := false
-	for _, n := range tc.nodes {
-		for _, ev := range n.splitLog.list() {
+	for _, n := range tc.Nodes {
+		for _, ev := range n.HotReport().Splits {
 			if ev.Name == "viral" && ev.Reason == "auto" && ev.Err == "" && ev.Got == 6 {
 				found = true
 			}
@@ -386,11 +384,11 @@ func TestSplitAPI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	tc := startCluster(t, 3, 8)
-	base := "http://" + tc.nodes[1].HTTPAddr()
+	tc := testcluster.Start(t, 3, 8)
+	base := "http://" + tc.Nodes[1].HTTPAddr()
 	for _, c := range []struct {
-		body   string
-		status int
+		Body   string
+		Status int
 		code   string
 	}{
 		{``, 400, "bad_body"},
@@ -400,42 +398,42 @@ func TestSplitAPI(t *testing.T) {
 		{`{"n": 0}`, 400, "bad_split"},
 		{`{"n": 9}`, 400, "bad_split"},
 	} {
-		if a := do(t, "POST", base+"/v1/counters/s/split", c.body, nil); a.status != c.status || errCode(a) != c.code {
-			t.Errorf("split %q: %d %v, want %d %s", c.body, a.status, a.body, c.status, c.code)
+		if a := testcluster.Do(t, "POST", base+"/v1/counters/s/split", c.Body, nil); a.Status != c.Status || testcluster.ErrCode(a) != c.code {
+			t.Errorf("split %q: %d %v, want %d %s", c.Body, a.Status, a.Body, c.Status, c.code)
 		}
 	}
-	if a := do(t, "POST", base+"/v1/counters/s/split", `{"n": 1}`, nil); a.status != 200 || a.body["split"] != 1.0 {
-		t.Errorf("n=1 on an unsplit counter: %d %v", a.status, a.body)
+	if a := testcluster.Do(t, "POST", base+"/v1/counters/s/split", `{"n": 1}`, nil); a.Status != 200 || a.Body["split"] != 1.0 {
+		t.Errorf("n=1 on an unsplit counter: %d %v", a.Status, a.Body)
 	}
-	do(t, "POST", base+"/v1/counters/s/incr", `{"delta": 10}`, nil)
-	if a := do(t, "POST", base+"/v1/counters/s/split", `{"n": 4}`, nil); a.status != 200 || a.body["split"] != 4.0 {
-		t.Fatalf("split: %d %v", a.status, a.body)
+	testcluster.Do(t, "POST", base+"/v1/counters/s/incr", `{"delta": 10}`, nil)
+	if a := testcluster.Do(t, "POST", base+"/v1/counters/s/split", `{"n": 4}`, nil); a.Status != 200 || a.Body["split"] != 4.0 {
+		t.Fatalf("split: %d %v", a.Status, a.Body)
 	}
-	if a := do(t, "POST", base+"/v1/counters/s/split", `{"n": 4}`, nil); a.status != 200 || a.body["split"] != 4.0 {
-		t.Errorf("split again: %d %v", a.status, a.body)
+	if a := testcluster.Do(t, "POST", base+"/v1/counters/s/split", `{"n": 4}`, nil); a.Status != 200 || a.Body["split"] != 4.0 {
+		t.Errorf("split again: %d %v", a.Status, a.Body)
 	}
 	for _, body := range []string{`{"n": 2}`, `{"n": 1}`} {
-		if a := do(t, "POST", base+"/v1/counters/s/split", body, nil); a.status != 409 || errCode(a) != "split_shrink" {
-			t.Errorf("shrink %s: %d %v", body, a.status, a.body)
+		if a := testcluster.Do(t, "POST", base+"/v1/counters/s/split", body, nil); a.Status != 409 || testcluster.ErrCode(a) != "split_shrink" {
+			t.Errorf("shrink %s: %d %v", body, a.Status, a.Body)
 		}
 	}
-	a := do(t, "POST", base+"/v1/counters/s/incr", ``, nil)
-	if a.status != 200 || a.body["exact"] != false {
-		t.Errorf("incr of a split counter: %d %v", a.status, a.body)
+	a := testcluster.Do(t, "POST", base+"/v1/counters/s/incr", ``, nil)
+	if a.Status != 200 || a.Body["exact"] != false {
+		t.Errorf("incr of a split counter: %d %v", a.Status, a.Body)
 	}
 	for _, body := range []string{`{"min": 0}`, `{"max": 100}`, `{"ttl_ms": 1000}`} {
-		if a := do(t, "POST", base+"/v1/counters/s/incr", body, nil); a.status != 409 || errCode(a) != "counter_split" {
-			t.Errorf("incr %s of a split counter: %d %v", body, a.status, a.body)
+		if a := testcluster.Do(t, "POST", base+"/v1/counters/s/incr", body, nil); a.Status != 409 || testcluster.ErrCode(a) != "counter_split" {
+			t.Errorf("incr %s of a split counter: %d %v", body, a.Status, a.Body)
 		}
 	}
 	// Likes stay on the home shard and count in the total.
-	if a := do(t, "PUT", base+"/v1/counters/s/actors/u1", ``, nil); a.status != 200 || a.body["changed"] != true {
-		t.Errorf("like a split counter: %d %v", a.status, a.body)
+	if a := testcluster.Do(t, "PUT", base+"/v1/counters/s/actors/u1", ``, nil); a.Status != 200 || a.Body["changed"] != true {
+		t.Errorf("like a split counter: %d %v", a.Status, a.Body)
 	}
-	a = do(t, "POST", base+"/v1/batch", `{"ops":[{"name":"s","delta":5},{"name":"plain","delta":5},{"name":"s","delta":1,"max":3}]}`, nil)
-	res, _ := a.body["results"].([]any)
-	if a.status != 200 || len(res) != 3 {
-		t.Fatalf("batch: %d %v", a.status, a.body)
+	a = testcluster.Do(t, "POST", base+"/v1/batch", `{"ops":[{"name":"s","delta":5},{"name":"plain","delta":5},{"name":"s","delta":1,"max":3}]}`, nil)
+	res, _ := a.Body["results"].([]any)
+	if a.Status != 200 || len(res) != 3 {
+		t.Fatalf("batch: %d %v", a.Status, a.Body)
 	}
 	if r := res[0].(map[string]any); r["exact"] != false {
 		t.Errorf("batch op on a split counter: %v", r)
@@ -447,30 +445,30 @@ func TestSplitAPI(t *testing.T) {
 		t.Errorf("bounded batch op on a split counter: %v", r)
 	}
 	// 10 + 1 + 1 like + 5 = 17, through every node and both read paths.
-	for _, n := range tc.nodes {
+	for _, n := range tc.Nodes {
 		for _, q := range []string{"", "?consistency=stale"} {
 			if q != "" {
-				waitFor(t, "replicas caught up", 30*time.Second, func() bool {
-					return do(t, "GET", "http://"+n.HTTPAddr()+"/v1/counters/s"+q, "", nil).body["value"] == 17.0
+				testcluster.WaitFor(t, "replicas caught up", 30*time.Second, func() bool {
+					return testcluster.Do(t, "GET", "http://"+n.HTTPAddr()+"/v1/counters/s"+q, "", nil).Body["value"] == 17.0
 				})
 			}
-			a := do(t, "GET", "http://"+n.HTTPAddr()+"/v1/counters/s"+q, "", nil)
-			if a.status != 200 || a.body["value"] != 17.0 || a.body["split"] != 4.0 || len(a.body["shards"].([]any)) != 4 {
-				t.Errorf("get%s via %s: %d %v", q, n.cfg.ID, a.status, a.body)
+			a := testcluster.Do(t, "GET", "http://"+n.HTTPAddr()+"/v1/counters/s"+q, "", nil)
+			if a.Status != 200 || a.Body["value"] != 17.0 || a.Body["split"] != 4.0 || len(a.Body["shards"].([]any)) != 4 {
+				t.Errorf("get%s via %s: %d %v", q, n.ID(), a.Status, a.Body)
 			}
 		}
-		a := do(t, "GET", "http://"+n.HTTPAddr()+"/v1/counters?name=s&name=plain", "", nil)
-		cs, _ := a.body["counters"].([]any)
-		if a.status != 200 || len(cs) != 2 || cs[0].(map[string]any)["value"] != 17.0 || cs[1].(map[string]any)["value"] != 5.0 {
-			t.Errorf("multi-get via %s: %d %v", n.cfg.ID, a.status, a.body)
+		a := testcluster.Do(t, "GET", "http://"+n.HTTPAddr()+"/v1/counters?name=s&name=plain", "", nil)
+		cs, _ := a.Body["counters"].([]any)
+		if a.Status != 200 || len(cs) != 2 || cs[0].(map[string]any)["value"] != 17.0 || cs[1].(map[string]any)["value"] != 5.0 {
+			t.Errorf("multi-get via %s: %d %v", n.ID(), a.Status, a.Body)
 		}
 	}
 	// An expiring counter cannot be split.
-	do(t, "POST", base+"/v1/counters/window/incr", `{"ttl_ms": 60000}`, nil)
-	if a := do(t, "POST", base+"/v1/counters/window/split", `{"n": 2}`, nil); a.status != 409 || errCode(a) != "not_splittable" {
-		t.Errorf("split of an expiring counter: %d %v", a.status, a.body)
+	testcluster.Do(t, "POST", base+"/v1/counters/window/incr", `{"ttl_ms": 60000}`, nil)
+	if a := testcluster.Do(t, "POST", base+"/v1/counters/window/split", `{"n": 2}`, nil); a.Status != 409 || testcluster.ErrCode(a) != "not_splittable" {
+		t.Errorf("split of an expiring counter: %d %v", a.Status, a.Body)
 	}
-	if a := do(t, "GET", base+"/v1/hot", "", nil); a.status != 200 || a.body["auto_split"] != false {
-		t.Errorf("/v1/hot: %d %v", a.status, a.body)
+	if a := testcluster.Do(t, "GET", base+"/v1/hot", "", nil); a.Status != 200 || a.Body["auto_split"] != false {
+		t.Errorf("/v1/hot: %d %v", a.Status, a.Body)
 	}
 }

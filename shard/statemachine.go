@@ -66,14 +66,14 @@ func (s *stateMachine) ApplyBatch(logs []*raft.Log) []interface{} {
 		out[i] = applyResult{results: res}
 		for j := range e.Ops {
 			if e.Ops[j].Kind == fsm.OpSplitEnd && res[j].Code == fsm.OK {
-				splits = append(splits, fsm.Op{Name: e.Ops[j].Name, Delta: int64(res[j].Split)})
+				splits = append(splits, fsm.SplitEnd(e.Ops[j].Name, int(res[j].Split)))
 			}
 		}
 	}
 	s.mu.Unlock()
 	if s.onSplit != nil {
 		for _, op := range splits {
-			s.onSplit(op.Name, int(op.Delta))
+			s.onSplit(op.Name, int(op.SplitFactor()))
 		}
 	}
 	if n := len(logs); n > 0 {

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"tally/httpapi"
 	"tally/node"
 )
 
@@ -97,6 +98,7 @@ func run(args []string) int {
 		logger.Error("start failed", "err", err)
 		return 1
 	}
+	n.Serve(httpapi.NewServer(n))
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	s := <-sig

@@ -1,18 +1,20 @@
-package node
+package httpapi_test
 
 import (
 	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
+
+	"tally/internal/testcluster"
 )
 
 // TestBatch: one request with ops on several shards applies each op once,
 // answers in order with per-op results and errors, dedups retried keys,
 // and a malformed op rejects the whole batch without applying any.
 func TestBatch(t *testing.T) {
-	tc := startCluster(t, 1, 4)
-	base := "http://" + tc.nodes[0].HTTPAddr()
+	tc := testcluster.Start(t, 1, 4)
+	base := "http://" + tc.Nodes[0].HTTPAddr()
 	body := `{"ops":[
 		{"name":"a","delta":2,"idempotency_key":"k1"},
 		{"name":"b"},
@@ -21,11 +23,11 @@ func TestBatch(t *testing.T) {
 		{"name":"a","delta":2,"idempotency_key":"k1"},
 		{"name":"r","max":1,"ttl_ms":60000}
 	]}`
-	a := do(t, "POST", base+"/v1/batch", body, nil)
-	if a.status != 200 {
-		t.Fatalf("batch: %d %v", a.status, a.body)
+	a := testcluster.Do(t, "POST", base+"/v1/batch", body, nil)
+	if a.Status != 200 {
+		t.Fatalf("batch: %d %v", a.Status, a.Body)
 	}
-	res := a.body["results"].([]any)
+	res := a.Body["results"].([]any)
 	want := []string{`a=2`, `b=1`, `a=5`, `s:out_of_bounds`, `a=2`, `r=1`}
 	for i, w := range want {
 		r := res[i].(map[string]any)
@@ -42,8 +44,8 @@ func TestBatch(t *testing.T) {
 	if r := res[5].(map[string]any); r["expires_at"] == nil {
 		t.Errorf("ttl op answered no expires_at: %v", r)
 	}
-	if g := do(t, "GET", base+"/v1/counters/a", "", nil); g.body["value"] != 5.0 {
-		t.Fatalf("a = %v after the batch, want 5 (the retried key counted once)", g.body["value"])
+	if g := testcluster.Do(t, "GET", base+"/v1/counters/a", "", nil); g.Body["value"] != 5.0 {
+		t.Fatalf("a = %v after the batch, want 5 (the retried key counted once)", g.Body["value"])
 	}
 
 	// Malformed batches change nothing.
@@ -57,13 +59,13 @@ func TestBatch(t *testing.T) {
 		{`{"ops":[{"name":"a","extra":1}]}`, "bad_body"},
 		{many, "too_many_ops"},
 	} {
-		a := do(t, "POST", base+"/v1/batch", c.body, nil)
-		if a.status != 400 || errCode(a) != c.code {
-			b, _ := json.Marshal(a.body)
-			t.Errorf("%.60s: %d %s, want 400 %s", c.body, a.status, b, c.code)
+		a := testcluster.Do(t, "POST", base+"/v1/batch", c.body, nil)
+		if a.Status != 400 || testcluster.ErrCode(a) != c.code {
+			b, _ := json.Marshal(a.Body)
+			t.Errorf("%.60s: %d %s, want 400 %s", c.body, a.Status, b, c.code)
 		}
 	}
-	if g := do(t, "GET", base+"/v1/counters/a", "", nil); g.body["value"] != 5.0 {
-		t.Fatalf("a rejected batch changed a to %v", g.body["value"])
+	if g := testcluster.Do(t, "GET", base+"/v1/counters/a", "", nil); g.Body["value"] != 5.0 {
+		t.Fatalf("a rejected batch changed a to %v", g.Body["value"])
 	}
 }

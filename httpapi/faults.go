@@ -1,11 +1,10 @@
-package node
+package httpapi
 
 import (
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
-	"sort"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -20,13 +19,10 @@ import (
 // The fault switch cuts this node's cluster transport (raft and forwarding)
 // from the given peers in both directions, so a chaos test can isolate a
 // node without root. Gossip is left alone: it only routes.
-func (n *Node) faultRoutes(r chi.Router) {
-	if !n.cfg.EnableFaults {
-		return
-	}
-	r.Get("/v1/faults", n.handleFaultsGet)
-	r.Post("/v1/faults", n.handleFaultsPost)
-	r.Get("/v1/debug/shards", n.handleDebugShards)
+func (a *api) faultRoutes(r chi.Router) {
+	r.Get("/v1/faults", a.handleFaultsGet)
+	r.Post("/v1/faults", a.handleFaultsPost)
+	r.Get("/v1/debug/shards", a.handleDebugShards)
 }
 
 type faultsAnswer struct {
@@ -35,12 +31,12 @@ type faultsAnswer struct {
 	Blocked []string `json:"blocked"`
 }
 
-func (n *Node) faultsAnswer() faultsAnswer {
-	return faultsAnswer{Node: n.cfg.ID, Raft: n.RaftAddr(), Blocked: n.Faults().Blocked()}
+func (a *api) faultsAnswer() faultsAnswer {
+	return faultsAnswer{Node: a.core.ID(), Raft: a.core.RaftAddr(), Blocked: a.core.Faults().Blocked()}
 }
 
-func (n *Node) handleFaultsGet(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, n.faultsAnswer())
+func (a *api) handleFaultsGet(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.faultsAnswer())
 }
 
 // faultsRequest is one change; exactly one field is set.
@@ -50,7 +46,7 @@ type faultsRequest struct {
 	Heal    bool     `json:"heal"`
 }
 
-func (n *Node) handleFaultsPost(w http.ResponseWriter, r *http.Request) {
+func (a *api) handleFaultsPost(w http.ResponseWriter, r *http.Request) {
 	var req faultsRequest
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
 	dec.DisallowUnknownFields()
@@ -68,11 +64,11 @@ func (n *Node) handleFaultsPost(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_body", "give exactly one of block, unblock or heal:true", nil)
 		return
 	}
-	if err := checkPeers(append(req.Block, req.Unblock...), n.RaftAddr()); err != nil {
+	if err := checkPeers(append(req.Block, req.Unblock...), a.core.RaftAddr()); err != nil {
 		writeError(w, http.StatusBadRequest, "bad_peer", err.Error(), nil)
 		return
 	}
-	f := n.Faults()
+	f := a.core.Faults()
 	switch {
 	case req.Heal:
 		f.Heal()
@@ -81,7 +77,7 @@ func (n *Node) handleFaultsPost(w http.ResponseWriter, r *http.Request) {
 	default:
 		f.Unblock(req.Unblock...)
 	}
-	writeJSON(w, http.StatusOK, n.faultsAnswer())
+	writeJSON(w, http.StatusOK, a.faultsAnswer())
 }
 
 // checkPeers accepts host:port cluster addresses other than our own (a
@@ -116,19 +112,13 @@ type debugShard struct {
 	SnapshotIndex uint64 `json:"snapshot_index"`
 }
 
-func (n *Node) handleDebugShards(w http.ResponseWriter, r *http.Request) {
+func (a *api) handleDebugShards(w http.ResponseWriter, r *http.Request) {
 	ans := struct {
 		Node   string       `json:"node"`
 		Shards []debugShard `json:"shards"`
-	}{Node: n.cfg.ID, Shards: []debugShard{}}
-	for s := 0; s < n.shardCount(); s++ {
-		sh := n.shard(uint32(s))
-		if sh == nil {
-			continue
-		}
-		idx, digest, counters := sh.Digest()
-		ans.Shards = append(ans.Shards, debugShard{ID: uint32(s), Leader: sh.IsLeader(), AppliedIndex: idx, Digest: digest, Counters: counters, SnapshotIndex: sh.LastSnapshotIndex()})
+	}{Node: a.core.ID(), Shards: []debugShard{}}
+	for _, d := range a.core.ShardDigests() {
+		ans.Shards = append(ans.Shards, debugShard{ID: d.ID, Leader: d.Leader, AppliedIndex: d.AppliedIndex, Digest: d.Digest, Counters: d.Counters, SnapshotIndex: d.SnapshotIndex})
 	}
-	sort.Slice(ans.Shards, func(i, j int) bool { return ans.Shards[i].ID < ans.Shards[j].ID })
 	writeJSON(w, http.StatusOK, ans)
 }

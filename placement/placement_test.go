@@ -1,4 +1,4 @@
-package shard
+package placement
 
 import (
 	"fmt"
@@ -46,5 +46,34 @@ func TestPlace(t *testing.T) {
 	}
 	if one := Place([]string{"solo"}, 2, 3); len(one[0]) != 1 || one[1][0] != "solo" {
 		t.Fatalf("single node placement: %v", one)
+	}
+}
+
+func TestSubNames(t *testing.T) {
+	for _, tc := range []struct {
+		stored string
+		name   string
+		i      int
+	}{
+		{"views", "views", 0},
+		{"views/1", "views", 1},
+		{"views/63", "views", 63},
+		{"a/b/7", "a/b", 7},
+		{"views/0", "views/0", 0},   // index 0 is the counter itself, never a suffix
+		{"views/64", "views/64", 0}, // beyond MaxSplit
+		{"views/07", "views/07", 0}, // not canonical
+		{"views/x", "views/x", 0},
+		{"views/", "views/", 0},
+	} {
+		name, i := ParseSubName(tc.stored)
+		if name != tc.name || i != tc.i {
+			t.Errorf("ParseSubName(%q) = %q, %d; want %q, %d", tc.stored, name, i, tc.name, tc.i)
+		}
+		if tc.i > 0 && SubName(tc.name, tc.i) != tc.stored {
+			t.Errorf("SubName(%q, %d) = %q; want %q", tc.name, tc.i, SubName(tc.name, tc.i), tc.stored)
+		}
+	}
+	if SubName("views", 0) != "views" {
+		t.Errorf("SubName(views, 0) = %q", SubName("views", 0))
 	}
 }

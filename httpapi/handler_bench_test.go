@@ -1,4 +1,4 @@
-package node
+package httpapi_test
 
 import (
 	"bytes"
@@ -10,26 +10,28 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"tally/httpapi"
+	"tally/internal/testcluster"
+	"tally/node"
 )
 
 // benchNode starts a one-node cluster (8 shards, raft logs on disk as in
-// production) and waits until it serves.
-func benchNode(b *testing.B) *Node {
+// production) and waits until it serves; h is the API's handler, to drive
+// it without a network.
+func benchNode(b *testing.B) (n *node.Node, h http.Handler) {
 	b.Helper()
-	n, err := Start(Config{
+	n = testcluster.StartNode(b, node.Config{
 		ID: "n1", DataDir: b.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0",
 		BootstrapExpect: 1, Shards: 8, Logger: slog.New(slog.DiscardHandler), BalanceInterval: -1,
 	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(n.Kill)
+	h = httpapi.Handler(n)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		w := httptest.NewRecorder()
-		n.httpSrv.Handler.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 		if w.Code == http.StatusOK {
-			return n
+			return n, h
 		}
 		if time.Now().After(deadline) {
 			b.Fatalf("node not ready after 60s: %d %s", w.Code, w.Body)
@@ -71,8 +73,7 @@ func reportOpsPerEntry(b *testing.B, h http.Handler, ops0, entries0 float64) {
 // each request and recorder, about 10 allocations); "loopback" is a real
 // keep-alive client over 127.0.0.1.
 func BenchmarkHTTPIncr(b *testing.B) {
-	n := benchNode(b)
-	h := n.httpSrv.Handler
+	n, h := benchNode(b)
 	b.Run("handler", func(b *testing.B) {
 		o, e := entryOps(b, h)
 		defer func() { reportOpsPerEntry(b, h, o, e) }()
@@ -119,8 +120,7 @@ func BenchmarkHTTPIncr(b *testing.B) {
 // BenchmarkHTTPBatch: POST /v1/batch of 16 increments, one counter or 16
 // counters (spread over the shards), in-process; ns/op is per request.
 func BenchmarkHTTPBatch(b *testing.B) {
-	n := benchNode(b)
-	h := n.httpSrv.Handler
+	_, h := benchNode(b)
 	for _, spread := range []bool{false, true} {
 		ops := make([]string, 16)
 		for i := range ops {

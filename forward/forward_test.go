@@ -1,0 +1,134 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"reflect"
+	"testing"
+	"time"
+
+	"tally/fsm"
+	"tally/shard"
+)
+
+// fakeLocal answers each request type with values derived from the
+// request, so a test sees every field cross the wire both ways.
+type fakeLocal struct{}
+
+func (fakeLocal) Write(_ context.Context, req WriteRequest) (WriteResponse, error) {
+	if req.Shard == 9 {
+		return WriteResponse{}, &shard.NotLeaderError{LeaderID: "n2", LeaderAddr: "127.0.0.1:9"}
+	}
+	out := make([]fsm.Result, len(req.Ops))
+	for i, op := range req.Ops {
+		out[i] = fsm.Result{Value: op.Delta * 10, Code: fsm.ErrOutOfBounds, Changed: true, ExpiresAt: -5, Split: uint16(req.Shard)}
+	}
+	return WriteResponse{Results: out}, nil
+}
+
+func (fakeLocal) Read(_ context.Context, req ReadRequest) (ReadResponse, error) {
+	if req.Shard == 9 {
+		return ReadResponse{}, ErrNoShard
+	}
+	out := make([]shard.Lookup, len(req.Names))
+	for i, n := range req.Names {
+		out[i] = shard.Lookup{Value: int64(len(n)), ExpiresAt: int64(i), Split: int(req.Shard)}
+		if req.Linearizable {
+			out[i].Value = -out[i].Value
+		}
+	}
+	return ReadResponse{Values: out}, nil
+}
+
+func (fakeLocal) Member(_ context.Context, req MemberRequest) (MemberResponse, error) {
+	return MemberResponse{Member: req.Name == "likes" && req.Actor == "ann" && req.Linearizable}, nil
+}
+
+func (fakeLocal) Split(_ context.Context, req SplitRequest) (SplitResponse, error) {
+	if req.Shard == 9 {
+		return SplitResponse{}, errors.New("boom")
+	}
+	return SplitResponse{Factor: req.Factor + len(req.Name), Code: fsm.ErrSplitShrink}, nil
+}
+
+func startPair(t *testing.T) (*Client, string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	go Serve(l, fakeLocal{}, log)
+	c := NewClient(func(addr string, timeout time.Duration) (net.Conn, error) {
+		return net.DialTimeout("tcp", addr, timeout)
+	}, log)
+	t.Cleanup(func() { c.Close(); l.Close() })
+	return c, l.Addr().String()
+}
+
+func TestEveryMessageRoundTrips(t *testing.T) {
+	c, addr := startPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	w, err := c.Write(ctx, addr, WriteRequest{Shard: 3, Ops: []fsm.Op{{Kind: fsm.OpAdd, Name: "a", Delta: 2}, {Kind: fsm.OpAdd, Name: "b", Delta: -1}}})
+	want := []fsm.Result{
+		{Value: 20, Code: fsm.ErrOutOfBounds, Changed: true, ExpiresAt: -5, Split: 3},
+		{Value: -10, Code: fsm.ErrOutOfBounds, Changed: true, ExpiresAt: -5, Split: 3},
+	}
+	if err != nil || !reflect.DeepEqual(w.Results, want) {
+		t.Fatalf("write: %+v, %v; want %+v", w.Results, err, want)
+	}
+	r, err := c.Read(ctx, addr, ReadRequest{Shard: 4, Names: []string{"x", "yyy"}, Linearizable: true})
+	if wantL := []shard.Lookup{{Value: -1, ExpiresAt: 0, Split: 4}, {Value: -3, ExpiresAt: 1, Split: 4}}; err != nil || !reflect.DeepEqual(r.Values, wantL) {
+		t.Fatalf("read: %+v, %v; want %+v", r.Values, err, wantL)
+	}
+	m, err := c.Member(ctx, addr, MemberRequest{Shard: 1, Name: "likes", Actor: "ann", Linearizable: true})
+	if err != nil || !m.Member {
+		t.Fatalf("member: %+v, %v", m, err)
+	}
+	if m, err := c.Member(ctx, addr, MemberRequest{Shard: 1, Name: "likes", Actor: "bob", Linearizable: true}); err != nil || m.Member {
+		t.Fatalf("member of another actor: %+v, %v", m, err)
+	}
+	s, err := c.Split(ctx, addr, SplitRequest{Shard: 2, Name: "hot", Factor: 4})
+	if err != nil || s.Factor != 7 || s.Code != fsm.ErrSplitShrink {
+		t.Fatalf("split: %+v, %v", s, err)
+	}
+}
+
+func TestErrorsKeepTheirMeaning(t *testing.T) {
+	c, addr := startPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := c.Write(ctx, addr, WriteRequest{Shard: 9, Ops: []fsm.Op{{Kind: fsm.OpAdd, Name: "a", Delta: 1}}})
+	if nl, ok := shard.IsNotLeader(err); !ok || nl.LeaderID != "n2" || nl.LeaderAddr != "127.0.0.1:9" {
+		t.Fatalf("not leader came back as %v", err)
+	}
+	if _, err := c.Read(ctx, addr, ReadRequest{Shard: 9}); !errors.Is(err, shard.ErrUnavailable) {
+		t.Fatalf("no shard came back as %v, want unavailable", err)
+	}
+	if _, err := c.Split(ctx, addr, SplitRequest{Shard: 9, Name: "x", Factor: 2}); err == nil || errors.Is(err, shard.ErrUnavailable) || errors.Is(err, shard.ErrOutcomeUnknown) {
+		t.Fatalf("a failed request came back as %v", err)
+	}
+}
+
+func TestUnreachablePeerIsNotSent(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	c := NewClient(func(addr string, timeout time.Duration) (net.Conn, error) {
+		return net.DialTimeout("tcp", addr, timeout)
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Write(ctx, addr, WriteRequest{Shard: 1}); !errors.Is(err, ErrNotSent) {
+		t.Fatalf("write to a closed port: %v, want ErrNotSent", err)
+	}
+}

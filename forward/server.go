@@ -1,0 +1,182 @@
+package forward
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"tally/shard"
+)
+
+// Local serves requests forwarded to this node, on its own replicas. It
+// must not forward them again: a node that is not the leader answers
+// *shard.NotLeaderError with its hint, and the sender retries. A node
+// without a replica of the shard answers ErrNoShard.
+type Local interface {
+	Write(ctx context.Context, req WriteRequest) (WriteResponse, error)
+	Read(ctx context.Context, req ReadRequest) (ReadResponse, error)
+	Member(ctx context.Context, req MemberRequest) (MemberResponse, error)
+	Split(ctx context.Context, req SplitRequest) (SplitResponse, error)
+}
+
+// Serve answers forwarded requests on every connection l accepts, until l
+// is closed.
+func Serve(l net.Listener, h Local, log *slog.Logger) {
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go serveConn(conn, h, log)
+	}
+}
+
+// answer is one response waiting to be written, under its request's id.
+type answer struct {
+	id   uint64
+	resp response
+	err  error
+}
+
+func serveConn(conn net.Conn, h Local, log *slog.Logger) {
+	defer conn.Close()
+	out := make(chan answer, 4096)
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		writeAnswers(conn, out, quit)
+	}()
+	r := bufio.NewReaderSize(conn, 64<<10)
+	var buf []byte
+	for {
+		var err error
+		buf, err = readFrame(r, buf)
+		if err != nil {
+			break
+		}
+		d := dec{B: buf}
+		if d.U8() != frameRequests {
+			log.Debug("forward: bad frame type")
+			break
+		}
+		n := d.Count()
+		bad := false
+		for i := 0; i < n; i++ {
+			id := d.Uv()
+			kind := d.U8()
+			sh := uint32(d.Uv())
+			// The sender's remaining patience: work it will no longer wait
+			// for (and already reported as unknown) is not started late.
+			budget := min(time.Duration(d.Uv())*time.Millisecond, maxBudget)
+			req := decodeRequest(&d, kind, sh)
+			if d.Err != nil {
+				bad = true
+				break
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), budget)
+				defer cancel()
+				resp, err := dispatch(ctx, h, req)
+				select {
+				case out <- answer{id: id, resp: resp, err: err}:
+				case <-quit:
+				}
+			}()
+		}
+		if bad {
+			log.Debug("forward: malformed request frame")
+			break
+		}
+	}
+	close(quit)
+	conn.Close()
+	wg.Wait()
+	<-writerDone
+}
+
+// dispatch hands req to the Local method of its type.
+func dispatch(ctx context.Context, h Local, req request) (response, error) {
+	switch req := req.(type) {
+	case *WriteRequest:
+		resp, err := h.Write(ctx, *req)
+		return &resp, err
+	case *ReadRequest:
+		resp, err := h.Read(ctx, *req)
+		return &resp, err
+	case *MemberRequest:
+		resp, err := h.Member(ctx, *req)
+		return &resp, err
+	case *SplitRequest:
+		resp, err := h.Split(ctx, *req)
+		return &resp, err
+	}
+	return nil, errors.New("forward: unknown request type")
+}
+
+func writeAnswers(conn net.Conn, out <-chan answer, quit <-chan struct{}) {
+	w := bufio.NewWriterSize(conn, 64<<10)
+	var e enc
+	var batch []answer
+	for {
+		batch = batch[:0]
+		select {
+		case a := <-out:
+			batch = append(batch, a)
+		case <-quit:
+			return
+		}
+	drain:
+		for len(batch) < 1024 {
+			select {
+			case a := <-out:
+				batch = append(batch, a)
+			default:
+				break drain
+			}
+		}
+		startFrame(&e, frameResponses, len(batch))
+		for _, a := range batch {
+			e.Uv(a.id)
+			encodeAnswer(&e, a)
+		}
+		if _, err := w.Write(finishFrame(&e)); err != nil {
+			conn.Close() // unblocks the reader, which then ends the connection
+			return
+		}
+		if err := w.Flush(); err != nil {
+			conn.Close()
+			return
+		}
+	}
+}
+
+func encodeAnswer(e *enc, a answer) {
+	if a.err != nil {
+		if nl, ok := shard.IsNotLeader(a.err); ok {
+			e.U8(statusNotLeader)
+			e.Str(nl.LeaderID)
+			e.Str(nl.LeaderAddr)
+			return
+		}
+		switch {
+		case errors.Is(a.err, shard.ErrOutcomeUnknown):
+			e.U8(statusUnknown)
+		case errors.Is(a.err, shard.ErrUnavailable), errors.Is(a.err, shard.ErrClosed), errors.Is(a.err, ErrNoShard):
+			e.U8(statusUnavailable)
+		default:
+			e.U8(statusError)
+		}
+		e.Str(a.err.Error())
+		return
+	}
+	e.U8(statusOK)
+	a.resp.encode(e)
+}

@@ -1,0 +1,57 @@
+package httpapi
+
+import (
+	"net/http"
+)
+
+type memberAnswer struct {
+	ID    string `json:"id"`
+	HTTP  string `json:"http"`
+	State string `json:"state"`
+}
+
+type shardAnswer struct {
+	ID           uint32   `json:"id"`
+	Leader       string   `json:"leader"`
+	Replicas     []string `json:"replicas"`
+	AppliedIndex *uint64  `json:"applied_index,omitempty"`
+}
+
+func (a *api) handleCluster(w http.ResponseWriter, r *http.Request) {
+	st := a.core.ClusterStatus()
+	ans := struct {
+		Node    string         `json:"node"`
+		Members []memberAnswer `json:"members"`
+		Shards  []shardAnswer  `json:"shards"`
+	}{Node: st.Node, Members: []memberAnswer{}, Shards: []shardAnswer{}}
+	for _, m := range st.Members {
+		ans.Members = append(ans.Members, memberAnswer{ID: m.ID, HTTP: m.HTTP, State: m.State})
+	}
+	for _, s := range st.Shards {
+		sa := shardAnswer{ID: s.ID, Leader: s.Leader, Replicas: s.Replicas}
+		if s.HasAppliedIndex {
+			idx := s.AppliedIndex
+			sa.AppliedIndex = &idx
+		}
+		ans.Shards = append(ans.Shards, sa)
+	}
+	writeJSON(w, http.StatusOK, ans)
+}
+
+func (a *api) handleReady(w http.ResponseWriter, r *http.Request) {
+	if err := a.core.FormationError(); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "not_ready", "cluster formation failed: "+err.Error(), nil)
+		return
+	}
+	if !a.core.Ready() {
+		writeError(w, http.StatusServiceUnavailable, "not_ready", "not every shard replica on this node has a leader yet", nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// handleHot shows the write rates this node's shard leaders see and the
+// splits it ran.
+func (a *api) handleHot(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.core.HotReport())
+}

@@ -1,0 +1,157 @@
+// Package httpapi is tally's HTTP API (DESIGN.md's table): chi routes,
+// JSON in and out, and the mapping of the core's errors to HTTP statuses.
+// It holds no cluster logic: every handler parses its request, calls one
+// typed operation of the node's core and renders the answer.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"tally/node"
+	"tally/transport"
+)
+
+// Core is what the HTTP API needs of a node (*node.Node is one).
+type Core interface {
+	ID() string
+	RaftAddr() string
+	Config() node.Config
+	Formed() bool
+	FormationError() error
+	Ready() bool
+	ShardCount() int
+
+	Add(ctx context.Context, req node.AddRequest) (node.AddResult, error)
+	AddBatch(ctx context.Context, reqs []node.AddRequest) ([]node.AddOutcome, error)
+	Read(ctx context.Context, req node.ReadRequest) (node.ReadResult, error)
+	ReadMany(ctx context.Context, names []string, c node.Consistency) ([]node.ReadResult, error)
+	Like(ctx context.Context, req node.ActorRequest) (node.ActorResult, error)
+	Unlike(ctx context.Context, req node.ActorRequest) (node.ActorResult, error)
+	IsMember(ctx context.Context, req node.MemberRequest) (bool, error)
+	Split(ctx context.Context, req node.SplitRequest) (node.SplitResult, error)
+
+	ClusterStatus() node.ClusterStatus
+	HotReport() node.HotReport
+	ShardDigests() []node.ShardDigest
+	Metrics() *prometheus.Registry
+	Faults() *transport.Faults // nil unless the node runs with --enable-faults
+}
+
+var _ Core = (*node.Node)(nil)
+
+// NewServer returns an HTTP server for core, ready to be a node's
+// Frontend (node.Serve).
+func NewServer(core Core) *http.Server {
+	return &http.Server{Handler: Handler(core), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+}
+
+type api struct {
+	core     Core
+	requests *prometheus.CounterVec
+}
+
+// Handler returns the API's router over core. It registers the request
+// metrics on the core's registry (once per registry).
+func Handler(core Core) http.Handler {
+	a := &api{core: core, requests: requestsMetric(core.Metrics())}
+	cfg := core.Config()
+	r := chi.NewRouter()
+	r.Use(a.countRequests)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.Method+" "+r.URL.Path, nil)
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path, nil)
+	})
+	// Counter routes need the cluster's shard count, known once formed.
+	r.Group(func(r chi.Router) {
+		r.Use(a.requireFormed)
+		a.counterRoutes(r)
+	})
+	r.Get("/v1/cluster", a.handleCluster)
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.Get("/readyz", a.handleReady)
+	r.Handle("/metrics", promhttp.HandlerFor(core.Metrics(), promhttp.HandlerOpts{}))
+	if cfg.EnableFaults {
+		a.faultRoutes(r)
+	}
+	if cfg.Pprof {
+		r.Mount("/debug", middleware.Profiler())
+	}
+	return r
+}
+
+func (a *api) counterRoutes(r chi.Router) {
+	r.Post("/v1/counters/{name}/incr", a.handleAdd(1))
+	r.Post("/v1/counters/{name}/decr", a.handleAdd(-1))
+	r.Get("/v1/counters/{name}", a.handleGet)
+	r.Put("/v1/counters/{name}/actors/{actor}", a.handleActor(a.core.Like))
+	r.Delete("/v1/counters/{name}/actors/{actor}", a.handleActor(a.core.Unlike))
+	r.Get("/v1/counters/{name}/actors/{actor}", a.handleMember)
+	r.Get("/v1/counters", a.handleMultiGet)
+	r.Post("/v1/batch", a.handleBatch)
+	r.Post("/v1/counters/{name}/split", a.handleSplit)
+	r.Get("/v1/hot", a.handleHot)
+}
+
+// requireFormed answers 503 until the node has joined a formed cluster:
+// before that it does not know the shard count, so it cannot place a
+// counter on its shard.
+func (a *api) requireFormed(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.core.Formed() {
+			writeError(w, http.StatusServiceUnavailable, "unavailable", "this node has not joined a formed cluster yet; nothing was applied", nil)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func requestsMetric(reg *prometheus.Registry) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tally_http_requests_total", Help: "HTTP requests by route and status code.",
+	}, []string{"route", "code"})
+	if err := reg.Register(c); err != nil {
+		var dup prometheus.AlreadyRegisteredError
+		if errors.As(err, &dup) {
+			if old, ok := dup.ExistingCollector.(*prometheus.CounterVec); ok {
+				return old
+			}
+		}
+		panic(err) // a programming error: another metric of that name
+	}
+	return c
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (a *api) countRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		route := chi.RouteContext(r.Context()).RoutePattern()
+		if route == "" {
+			route = "unmatched"
+		}
+		a.requests.WithLabelValues(route, strconv.Itoa(sw.status)).Inc()
+	})
+}

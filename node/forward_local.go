@@ -1,0 +1,31 @@
+package node
+
+import (
+	"context"
+
+	"tally/forward"
+)
+
+// forwardLocal is the node as forward.Serve sees it: it serves requests
+// other nodes forwarded here on this node's own replicas.
+type forwardLocal struct{ n *Node }
+
+func (l forwardLocal) Write(ctx context.Context, req forward.WriteRequest) (forward.WriteResponse, error) {
+	res, err := l.n.localWrite(ctx, req.Shard, req.Ops)
+	return forward.WriteResponse{Results: res}, err
+}
+
+func (l forwardLocal) Read(ctx context.Context, req forward.ReadRequest) (forward.ReadResponse, error) {
+	vals, err := l.n.localRead(ctx, req.Shard, req.Names, req.Linearizable)
+	return forward.ReadResponse{Values: vals}, err
+}
+
+func (l forwardLocal) Member(ctx context.Context, req forward.MemberRequest) (forward.MemberResponse, error) {
+	ok, err := l.n.localMember(ctx, req.Shard, req.Name, req.Actor, req.Linearizable)
+	return forward.MemberResponse{Member: ok}, err
+}
+
+func (l forwardLocal) Split(ctx context.Context, req forward.SplitRequest) (forward.SplitResponse, error) {
+	got, code, err := l.n.localSplit(ctx, req.Shard, req.Name, req.Factor)
+	return forward.SplitResponse{Factor: got, Code: code}, err
+}

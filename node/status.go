@@ -1,0 +1,104 @@
+package node
+
+import "sort"
+
+// What a node tells about itself and the cluster, for frontends to serve.
+
+// Formed reports whether this node has joined a formed cluster; before
+// that, every counter operation fails with CodeUnavailable.
+func (n *Node) Formed() bool { return n.formed.Load() }
+
+// FormationError is why cluster formation failed, or nil.
+func (n *Node) FormationError() error {
+	err, _ := n.formErr.Load().(error)
+	return err
+}
+
+// ShardCount is the cluster's shard count (the configured one until the
+// cluster has formed).
+func (n *Node) ShardCount() int { return n.shardCount() }
+
+// Config is the node's configuration, defaults filled in.
+func (n *Node) Config() Config { return n.cfg }
+
+// MemberStatus is one gossip member as this node sees it.
+type MemberStatus struct {
+	ID    string
+	HTTP  string
+	State string // alive, suspect, dead, left
+}
+
+// ShardStatus is one shard as this node sees it.
+type ShardStatus struct {
+	ID       uint32
+	Leader   string   // node id, "" if none is known
+	Replicas []string // node ids, sorted
+	// AppliedIndex is the local replica's, when this node hosts one.
+	AppliedIndex    uint64
+	HasAppliedIndex bool
+}
+
+// ClusterStatus is the cluster as this node sees it.
+type ClusterStatus struct {
+	Node    string
+	Members []MemberStatus
+	Shards  []ShardStatus
+}
+
+// ClusterStatus reports the members and, per shard, its leader and
+// replicas: from the local replica's configuration when this node hosts
+// one, from gossip otherwise.
+func (n *Node) ClusterStatus() ClusterStatus {
+	members := n.ms.snapshot()
+	st := ClusterStatus{Node: n.cfg.ID, Members: []MemberStatus{}, Shards: []ShardStatus{}}
+	for _, m := range members {
+		st.Members = append(st.Members, MemberStatus{ID: m.ID, HTTP: m.HTTP, State: m.State})
+	}
+	for s := 0; s < n.shardCount(); s++ {
+		id := uint32(s)
+		ss := ShardStatus{ID: id, Replicas: []string{}}
+		ss.Leader, _ = n.leaderOf(id)
+		if sh := n.shard(id); sh != nil {
+			ss.AppliedIndex, ss.HasAppliedIndex = sh.AppliedIndex(), true
+			if voters, err := sh.Voters(); err == nil {
+				for v := range voters {
+					ss.Replicas = append(ss.Replicas, v)
+				}
+			}
+		} else {
+			for _, m := range members {
+				for _, h := range m.Hosted {
+					if h == id {
+						ss.Replicas = append(ss.Replicas, m.ID)
+					}
+				}
+			}
+		}
+		sort.Strings(ss.Replicas)
+		st.Shards = append(st.Shards, ss)
+	}
+	return st
+}
+
+// ShardDigest is one local replica's applied state, for comparing
+// replicas (the chaos checks do).
+type ShardDigest struct {
+	ID           uint32
+	Leader       bool
+	AppliedIndex uint64
+	Digest       string
+	Counters     int
+	// SnapshotIndex is the replica's latest snapshot: a replica that has
+	// applied less than it minus the trailing logs needs a snapshot install.
+	SnapshotIndex uint64
+}
+
+// ShardDigests lists this node's replicas by shard id.
+func (n *Node) ShardDigests() []ShardDigest {
+	out := []ShardDigest{}
+	for _, sh := range n.hostedShards() {
+		idx, digest, counters := sh.Digest()
+		out = append(out, ShardDigest{ID: sh.ID(), Leader: sh.IsLeader(), AppliedIndex: idx, Digest: digest, Counters: counters, SnapshotIndex: sh.LastSnapshotIndex()})
+	}
+	return out
+}
