@@ -46,8 +46,8 @@ func newMetrics(n *Node) *metrics {
 		}
 		return float64(k)
 	})
-	// The shared raft log's work: fsyncs per increment is 2 × commits over
-	// the increments, summed over the nodes.
+	// The shared raft log's work: fsyncs per increment is syncs over the
+	// increments, summed over the nodes.
 	logStat := func(name, help string, pick func(raftstore.Stats) uint64) prometheus.CounterFunc {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 {
 			n.mu.RLock()
@@ -60,8 +60,10 @@ func newMetrics(n *Node) *metrics {
 		})
 	}
 	m.reg.MustRegister(
-		logStat("tally_log_commits_total", "Commits of the node's raft log store (bolt; two fdatasyncs each).",
+		logStat("tally_log_commits_total", "Synced commits of the node's raft log store (appends, term and vote writes).",
 			func(s raftstore.Stats) uint64 { return s.Commits }),
+		logStat("tally_log_syncs_total", "fdatasyncs the node's raft log store issued.",
+			func(s raftstore.Stats) uint64 { return s.Syncs }),
 		logStat("tally_log_appends_total", "Raft log appends (one per shard replica write) the commits carried.",
 			func(s raftstore.Stats) uint64 { return s.Appends }),
 		logStat("tally_log_entries_total", "Raft log entries the commits carried.",

@@ -41,6 +41,7 @@ type Config struct {
 	EnableFaults    bool
 	Pprof           bool // serve /debug/pprof on the HTTP address
 	DedupTTL        time.Duration
+	LogStore        string // the raft log's storage kind (raftstore.KindPebble, KindBolt); "" = the default
 	Logger          *slog.Logger
 
 	// Tuning, mostly for tests; zero means the default.
@@ -276,7 +277,7 @@ func (n *Node) openShards(state *clusterState) error {
 	n.nshards = state.Shards
 	n.mu.Unlock()
 	if n.logs == nil {
-		logs, err := raftstore.Open(filepath.Join(n.cfg.DataDir, "raft.db"))
+		logs, err := raftstore.OpenDir(n.cfg.DataDir, n.cfg.LogStore)
 		if err != nil {
 			return fmt.Errorf("open raft log store: %w", err)
 		}

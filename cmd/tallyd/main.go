@@ -19,6 +19,7 @@ import (
 
 	"tally/httpapi"
 	"tally/node"
+	"tally/raftstore"
 )
 
 func main() {
@@ -46,6 +47,7 @@ func run(args []string) int {
 		splitRate = fs.Float64("split-threshold", 2000, "writes per second on one counter that make it hot")
 		splitFor  = fs.Duration("split-sustain", 5*time.Second, "how long a counter must stay hot before it is split")
 		splitTo   = fs.Int("split-to", 0, "split factor for hot counters (0: min(shards, 2 x nodes))")
+		logStore  = fs.String("log-store", raftstore.KindDefault, "raft log storage: pebble (one store for every shard, one fsync per round) or bolt (raft-boltdb, raft.db)")
 	)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: tallyd [flags]   (each flag also as env TALLY_<FLAG>, e.g. TALLY_DATA_DIR)")
@@ -86,6 +88,7 @@ func run(args []string) int {
 		SplitThreshold:    *splitRate,
 		SplitSustain:      *splitFor,
 		SplitTo:           *splitTo,
+		LogStore:          *logStore,
 		Logger:            logger,
 	}
 	for _, a := range strings.Split(*join, ",") {
