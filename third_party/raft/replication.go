@@ -518,7 +518,9 @@ func (r *Raft) pipelineSend(s *followerReplication, p AppendPipeline, nextIdx *u
 
 	// Pipeline the append entries
 	if _, err := p.AppendEntries(req, new(AppendEntriesResponse)); err != nil {
-		r.logger.Error("failed to pipeline appendEntries", "peer", s.peer, "error", err)
+		if err != ErrPipelineShutdown {
+			r.logger.Error("failed to pipeline appendEntries", "peer", s.peer, "error", err)
+		}
 		return true
 	}
 
@@ -547,6 +549,7 @@ func (r *Raft) pipelineDecode(s *followerReplication, p AppendPipeline, stopCh, 
 			// Check for a newer term, stop running
 			if resp.Term > req.Term {
 				r.handleStaleTerm(s)
+				p.Close()
 				return
 			}
 
@@ -555,6 +558,13 @@ func (r *Raft) pipelineDecode(s *followerReplication, p AppendPipeline, stopCh, 
 
 			// Abort pipeline if not successful
 			if !resp.Success {
+				// Once this decoder returns nobody reads the pipeline's
+				// responses, so the transport stops taking requests and a
+				// send in pipelineReplicate would wait forever. Closing
+				// the pipeline fails that send, which ends
+				// pipelineReplicate, and replicate falls back to
+				// replicateTo to find the follower's last matching entry.
+				p.Close()
 				return
 			}
 
