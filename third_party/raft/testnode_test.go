@@ -27,8 +27,11 @@ type faultyLogStore struct {
 	lastFail  atomic.Uint64
 	holdMu    sync.Mutex
 	hold      chan struct{} // non-nil: StoreLogs waits for it to close
+	holdOnce  bool          // only the next StoreLogs waits for hold
 	holding   chan struct{} // receives once per StoreLogs parked on hold
 	storedMax atomic.Uint64 // highest index a StoreLogs wrote
+
+	deletedAhead atomic.Uint64 // a DeleteRange end past the last stored index
 }
 
 func newFaultyLogStore() *faultyLogStore {
@@ -37,10 +40,17 @@ func newFaultyLogStore() *faultyLogStore {
 
 // Hold makes every later StoreLogs wait until the returned function is
 // called.
-func (s *faultyLogStore) Hold() (release func()) {
+func (s *faultyLogStore) Hold() (release func()) { return s.hold1(false) }
+
+// HoldNext makes only the next StoreLogs wait until the returned function
+// is called.
+func (s *faultyLogStore) HoldNext() (release func()) { return s.hold1(true) }
+
+func (s *faultyLogStore) hold1(next bool) (release func()) {
 	ch := make(chan struct{})
 	s.holdMu.Lock()
 	s.hold = ch
+	s.holdOnce = next
 	s.holdMu.Unlock()
 	var once sync.Once
 	return func() {
@@ -57,9 +67,23 @@ func (s *faultyLogStore) Hold() (release func()) {
 
 func (s *faultyLogStore) StoreLog(l *Log) error { return s.StoreLogs([]*Log{l}) }
 
+// DeleteRange records a deletion that reaches past the last stored entry:
+// it deletes entries whose write has not happened yet, and a log store
+// that keeps its entries contiguous (tally's raftstore) may then refuse
+// or misplace that write.
+func (s *faultyLogStore) DeleteRange(min, max uint64) error {
+	if last, err := s.LogStore.LastIndex(); err == nil && max > last {
+		s.deletedAhead.Store(max)
+	}
+	return s.LogStore.DeleteRange(min, max)
+}
+
 func (s *faultyLogStore) StoreLogs(logs []*Log) error {
 	s.holdMu.Lock()
 	hold := s.hold
+	if s.holdOnce {
+		s.hold = nil
+	}
 	s.holdMu.Unlock()
 	if hold != nil {
 		select {
