@@ -94,6 +94,7 @@ type leaderState struct {
 	replState                    map[ServerID]*followerReplication
 	notify                       map[*verifyFuture]struct{}
 	stepDown                     chan struct{}
+	logWriter                    *leaderLogWriter // the leader's own log writes
 }
 
 // setLeader is used to modify the current leader Address and ID of the cluster
@@ -461,6 +462,7 @@ func (r *Raft) setupLeaderState() {
 	r.leaderState.replState = make(map[ServerID]*followerReplication)
 	r.leaderState.notify = make(map[*verifyFuture]struct{})
 	r.leaderState.stepDown = make(chan struct{}, 1)
+	r.leaderState.logWriter = newLeaderLogWriter(r.logs)
 }
 
 // runLeader runs the main loop while in leader state. Do the setup here and drop into
@@ -493,6 +495,8 @@ func (r *Raft) runLeader() {
 	// setup leader state. This is only supposed to be accessed within the
 	// leaderloop.
 	r.setupLeaderState()
+	logWriter := r.leaderState.logWriter
+	r.goFunc(logWriter.run)
 
 	// Run a background go-routine to emit metrics on log age
 	stopCh := make(chan struct{})
@@ -514,6 +518,14 @@ func (r *Raft) runLeader() {
 			close(p.stopCh)
 		}
 
+		// Finish the leader's own log writes before this server acts as a
+		// follower (which writes the log itself). After a failed write our
+		// log ends where the store's does, not at what was dispatched.
+		logWriter.stop()
+		if logWriter.unwritten() {
+			r.setLastLogFromStore()
+		}
+
 		// Respond to all inflight operations
 		for e := r.leaderState.inflight.Front(); e != nil; e = e.Next() {
 			e.Value.(*logFuture).respond(ErrLeadershipLost)
@@ -531,6 +543,7 @@ func (r *Raft) runLeader() {
 		r.leaderState.replState = nil
 		r.leaderState.notify = nil
 		r.leaderState.stepDown = nil
+		r.leaderState.logWriter = nil
 
 		// If we are stepping down for some reason, no known leader.
 		// We may have stepped down due to an RPC call, which would
@@ -597,6 +610,7 @@ func (r *Raft) startStopReplication() {
 			s = &followerReplication{
 				peer:                server,
 				commitment:          r.leaderState.commitment,
+				leaderLogs:          r.leaderState.logWriter,
 				stopCh:              make(chan uint64, 1),
 				triggerCh:           make(chan struct{}, 1),
 				triggerDeferErrorCh: make(chan *deferError, 1),
@@ -682,6 +696,7 @@ func (r *Raft) leaderLoop() {
 		select {
 		case rpc := <-r.rpcCh:
 			r.mainThreadSaturation.working()
+			r.finishLogWritesBeforeRPC(rpc)
 			r.processRPC(rpc)
 
 		case <-r.leaderState.stepDown:
@@ -782,6 +797,18 @@ func (r *Raft) leaderLoop() {
 			r.setLeadershipTransferInProgress(true)
 			go r.leadershipTransfer(*id, *address, state, stopCh, doneCh)
 
+		case <-r.leaderState.logWriter.doneCh:
+			r.mainThreadSaturation.working()
+			// The leader counts itself toward the quorum only for entries
+			// its own store has written.
+			durable, err := r.leaderState.logWriter.durable()
+			if err != nil {
+				r.logger.Error("failed to commit logs", "error", err)
+				r.setState(Follower)
+				continue
+			}
+			r.leaderState.commitment.match(r.localID, durable)
+
 		case <-r.leaderState.commitCh:
 			r.mainThreadSaturation.working()
 			// Process the newly committed entries
@@ -874,6 +901,12 @@ func (r *Raft) leaderLoop() {
 			if r.getLeadershipTransferInProgress() {
 				r.logger.Debug(ErrLeadershipTransferInProgress.Error())
 				future.respond(ErrLeadershipTransferInProgress)
+				continue
+			}
+			// The restore burns an index after our last one; the entries
+			// before it must be in the store first.
+			if err := r.leaderState.logWriter.flush(); err != nil {
+				future.respond(err)
 				continue
 			}
 			err := r.restoreUserSnapshot(future.meta, future.reader)
@@ -1262,18 +1295,12 @@ func (r *Raft) dispatchLogs(applyLogs []*logFuture) {
 		r.leaderState.inflight.PushBack(applyLog)
 	}
 
-	// Write the log entry locally
-	if err := r.logs.StoreLogs(logs); err != nil {
-		r.logger.Error("failed to commit logs", "error", err)
-		for _, applyLog := range applyLogs {
-			applyLog.respond(err)
-		}
-		r.setState(Follower)
-		return
-	}
-	r.leaderState.commitment.match(r.localID, lastIndex)
+	// Write the log entries locally in the background; replication reads
+	// them from the writer until they are stored, and the leader counts
+	// itself toward the quorum when the write returns (leaderLoop).
+	r.leaderState.logWriter.stage(logs)
 
-	// Update the last log since it's on disk now
+	// Update the last log: replication sends up to it
 	r.setLastLog(lastIndex, term)
 
 	// Notify the replicators of the new log
@@ -2241,5 +2268,41 @@ func (r *Raft) getLatestConfiguration() Configuration {
 		return c
 	default:
 		return Configuration{}
+	}
+}
+
+// setLastLogFromStore sets the last log index and term from what the log
+// store holds (or the last snapshot when the store has nothing after it).
+// It runs after a leader's log write failed, when entries it dispatched
+// were never written.
+func (r *Raft) setLastLogFromStore() {
+	snapIndex, snapTerm := r.getLastSnapshot()
+	index, err := r.logs.LastIndex()
+	if err != nil {
+		r.logger.Error("failed to read last log index", "error", err)
+		return
+	}
+	if index <= snapIndex {
+		r.setLastLog(snapIndex, snapTerm)
+		return
+	}
+	var l Log
+	if err := r.logs.GetLog(index, &l); err != nil {
+		r.logger.Error("failed to read last log", "index", index, "error", err)
+		return
+	}
+	r.setLastLog(l.Index, l.Term)
+}
+
+// finishLogWritesBeforeRPC waits for the leader's own log writes before an
+// RPC that may make it a follower and write, truncate or replace its log
+// within the same call (an AppendEntries or InstallSnapshot of a newer
+// leader), so the two never write the log at once.
+func (r *Raft) finishLogWritesBeforeRPC(rpc RPC) {
+	switch rpc.Command.(type) {
+	case *AppendEntriesRequest, *InstallSnapshotRequest:
+		if err := r.leaderState.logWriter.flush(); err != nil {
+			r.setLastLogFromStore()
+		}
 	}
 }

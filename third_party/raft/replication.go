@@ -48,6 +48,10 @@ type followerReplication struct {
 	// peerLock protects 'peer'
 	peerLock sync.RWMutex
 
+	// leaderLogs reads the leader's log, including the entries its own
+	// write has not stored yet.
+	leaderLogs *leaderLogWriter
+
 	// commitment tracks the entries acknowledged by followers so that the
 	// leader's commit index can advance. It is updated on successful
 	// AppendEntries responses.
@@ -518,7 +522,9 @@ func (r *Raft) pipelineSend(s *followerReplication, p AppendPipeline, nextIdx *u
 
 	// Pipeline the append entries
 	if _, err := p.AppendEntries(req, new(AppendEntriesResponse)); err != nil {
-		r.logger.Error("failed to pipeline appendEntries", "peer", s.peer, "error", err)
+		if err != ErrPipelineShutdown {
+			r.logger.Error("failed to pipeline appendEntries", "peer", s.peer, "error", err)
+		}
 		return true
 	}
 
@@ -547,6 +553,7 @@ func (r *Raft) pipelineDecode(s *followerReplication, p AppendPipeline, stopCh, 
 			// Check for a newer term, stop running
 			if resp.Term > req.Term {
 				r.handleStaleTerm(s)
+				p.Close()
 				return
 			}
 
@@ -555,6 +562,13 @@ func (r *Raft) pipelineDecode(s *followerReplication, p AppendPipeline, stopCh, 
 
 			// Abort pipeline if not successful
 			if !resp.Success {
+				// Once this decoder returns nobody reads the pipeline's
+				// responses, so the transport stops taking requests and a
+				// send in pipelineReplicate would wait forever. Closing
+				// the pipeline fails that send, which ends
+				// pipelineReplicate, and replicate falls back to
+				// replicateTo to find the follower's last matching entry.
+				p.Close()
 				return
 			}
 
@@ -573,10 +587,10 @@ func (r *Raft) setupAppendEntries(s *followerReplication, req *AppendEntriesRequ
 	// this is needed for retro compatibility, before RPCHeader.Addr was added
 	req.Leader = r.trans.EncodePeer(r.localID, r.localAddr)
 	req.LeaderCommitIndex = r.getCommitIndex()
-	if err := r.setPreviousLog(req, nextIndex); err != nil {
+	if err := r.setPreviousLog(s.leaderLogs, req, nextIndex); err != nil {
 		return err
 	}
-	if err := r.setNewLogs(req, nextIndex, lastIndex); err != nil {
+	if err := r.setNewLogs(s.leaderLogs, req, nextIndex, lastIndex); err != nil {
 		return err
 	}
 	return nil
@@ -584,7 +598,7 @@ func (r *Raft) setupAppendEntries(s *followerReplication, req *AppendEntriesRequ
 
 // setPreviousLog is used to setup the PrevLogEntry and PrevLogTerm for an
 // AppendEntriesRequest given the next index to replicate.
-func (r *Raft) setPreviousLog(req *AppendEntriesRequest, nextIndex uint64) error {
+func (r *Raft) setPreviousLog(logs *leaderLogWriter, req *AppendEntriesRequest, nextIndex uint64) error {
 	// Guard for the first index, since there is no 0 log entry
 	// Guard against the previous index being a snapshot as well
 	lastSnapIdx, lastSnapTerm := r.getLastSnapshot()
@@ -598,7 +612,7 @@ func (r *Raft) setPreviousLog(req *AppendEntriesRequest, nextIndex uint64) error
 
 	} else {
 		var l Log
-		if err := r.logs.GetLog(nextIndex-1, &l); err != nil {
+		if err := logs.getLog(nextIndex-1, &l); err != nil {
 			r.logger.Error("failed to get log", "index", nextIndex-1, "error", err)
 			return err
 		}
@@ -611,7 +625,7 @@ func (r *Raft) setPreviousLog(req *AppendEntriesRequest, nextIndex uint64) error
 }
 
 // setNewLogs is used to setup the logs which should be appended for a request.
-func (r *Raft) setNewLogs(req *AppendEntriesRequest, nextIndex, lastIndex uint64) error {
+func (r *Raft) setNewLogs(logs *leaderLogWriter, req *AppendEntriesRequest, nextIndex, lastIndex uint64) error {
 	// Append up to MaxAppendEntries or up to the lastIndex. we need to use a
 	// consistent value for maxAppendEntries in the lines below in case it ever
 	// becomes reloadable.
@@ -620,7 +634,7 @@ func (r *Raft) setNewLogs(req *AppendEntriesRequest, nextIndex, lastIndex uint64
 	maxIndex := min(nextIndex+uint64(maxAppendEntries)-1, lastIndex)
 	for i := nextIndex; i <= maxIndex; i++ {
 		oldLog := new(Log)
-		if err := r.logs.GetLog(i, oldLog); err != nil {
+		if err := logs.getLog(i, oldLog); err != nil {
 			r.logger.Error("failed to get log", "index", i, "error", err)
 			return err
 		}
