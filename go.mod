@@ -70,6 +70,5 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
-// hashicorp/raft v1.7.3 with one fix (third_party/raft/PATCHES.md): a
-// follower commits only up to the last entry an AppendEntries proved.
+// hashicorp/raft v1.7.3 with the fixes listed in third_party/raft/PATCHES.md.
 replace github.com/hashicorp/raft => ./third_party/raft
