@@ -1,0 +1,156 @@
+package transport
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// maxPendingWrite is how many encoded bytes may wait for a connection's
+// writer before senders block: enough for many full AppendEntries, small
+// enough that a stalled peer cannot make a node buffer without bound.
+const maxPendingWrite = 32 << 20
+
+// keepWriteBuffer is the largest buffer the writer keeps for reuse; a
+// rare huge write does not pin its memory for the connection's life.
+const keepWriteBuffer = 4 << 20
+
+// coalescer owns the writing side of one connection. Senders encode their
+// frames straight into its pending buffer; one goroutine writes whatever
+// has accumulated in a single Write, so everything queued while a write is
+// in flight (heartbeats, appends and responses of every shard) leaves in the
+// next one.
+type coalescer struct {
+	conn    net.Conn
+	timeout time.Duration // write deadline per Write; 0 = none
+	onError func(error)   // called once, from the writer goroutine, when a Write fails
+
+	mu      sync.Mutex
+	pending []byte
+	spare   []byte
+	err     error         // set once the connection is unusable; sticky
+	drained chan struct{} // closed after the next Write; nil until a sender waits for room
+	kick    chan struct{} // cap 1: "pending is not empty"
+	stop    chan struct{} // closed by close
+	once    sync.Once
+}
+
+func newCoalescer(c net.Conn, timeout time.Duration, onError func(error)) *coalescer {
+	return &coalescer{
+		conn:    c,
+		timeout: timeout,
+		onError: onError,
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+	}
+}
+
+// frame appends one frame, encoded by enc, to the pending buffer. enc
+// appends a body to b and returns it; frame adds the length. It blocks
+// while more than maxPendingWrite bytes are waiting, until room is made or
+// the deadline passes.
+func (w *coalescer) frame(limit int, deadline time.Time, enc func(b []byte) ([]byte, error)) error {
+	w.mu.Lock()
+	for w.err == nil && len(w.pending) > maxPendingWrite {
+		if w.drained == nil {
+			w.drained = make(chan struct{})
+		}
+		ch := w.drained
+		w.mu.Unlock()
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return errTimeout
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ch:
+		case <-w.stop:
+		case <-t.C:
+		}
+		t.Stop()
+		w.mu.Lock()
+	}
+	if w.err != nil {
+		err := w.err
+		w.mu.Unlock()
+		return err
+	}
+	b, off := beginFrame(w.pending)
+	b, err := enc(b)
+	if err == nil {
+		b, err = endFrame(b, off, limit)
+	} else {
+		b = b[:off]
+	}
+	w.pending = b
+	w.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// run writes until the connection fails or close is called.
+func (w *coalescer) run() {
+	for {
+		select {
+		case <-w.kick:
+		case <-w.stop:
+			return
+		}
+		w.mu.Lock()
+		out := w.pending
+		w.pending = w.spare[:0]
+		w.spare = nil
+		drained := w.drained
+		w.drained = nil
+		w.mu.Unlock()
+		if len(out) == 0 {
+			if drained != nil {
+				close(drained)
+			}
+			continue
+		}
+		if w.timeout > 0 {
+			w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+		}
+		_, err := w.conn.Write(out)
+		if drained != nil {
+			close(drained)
+		}
+		if err != nil {
+			w.fail(err)
+			w.onError(err)
+			return
+		}
+		if cap(out) <= keepWriteBuffer {
+			w.mu.Lock()
+			w.spare = out[:0]
+			w.mu.Unlock()
+		}
+	}
+}
+
+// fail makes every later frame call return err and wakes blocked senders.
+func (w *coalescer) fail(err error) {
+	w.mu.Lock()
+	if w.err == nil {
+		w.err = err
+	}
+	w.pending = nil
+	if w.drained != nil {
+		close(w.drained)
+		w.drained = nil
+	}
+	w.mu.Unlock()
+}
+
+// close stops the writer goroutine; frames not yet written are dropped.
+func (w *coalescer) close(err error) {
+	w.fail(err)
+	w.once.Do(func() { close(w.stop) })
+}
