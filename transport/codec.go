@@ -374,6 +374,9 @@ func decodeRequest(body []byte) (request, error) {
 			a.PrevLogTerm = d.uvarint()
 			a.LeaderCommitIndex = d.uvarint()
 			a.Entries = d.logs()
+		} else if d.err == nil && !isHeartbeat(a) {
+			// The sender's test failed on this; the receiver's must not pass.
+			d.fail("heartbeat without term or leader")
 		}
 		q.cmd = a
 	case msgVoteReq:

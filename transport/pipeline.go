@@ -48,6 +48,11 @@ func newPipeline(st *ShardTransport, cc *clientConn, max int) *pipeline {
 // AppendEntries implements raft.AppendPipeline.
 func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
 	select {
+	case <-p.closed: // checked first: a free slot must not win the race
+		return nil, raft.ErrPipelineShutdown
+	default:
+	}
+	select {
 	case p.slots <- struct{}{}:
 	case <-p.closed:
 		return nil, raft.ErrPipelineShutdown
