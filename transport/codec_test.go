@@ -1,5 +1,7 @@
 package transport
 
+//lint:file-ignore SA1019 raft still sets and falls back on Leader and Candidate, so they travel too
+
 import (
 	"bufio"
 	"bytes"
