@@ -16,21 +16,27 @@ const maxPendingWrite = 32 << 20
 const keepWriteBuffer = 4 << 20
 
 // coalescer owns the writing side of one connection. Senders encode their
-// frames straight into its pending buffer; one goroutine writes whatever
-// has accumulated in a single Write, so everything queued while a write is
-// in flight (heartbeats, appends and responses of every shard) leaves in the
-// next one.
+// frames straight into its pending buffer, and everything that accumulates
+// while a Write is in flight (heartbeats, appends and responses of every
+// shard) leaves in the next single Write.
+//
+// There is one writer at a time. A sender that finds no write in flight
+// writes itself, sparing a goroutine hand-off on an idle connection; if
+// more frames arrived meanwhile, it passes the writing on to the
+// connection's writer goroutine (run) and returns, so no sender is kept
+// writing other senders' frames for long.
 type coalescer struct {
 	conn    net.Conn
 	timeout time.Duration // write deadline per Write; 0 = none
-	onError func(error)   // called once, from the writer goroutine, when a Write fails
+	onError func(error)   // called once, without locks held, when a Write fails
 
 	mu      sync.Mutex
 	pending []byte
 	spare   []byte
+	writing bool          // a writer (a sender, or run) owns the connection
 	err     error         // set once the connection is unusable; sticky
 	drained chan struct{} // closed after the next Write; nil until a sender waits for room
-	kick    chan struct{} // cap 1: "pending is not empty"
+	handoff chan struct{} // cap 1: run now owns the writing
 	stop    chan struct{} // closed by close
 	once    sync.Once
 }
@@ -40,7 +46,7 @@ func newCoalescer(c net.Conn, timeout time.Duration, onError func(error)) *coale
 		conn:    c,
 		timeout: timeout,
 		onError: onError,
-		kick:    make(chan struct{}, 1),
+		handoff: make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 	}
 }
@@ -83,54 +89,83 @@ func (w *coalescer) frame(limit int, deadline time.Time, enc func(b []byte) ([]b
 		b = b[:off]
 	}
 	w.pending = b
+	if err != nil || w.writing {
+		w.mu.Unlock()
+		return err // a write in flight takes the new frame with the next one
+	}
+	w.writing = true
+	out, drained := w.takeLocked()
 	w.mu.Unlock()
-	if err != nil {
+
+	if err := w.write(out, drained); err != nil {
 		return err
 	}
-	select {
-	case w.kick <- struct{}{}:
-	default:
+	w.mu.Lock()
+	if len(w.pending) > 0 && w.err == nil {
+		w.mu.Unlock()
+		w.handoff <- struct{}{} // cannot block: only the owner sends, once
+		return nil
+	}
+	w.writing = false
+	w.mu.Unlock()
+	return nil
+}
+
+// takeLocked swaps out the pending bytes for writing.
+func (w *coalescer) takeLocked() ([]byte, chan struct{}) {
+	out := w.pending
+	w.pending = w.spare[:0]
+	w.spare = nil
+	drained := w.drained
+	w.drained = nil
+	return out, drained
+}
+
+// write does one Write of out, by the current owner.
+func (w *coalescer) write(out []byte, drained chan struct{}) error {
+	if w.timeout > 0 {
+		w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+	}
+	_, err := w.conn.Write(out)
+	if drained != nil {
+		close(drained)
+	}
+	if err != nil {
+		w.fail(err)
+		w.onError(err)
+		return err
+	}
+	if cap(out) <= keepWriteBuffer {
+		w.mu.Lock()
+		if w.spare == nil {
+			w.spare = out[:0]
+		}
+		w.mu.Unlock()
 	}
 	return nil
 }
 
-// run writes until the connection fails or close is called.
+// run writes whatever is pending each time a sender hands the writing
+// over, until the connection fails or close is called.
 func (w *coalescer) run() {
 	for {
 		select {
-		case <-w.kick:
+		case <-w.handoff:
 		case <-w.stop:
 			return
 		}
-		w.mu.Lock()
-		out := w.pending
-		w.pending = w.spare[:0]
-		w.spare = nil
-		drained := w.drained
-		w.drained = nil
-		w.mu.Unlock()
-		if len(out) == 0 {
-			if drained != nil {
-				close(drained)
-			}
-			continue
-		}
-		if w.timeout > 0 {
-			w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
-		}
-		_, err := w.conn.Write(out)
-		if drained != nil {
-			close(drained)
-		}
-		if err != nil {
-			w.fail(err)
-			w.onError(err)
-			return
-		}
-		if cap(out) <= keepWriteBuffer {
+		for {
 			w.mu.Lock()
-			w.spare = out[:0]
+			if len(w.pending) == 0 || w.err != nil {
+				w.writing = false
+				w.mu.Unlock()
+				break
+			}
+			out, drained := w.takeLocked()
 			w.mu.Unlock()
+			if w.write(out, drained) != nil {
+				return
+			}
 		}
 	}
 }

@@ -397,17 +397,21 @@ func TestCoalescerBatchesWhileWriting(t *testing.T) {
 	w := newCoalescer(gc, 0, func(error) {})
 	done := make(chan struct{})
 	go func() { defer close(done); w.run() }()
-	send := func(s string) {
-		if err := w.frame(1<<20, time.Now().Add(time.Minute), func(b []byte) ([]byte, error) { return append(b, s...), nil }); err != nil {
+	send := func(s string) error {
+		return w.frame(1<<20, time.Now().Add(time.Minute), func(b []byte) ([]byte, error) { return append(b, s...), nil })
+	}
+	first := make(chan error, 1)
+	go func() { first <- send("first") }() // an idle connection: the sender writes itself
+	waitFor(t, waitTimeout, "the first write to start", func() bool { return gc.count() == 1 })
+	for _, s := range []string{"a", "b", "c"} {
+		if err := send(s); err != nil { // queued behind the write in flight, not blocked
 			t.Fatal(err)
 		}
 	}
-	send("first")
-	waitFor(t, waitTimeout, "the first write to start", func() bool { return gc.count() == 1 })
-	for _, s := range []string{"a", "b", "c"} {
-		send(s)
+	gc.gate <- struct{}{} // the first write returns; its sender hands the rest on
+	if err := <-first; err != nil {
+		t.Fatal(err)
 	}
-	gc.gate <- struct{}{} // the first write returns
 	waitFor(t, waitTimeout, "the second write", func() bool { return gc.count() == 2 })
 	gc.gate <- struct{}{}
 	w.close(net.ErrClosed)
@@ -415,5 +419,8 @@ func TestCoalescerBatchesWhileWriting(t *testing.T) {
 	want := []byte{0, 0, 0, 1, 'a', 0, 0, 0, 1, 'b', 0, 0, 0, 1, 'c'}
 	if !bytes.Equal(gc.writes[1], want) {
 		t.Fatalf("second write %q, want the three queued frames %q", gc.writes[1], want)
+	}
+	if n := gc.count(); n != 2 {
+		t.Fatalf("%d writes, want 2", n)
 	}
 }
