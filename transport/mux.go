@@ -125,6 +125,12 @@ func (m *Mux) RaftTransport(shard uint32) *ShardTransport {
 	m.raftNetMu.Lock()
 	if m.raftNet == nil {
 		m.raftNet = NewRaftNet(m, RaftNetConfig{})
+		m.mu.Lock()
+		closed := m.closed
+		m.mu.Unlock()
+		if closed { // Close has run and will not close it: its transports come closed
+			m.raftNet.Close()
+		}
 	}
 	rn := m.raftNet
 	m.raftNetMu.Unlock()

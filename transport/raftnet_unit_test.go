@@ -186,6 +186,44 @@ func TestRaftNetTimeout(t *testing.T) {
 	if err := p.a.Shard(1).AppendEntries("b", p.target(), appendReq(1, 1), &r); !errors.Is(err, errTimeout) {
 		t.Fatalf("unanswered append: %v, want errTimeout", err)
 	}
+	pr, _ := p.a.peer(p.mb.Addr())
+	pr.mu.Lock()
+	cc := pr.cur
+	pr.mu.Unlock()
+	waitFor(t, waitTimeout, "the silent connection to be dropped", cc.dead)
+}
+
+// TestRaftNetPipelineSendsWithoutConsumer: a pipeline whose Consumer
+// nobody reads (raft's decoder returned after a rejected append) must
+// still take sends while the follower answers, so raft's send loop can
+// notice and close the pipeline instead of blocking forever.
+func TestRaftNetPipelineSendsWithoutConsumer(t *testing.T) {
+	const inflight = 2
+	p := newPair(t, false, RaftNetConfig{MaxInflight: inflight})
+	follow(t, p.b.Shard(2), ackAppends)
+	pl, err := p.a.Shard(2).AppendEntriesPipeline("b", p.target())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pl.Close()
+	sent := make(chan error, 1)
+	go func() {
+		for i := range 5 * inflight {
+			if _, err := pl.AppendEntries(appendReq(uint64(i), 1), &raft.AppendEntriesResponse{}); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	select {
+	case err := <-sent:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("sends blocked on a pipeline whose consumer stopped reading")
+	}
 }
 
 func TestRaftNetPipelineOrder(t *testing.T) {
