@@ -17,10 +17,17 @@ type peer struct {
 	net  *RaftNet
 	addr string
 
-	mu     sync.Mutex // held across a dial, so concurrent callers share it
-	cur    *clientConn
-	closed bool
+	mu      sync.Mutex // held across a dial, so concurrent callers share it
+	cur     *clientConn
+	closed  bool
+	dialErr error     // the last dial's failure, returned again until dialAt
+	dialAt  time.Time // when dialErr may be retried
 }
+
+// dialRetryDelay is how long a failed dial answers for the peer: the RPCs
+// of every shard that queued behind it fail at once instead of each
+// dialing an unreachable node in turn.
+const dialRetryDelay = 50 * time.Millisecond
 
 // conn returns the live connection to the peer, dialing if there is none.
 func (p *peer) conn() (*clientConn, error) {
@@ -32,10 +39,15 @@ func (p *peer) conn() (*clientConn, error) {
 	if p.cur != nil && !p.cur.dead() {
 		return p.cur, nil
 	}
+	if p.dialErr != nil && time.Now().Before(p.dialAt) {
+		return nil, p.dialErr
+	}
 	nc, err := p.net.mux.dial(p.addr, key{KindRaftNet, 0}, p.net.cfg.Timeout)
 	if err != nil {
+		p.dialErr, p.dialAt = err, time.Now().Add(dialRetryDelay)
 		return nil, err
 	}
+	p.dialErr = nil
 	cc := newClientConn(p.net, p.addr, nc)
 	p.cur = cc
 	p.net.wg.Go(cc.w.run)

@@ -77,8 +77,10 @@ type RaftNet struct {
 	servers map[*serverConn]struct{}
 }
 
-// NewRaftNet starts a RaftNet on m. Close it before m (Mux.Close does so
-// for the one Mux.RaftTransport made).
+// NewRaftNet starts a RaftNet on m. A Mux has one RaftNet at most (it
+// takes the Mux's KindRaftNet and KindSnapshot connections): either this or
+// the one Mux.RaftTransport makes. Close it before m (Mux.Close does so for
+// the one Mux.RaftTransport made).
 func NewRaftNet(m *Mux, cfg RaftNetConfig) *RaftNet {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = defaultRaftTimeout
