@@ -7,6 +7,11 @@
 // header.go) naming the kind of traffic, the shard, and the dialer's
 // advertised address. The accepting Mux reads it and hands the connection to
 // the listener registered for (kind, shard).
+//
+// Raft traffic goes either through one NetworkTransport per shard over
+// StreamLayer (one pool of connections per shard and peer), or through the
+// node's RaftNet (RaftTransport: one connection per peer for every shard,
+// a binary codec, coalesced writes; raftnet.go).
 package transport
 
 import (
