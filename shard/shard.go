@@ -28,7 +28,12 @@ type Config struct {
 	NodeID string // this node's id: the raft ServerID
 	Dir    string // <data-dir>/shard-<id>
 	Stream raft.StreamLayer
-	Logger *slog.Logger
+	// Transport, when set, carries this replica's raft traffic instead of
+	// a NetworkTransport over Stream (e.g. transport.Mux.RaftTransport:
+	// one connection per node pair for every shard). Close closes it if
+	// it implements raft.WithClose.
+	Transport raft.Transport
+	Logger    *slog.Logger
 
 	DedupTTL          time.Duration // idempotency key lifetime (fsm default when 0)
 	SnapshotThreshold uint64        // log entries between snapshots (default 8192)
@@ -72,7 +77,7 @@ type Shard struct {
 	sm        *stateMachine
 	prop      *proposer
 	rd        *reader
-	trans     *raft.NetworkTransport
+	trans     raft.Transport
 	store     *raftboltdb.BoltStore
 	readyTerm atomic.Uint64
 	stop      chan struct{}
@@ -181,24 +186,27 @@ func Open(cfg Config) (*Shard, error) {
 		logs = cached
 	}
 
-	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  cfg.Stream,
-		MaxPool: 3,
-		Timeout: 5 * time.Second,
-		Logger:  logbridge.Raft(logger, "raft-net"),
-		// 1 turns off raft's pipelined replication. With pipelining, a
-		// follower's Success=false can park the send loop on a full
-		// in-flight channel while the decoder parks on a channel nobody
-		// reads: that follower never gets another entry and Shutdown
-		// hangs (seen here as a test stuck in raft.Shutdown). Group commit
-		// already makes each AppendEntries carry many increments.
-		MaxRPCsInFlight: 1,
-	})
+	trans := cfg.Transport
+	if trans == nil {
+		trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream:  cfg.Stream,
+			MaxPool: 3,
+			Timeout: 5 * time.Second,
+			Logger:  logbridge.Raft(logger, "raft-net"),
+			// 1 turns off raft's pipelined replication. With pipelining, a
+			// follower's Success=false can park the send loop on a full
+			// in-flight channel while the decoder parks on a channel nobody
+			// reads: that follower never gets another entry and Shutdown
+			// hangs (seen here as a test stuck in raft.Shutdown). Group commit
+			// already makes each AppendEntries carry many increments.
+			MaxRPCsInFlight: 1,
+		})
+	}
 	sm := newStateMachine(fsm.Config{DedupTTL: cfg.DedupTTL})
 	sm.onSplit = cfg.OnSplit
 	r, err := raft.NewRaft(rc, sm, logs, stable, snaps, trans)
 	if err != nil {
-		trans.Close()
+		closeTransport(trans)
 		if store != nil {
 			store.Close()
 		}
@@ -453,7 +461,7 @@ func (s *Shard) Close() error {
 		s.rd.close()
 		err = s.r.Shutdown().Error()
 		s.wg.Wait()
-		if cerr := s.trans.Close(); err == nil {
+		if cerr := closeTransport(s.trans); err == nil {
 			err = cerr
 		}
 		if s.store != nil {
@@ -463,4 +471,12 @@ func (s *Shard) Close() error {
 		}
 	})
 	return err
+}
+
+// closeTransport closes t if it can be closed.
+func closeTransport(t raft.Transport) error {
+	if c, ok := t.(raft.WithClose); ok {
+		return c.Close()
+	}
+	return nil
 }

@@ -14,6 +14,12 @@ type Kind uint8
 const (
 	KindRaft    Kind = 1 // a raft.NetworkTransport connection for one shard
 	KindForward Kind = 2 // node-to-node request forwarding (shard field unused, 0)
+	// KindRaftNet carries one node's raft requests of every shard to
+	// another node, and their responses (RaftNet; shard field 0).
+	KindRaftNet Kind = 3
+	// KindSnapshot carries one InstallSnapshot stream (RaftNet; the shard
+	// is in the request, the header's field is 0).
+	KindSnapshot Kind = 4
 )
 
 func (k Kind) String() string {
@@ -22,6 +28,10 @@ func (k Kind) String() string {
 		return "raft"
 	case KindForward:
 		return "forward"
+	case KindRaftNet:
+		return "raftnet"
+	case KindSnapshot:
+		return "snapshot"
 	default:
 		return fmt.Sprintf("kind(%d)", uint8(k))
 	}
@@ -87,7 +97,7 @@ func readHeader(r io.Reader) (header, error) {
 		kind:  Kind(fixed[1]),
 		shard: binary.BigEndian.Uint32(fixed[2:6]),
 	}
-	if h.kind != KindRaft && h.kind != KindForward {
+	if h.kind < KindRaft || h.kind > KindSnapshot {
 		return header{}, fmt.Errorf("%w: unknown %v", errBadHeader, h.kind)
 	}
 	n := int(binary.BigEndian.Uint16(fixed[6:8]))

@@ -7,6 +7,11 @@
 // header.go) naming the kind of traffic, the shard, and the dialer's
 // advertised address. The accepting Mux reads it and hands the connection to
 // the listener registered for (kind, shard).
+//
+// Raft traffic goes either through one NetworkTransport per shard over
+// StreamLayer (one pool of connections per shard and peer), or through the
+// node's RaftNet (RaftTransport: one connection per peer for every shard,
+// a binary codec, coalesced writes; raftnet.go).
 package transport
 
 import (
@@ -46,6 +51,9 @@ type Mux struct {
 	closeOnce sync.Once
 	closeErr  error
 	wg        sync.WaitGroup // accept loop and per-connection handshakes
+
+	raftNetMu sync.Mutex
+	raftNet   *RaftNet // made by the first RaftTransport call
 
 	mu        sync.Mutex // guards everything below, and Faults.blocked
 	closed    bool
@@ -113,6 +121,27 @@ func (m *Mux) StreamLayer(shard uint32) raft.StreamLayer {
 	return &streamLayer{listener: m.register(key{KindRaft, shard})}
 }
 
+// RaftTransport returns shard's raft.Transport on the Mux's RaftNet (made,
+// with the default RaftNetConfig, on first use; Close closes it): every
+// shard's raft traffic to one peer shares one connection. Use it as
+// shard.Config.Transport. Like StreamLayer, it returns the shard's open
+// transport if there is one, else a new one.
+func (m *Mux) RaftTransport(shard uint32) *ShardTransport {
+	m.raftNetMu.Lock()
+	if m.raftNet == nil {
+		m.raftNet = NewRaftNet(m, RaftNetConfig{})
+		m.mu.Lock()
+		closed := m.closed
+		m.mu.Unlock()
+		if closed { // Close has run and will not close it: its transports come closed
+			m.raftNet.Close()
+		}
+	}
+	rn := m.raftNet
+	m.raftNetMu.Unlock()
+	return rn.Shard(shard)
+}
+
 // ForwardListener returns a net.Listener for forwarded-request connections
 // (KindForward). Like StreamLayer, it returns the open listener if one exists.
 func (m *Mux) ForwardListener() net.Listener {
@@ -128,6 +157,12 @@ func (m *Mux) DialForward(addr string, timeout time.Duration) (net.Conn, error) 
 // accepted or dialed, and waits for its goroutines to exit.
 func (m *Mux) Close() error {
 	m.closeOnce.Do(func() {
+		m.raftNetMu.Lock()
+		rn := m.raftNet
+		m.raftNetMu.Unlock()
+		if rn != nil {
+			rn.Close()
+		}
 		m.mu.Lock()
 		m.closed = true
 		conns := m.takeConnsLocked(func(*conn) bool { return true })
