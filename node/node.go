@@ -295,7 +295,7 @@ func (n *Node) openShards(state *clusterState) error {
 			ID:                id,
 			NodeID:            n.cfg.ID,
 			Dir:               filepath.Join(n.cfg.DataDir, fmt.Sprintf("shard-%d", s)),
-			Stream:            n.mux.StreamLayer(id),
+			Transport:         n.mux.RaftTransport(id),
 			Logger:            n.log,
 			DedupTTL:          n.cfg.DedupTTL,
 			SnapshotThreshold: n.cfg.SnapshotThreshold,

@@ -193,13 +193,9 @@ func Open(cfg Config) (*Shard, error) {
 			MaxPool: 3,
 			Timeout: 5 * time.Second,
 			Logger:  logbridge.Raft(logger, "raft-net"),
-			// 1 turns off raft's pipelined replication. With pipelining, a
-			// follower's Success=false can park the send loop on a full
-			// in-flight channel while the decoder parks on a channel nobody
-			// reads: that follower never gets another entry and Shutdown
-			// hangs (seen here as a test stuck in raft.Shutdown). Group commit
-			// already makes each AppendEntries carry many increments.
-			MaxRPCsInFlight: 1,
+			// raft's pipeline no longer deadlocks after a rejected append
+			// (third_party/raft/PATCHES.md), so it runs at raft's default.
+			MaxRPCsInFlight: 2,
 		})
 	}
 	sm := newStateMachine(fsm.Config{DedupTTL: cfg.DedupTTL})
