@@ -1,0 +1,93 @@
+package resp
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+)
+
+// Error is a refusal or failure the backend reports for one command. Code
+// is tally's error code, the same as the HTTP API's (bad_name,
+// out_of_bounds, outcome_unknown, ...); Value is the counter's current
+// value where the code carries one.
+type Error struct {
+	Code     string
+	Message  string
+	Value    int64
+	HasValue bool
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Redis's own error texts, for what Redis also refuses.
+const (
+	errNotInteger = "ERR value is not an integer or out of range"
+	errOverflow   = "ERR increment or decrement would overflow"
+	errSyntax     = "ERR syntax error"
+)
+
+var (
+	errNotIntegerErr = errors.New(errNotInteger)
+	errSyntaxErr     = errors.New(errSyntax)
+)
+
+// errorText is an error's RESP form: Redis's words where Redis has them,
+// otherwise a code of tally's own in upper case first (clients switch on
+// the first word) and the value, where there is one, right after it.
+func errorText(err error) string {
+	var e *Error
+	if !errors.As(err, &e) {
+		msg := err.Error()
+		if strings.HasPrefix(msg, "ERR ") || strings.HasPrefix(msg, "WRONGTYPE ") {
+			return msg
+		}
+		return "ERR " + msg
+	}
+	switch e.Code {
+	case "overflow":
+		return errOverflow
+	case "out_of_bounds":
+		return "OUTOFBOUNDS " + strconv.FormatInt(e.Value, 10) + " the result would leave the bounds; nothing changed"
+	case "key_reused":
+		return "KEYREUSED " + e.Message
+	case "counter_split", "not_splittable", "split_shrink":
+		return strings.ToUpper(strings.ReplaceAll(e.Code, "_", "")) + " " + e.Message
+	case "no_leader", "unavailable":
+		// Not applied; clients and the Redis Cluster protocol retry
+		// TRYAGAIN after a short wait.
+		return "TRYAGAIN " + e.Message
+	case "outcome_unknown":
+		return "UNKNOWN the write may or may not have committed; retry with the same IDEMPOTENCY id to learn its outcome"
+	}
+	return "ERR " + e.Message
+}
+
+func unknownCommand(args [][]byte) string {
+	var b strings.Builder
+	b.WriteString("ERR unknown command '")
+	b.WriteString(clip(args[0]))
+	b.WriteString("', with args beginning with: ")
+	for _, a := range args[1:min(len(args), 6)] {
+		b.WriteString("'")
+		b.WriteString(clip(a))
+		b.WriteString("' ")
+	}
+	return b.String()
+}
+
+// clip keeps an echoed argument short and on one line.
+func clip(b []byte) string {
+	if len(b) > 128 {
+		b = b[:128]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < ' ' {
+			return ' '
+		}
+		return r
+	}, string(b))
+}
+
+func wrongArity(name string) string {
+	return "ERR wrong number of arguments for '" + strings.ToLower(name) + "' command"
+}
