@@ -117,6 +117,10 @@ func (c *conn) runAdds(from, to int) {
 	c.addCmds = c.addCmds[:0]
 	errs := make([]error, to-from)
 	for i := from; i < to; i++ {
+		if moved := c.redirect(&c.cmds[i]); moved != "" {
+			errs[i-from] = movedError(moved)
+			continue
+		}
 		a, err := c.cmds[i].spec.add(c.cmds[i].args)
 		if err != nil {
 			errs[i-from] = err
@@ -152,6 +156,10 @@ func (c *conn) runOne(cmd *command) {
 	case !arityOK(cmd.spec, len(cmd.args)):
 		c.wr.Error(wrongArity(cmd.spec.name))
 	default:
+		if moved := c.redirect(cmd); moved != "" {
+			c.wr.Error(moved)
+			return
+		}
 		ctx, cancel := context.WithTimeout(c.s.ctx, c.s.cfg.Timeout)
 		cmd.spec.run(ctx, c, cmd.args)
 		cancel()

@@ -98,7 +98,11 @@ func cmdHello(_ context.Context, c *conn, args [][]byte) {
 	c.wr.BulkString("id")
 	c.wr.Int(c.id)
 	c.wr.BulkString("mode")
-	c.wr.BulkString("standalone")
+	if c.s.cfg.Router != nil {
+		c.wr.BulkString("cluster")
+	} else {
+		c.wr.BulkString("standalone")
+	}
 	c.wr.BulkString("role")
 	c.wr.BulkString("master")
 	c.wr.BulkString("modules")
@@ -224,11 +228,18 @@ func cmdInfo(_ context.Context, c *conn, _ [][]byte) {
 	var b strings.Builder
 	b.WriteString("# Server\r\n")
 	b.WriteString("redis_version:" + compatVersion + "\r\n")
-	b.WriteString("redis_mode:standalone\r\n")
+	if c.s.cfg.Router != nil {
+		b.WriteString("redis_mode:cluster\r\n")
+	} else {
+		b.WriteString("redis_mode:standalone\r\n")
+	}
 	b.WriteString("tally_node:" + c.s.cfg.NodeID + "\r\n")
 	b.WriteString("\r\n# Clients\r\n")
 	b.WriteString("connected_clients:" + strconv.FormatInt(c.s.open.Load(), 10) + "\r\n")
 	b.WriteString("\r\n# Replication\r\nrole:master\r\n")
+	if c.s.cfg.Router != nil {
+		b.WriteString("\r\n# Cluster\r\ncluster_enabled:1\r\n")
+	}
 	c.wr.Verbatim(b.String())
 }
 

@@ -38,7 +38,7 @@ func errorText(err error) string {
 	var e *Error
 	if !errors.As(err, &e) {
 		msg := err.Error()
-		if strings.HasPrefix(msg, "ERR ") || strings.HasPrefix(msg, "WRONGTYPE ") {
+		if strings.HasPrefix(msg, "ERR ") || strings.HasPrefix(msg, "WRONGTYPE ") || strings.HasPrefix(msg, "MOVED ") {
 			return msg
 		}
 		return "ERR " + msg
@@ -61,6 +61,11 @@ func errorText(err error) string {
 	}
 	return "ERR " + e.Message
 }
+
+// movedError carries a -MOVED reply through the increments' error path.
+type movedError string
+
+func (m movedError) Error() string { return string(m) }
 
 func unknownCommand(args [][]byte) string {
 	var b strings.Builder

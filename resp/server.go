@@ -51,7 +51,11 @@ type Config struct {
 	// replies (default 30 s), so a stuck client cannot pin memory.
 	WriteTimeout time.Duration
 	NodeID       string // answered by HELLO and INFO
-	Logger       *slog.Logger
+	// Router, when set, answers the CLUSTER commands; Redirect says
+	// whether keys led elsewhere are forwarded or redirected.
+	Router   Router
+	Redirect Redirect
+	Logger   *slog.Logger
 }
 
 // Server is a running RESP listener.
