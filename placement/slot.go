@@ -4,8 +4,8 @@ package placement
 // compute the same slot for a key as tally does and send it straight to
 // the node that leads it.
 
-// Slots is the number of hash slots, as in Redis Cluster.
-const Slots = 16384
+// NumSlots is the number of hash slots, as in Redis Cluster.
+const NumSlots = 16384
 
 // Slot returns the hash slot of a key: CRC16 (XMODEM) of the key modulo
 // 16384, or of its hash tag, the part between the first '{' and the next
@@ -16,20 +16,20 @@ func Slot(key string) int {
 			key = key[i+1 : i+1+j]
 		}
 	}
-	return int(crc16(key) % Slots)
+	return int(crc16(key) % NumSlots)
 }
 
 // SlotShard returns the shard that owns a slot: shards own equal,
 // contiguous slot ranges (see SlotRange).
 func SlotShard(slot, shards int) uint32 {
-	return uint32(slot * shards / Slots)
+	return uint32(slot * shards / NumSlots)
 }
 
 // SlotRange returns the first and last slot shard s owns.
 func SlotRange(s uint32, shards int) (first, last int) {
-	// The smallest slot k with k*shards/Slots >= s is ceil(s*Slots/shards).
-	first = (int(s)*Slots + shards - 1) / shards
-	last = ((int(s)+1)*Slots+shards-1)/shards - 1
+	// The smallest slot k with k*shards/NumSlots >= s is ceil(s*NumSlots/shards).
+	first = (int(s)*NumSlots + shards - 1) / shards
+	last = ((int(s)+1)*NumSlots+shards-1)/shards - 1
 	return first, last
 }
 

@@ -38,7 +38,7 @@ func TestSlotRangesCoverEverySlotOnce(t *testing.T) {
 			}
 			next = last + 1
 		}
-		if next != Slots {
+		if next != NumSlots {
 			t.Fatalf("%d shards: ranges end at %d", shards, next)
 		}
 	}

@@ -17,13 +17,15 @@ import (
 // commands say the cluster has no slot placement.
 type Router interface {
 	// Topology is the cluster now: every shard's slot range, leader and
-	// replicas, and every node's RESP address.
-	Topology() Topology
+	// replicas, and every node's RESP address; an error when the cluster
+	// does not place keys by slot.
+	Topology() (Topology, error)
 	// Owner is where a key's writes go: its slot, the RESP address of the
 	// node that leads it (empty while it has no leader), whether this node
 	// leads it (for a split counter: leads any of its sub-counters), and
-	// whether this node holds a replica of it (for READONLY reads).
-	Owner(key string) (slot int, leader string, leads, hosts bool)
+	// whether this node holds a replica of it (for READONLY reads). ok is
+	// false when the cluster does not place keys by slot.
+	Owner(key string) (slot int, leader string, leads, hosts, ok bool)
 }
 
 // Topology describes the cluster to clients.
@@ -95,7 +97,11 @@ func cmdCluster(_ context.Context, c *conn, args [][]byte) {
 		c.wr.Error("ERR This instance has cluster support disabled")
 		return
 	}
-	t := r.Topology()
+	t, err := r.Topology()
+	if err != nil {
+		c.wr.Error("ERR " + err.Error())
+		return
+	}
 	addrs := map[string]string{}
 	for _, n := range t.Nodes {
 		addrs[n.ID] = n.RESP
@@ -119,13 +125,14 @@ func cmdCluster(_ context.Context, c *conn, args [][]byte) {
 // ordered returns a shard's replicas, its leader first (the "master"
 // Redis Cluster clients send writes to); a shard without a leader lists
 // its first replica there, whose redirect then corrects the client.
-func ordered(sh TopologyShard) []string {
+// Replicas on nodes without a known RESP address are left out.
+func ordered(sh TopologyShard, addrs map[string]string) []string {
 	out := make([]string, 0, len(sh.Replicas))
-	if sh.Leader != "" {
+	if addrs[sh.Leader] != "" {
 		out = append(out, sh.Leader)
 	}
 	for _, id := range sh.Replicas {
-		if id != sh.Leader {
+		if id != sh.Leader && addrs[id] != "" {
 			out = append(out, id)
 		}
 	}
@@ -135,7 +142,7 @@ func ordered(sh TopologyShard) []string {
 func writeClusterSlots(w *Writer, t Topology, addrs map[string]string) {
 	w.Array(len(t.Shards))
 	for _, sh := range t.Shards {
-		ids := ordered(sh)
+		ids := ordered(sh, addrs)
 		w.Array(2 + len(ids))
 		w.Int(int64(sh.First))
 		w.Int(int64(sh.Last))
@@ -152,7 +159,7 @@ func writeClusterSlots(w *Writer, t Topology, addrs map[string]string) {
 func writeClusterShards(w *Writer, t Topology, addrs map[string]string) {
 	w.Array(len(t.Shards))
 	for _, sh := range t.Shards {
-		ids := ordered(sh)
+		ids := ordered(sh, addrs)
 		w.Map(2)
 		w.BulkString("slots")
 		w.Array(2)
@@ -218,8 +225,8 @@ func clusterInfo(t Topology) string {
 	var b strings.Builder
 	b.WriteString("cluster_enabled:1\r\n")
 	b.WriteString("cluster_state:" + state + "\r\n")
-	b.WriteString("cluster_slots_assigned:" + strconv.Itoa(placement.Slots) + "\r\n")
-	b.WriteString("cluster_slots_ok:" + strconv.Itoa(placement.Slots) + "\r\n")
+	b.WriteString("cluster_slots_assigned:" + strconv.Itoa(placement.NumSlots) + "\r\n")
+	b.WriteString("cluster_slots_ok:" + strconv.Itoa(placement.NumSlots) + "\r\n")
 	b.WriteString("cluster_slots_pfail:0\r\ncluster_slots_fail:0\r\n")
 	b.WriteString("cluster_known_nodes:" + strconv.Itoa(len(t.Nodes)) + "\r\n")
 	b.WriteString("cluster_size:" + strconv.Itoa(len(t.Nodes)) + "\r\n")
@@ -234,8 +241,8 @@ func (c *conn) redirect(cmd *command) string {
 	if r == nil || c.s.cfg.Redirect != Moved || cmd.spec.first != 1 || cmd.spec.last != 1 || len(cmd.args) < 2 {
 		return ""
 	}
-	slot, leader, leads, hosts := r.Owner(string(cmd.args[1]))
-	if leads || leader == "" || (c.stale && hosts && cmd.spec.readonly()) {
+	slot, leader, leads, hosts, ok := r.Owner(string(cmd.args[1]))
+	if !ok || leads || leader == "" || (c.stale && hosts && cmd.spec.readonly()) {
 		return ""
 	}
 	return "MOVED " + strconv.Itoa(slot) + " " + leader

@@ -27,7 +27,7 @@ type fakeRouter struct {
 	self string
 }
 
-func (r fakeRouter) Topology() Topology {
+func (r fakeRouter) Topology() (Topology, error) {
 	fc := r.fc
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
@@ -39,19 +39,19 @@ func (r fakeRouter) Topology() Topology {
 		first, last := placement.SlotRange(uint32(s), 2)
 		t.Shards = append(t.Shards, TopologyShard{First: first, Last: last, Leader: fc.leaders[s], Replicas: []string{"n1", "n2"}})
 	}
-	return t
+	return t, nil
 }
 
-func (r fakeRouter) Owner(key string) (int, string, bool, bool) {
+func (r fakeRouter) Owner(key string) (int, string, bool, bool, bool) {
 	fc := r.fc
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
 	slot := placement.Slot(key)
 	leader := fc.leaders[placement.SlotShard(slot, 2)]
-	return slot, fc.addrs[leader], leader == r.self, true
+	return slot, fc.addrs[leader], leader == r.self, true, true
 }
 
-func startCluster(t *testing.T, b Backend, redirect Redirect) *fakeCluster {
+func startCluster(t *testing.T, b Core, redirect Redirect) *fakeCluster {
 	fc := &fakeCluster{leaders: [2]string{"n1", "n2"}, addrs: map[string]string{}, servers: map[string]*Server{}}
 	for _, id := range []string{"n1", "n2"} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -59,9 +59,7 @@ func startCluster(t *testing.T, b Backend, redirect Redirect) *fakeCluster {
 			t.Fatal(err)
 		}
 		fc.addrs[id] = ln.Addr().String()
-		s := Serve(ln, Config{Backend: b, NodeID: id, Router: fakeRouter{fc, id}, Redirect: redirect})
-		fc.servers[id] = s
-		t.Cleanup(func() { s.Close() })
+		fc.servers[id] = serveTest(t, ln, Config{Core: b, NodeID: id, Router: fakeRouter{fc, id}, Redirect: redirect})
 	}
 	return fc
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"strconv"
 	"strings"
+
+	"tally/node"
 )
 
 // spec describes a command: its arity and key positions the way Redis's
@@ -17,7 +19,7 @@ type spec struct {
 	first, last, step int // key positions; 0 0 0 for none
 
 	// add parses an increment; increments of one pipeline run together.
-	add func(args [][]byte) (Add, error)
+	add func(args [][]byte) (node.AddRequest, error)
 	// run answers any other command.
 	run func(ctx context.Context, c *conn, args [][]byte)
 }

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"time"
+
+	"tally/node"
 )
 
 // maxPipeline is how many buffered commands one round reads before it
@@ -24,11 +27,16 @@ type conn struct {
 	quit  bool
 	stale bool // READONLY: reads answer from this node's replica
 
+	// Shutdown closes an idle connection at once and a busy one after
+	// it has answered what it is running.
+	mu       sync.Mutex
+	busy     bool
+	draining bool
+
 	// The pipeline being answered: its commands, and the adds among them
 	// that go to the backend together.
-	cmds    []command
-	adds    []Add
-	addCmds []int // index in cmds of each add
+	cmds []command
+	adds []node.AddRequest
 }
 
 // command is one parsed command and, once run, where its reply waits.
@@ -56,10 +64,33 @@ func (c *conn) serve() {
 			}
 			return
 		}
-		c.run()
-		if err := c.flush(); err != nil {
+		c.mu.Lock()
+		if c.draining {
+			c.mu.Unlock()
 			return
 		}
+		c.busy = true
+		c.mu.Unlock()
+		c.run()
+		err := c.flush()
+		c.mu.Lock()
+		c.busy = false
+		draining := c.draining
+		c.mu.Unlock()
+		if err != nil || draining {
+			return
+		}
+	}
+}
+
+// closeWhenIdle ends the connection once its current commands are
+// answered (at once when it is waiting for commands).
+func (c *conn) closeWhenIdle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.draining = true
+	if !c.busy {
+		c.nc.Close()
 	}
 }
 
@@ -108,13 +139,13 @@ func (c *conn) run() {
 	c.runAdds(start, len(c.cmds))
 }
 
-// runAdds answers cmds[from:to], all increments, with one backend call.
+// runAdds answers cmds[from:to], all increments, with one call to the
+// core per node.MaxBatchOps of them.
 func (c *conn) runAdds(from, to int) {
 	if from >= to {
 		return
 	}
 	c.adds = c.adds[:0]
-	c.addCmds = c.addCmds[:0]
 	errs := make([]error, to-from)
 	for i := from; i < to; i++ {
 		if moved := c.redirect(&c.cmds[i]); moved != "" {
@@ -128,24 +159,50 @@ func (c *conn) runAdds(from, to int) {
 		}
 		c.cmds[i].add = len(c.adds)
 		c.adds = append(c.adds, a)
-		c.addCmds = append(c.addCmds, i)
 	}
-	var results []AddResult
-	if len(c.adds) > 0 {
-		ctx, cancel := context.WithTimeout(c.s.ctx, c.s.cfg.Timeout)
-		results = c.s.cfg.Backend.Add(ctx, c.adds)
-		cancel()
+	outcomes := make([]node.AddOutcome, 0, len(c.adds))
+	for len(outcomes) < len(c.adds) {
+		chunk := c.adds[len(outcomes):min(len(c.adds), len(outcomes)+node.MaxBatchOps)]
+		outcomes = append(outcomes, c.addBatch(chunk)...)
 	}
 	for i := from; i < to; i++ {
 		switch cmd := &c.cmds[i]; {
 		case errs[i-from] != nil:
 			c.writeErr(errs[i-from])
-		case results[cmd.add].Err != nil:
-			c.writeErr(results[cmd.add].Err)
+		case outcomes[cmd.add].Err != nil:
+			c.writeErr(outcomes[cmd.add].Err)
 		default:
-			c.wr.Int(results[cmd.add].Value)
+			c.wr.Int(outcomes[cmd.add].Result.Value)
 		}
 	}
+}
+
+// addBatch applies adds together. The core refuses a whole batch with
+// one malformed request before applying any; then each add runs on its
+// own, so only the malformed one fails, as it would alone.
+func (c *conn) addBatch(adds []node.AddRequest) []node.AddOutcome {
+	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.cfg.Timeout)
+	defer cancel()
+	out, err := c.s.cfg.Core.AddBatch(ctx, adds)
+	if err == nil {
+		return out
+	}
+	out = make([]node.AddOutcome, len(adds))
+	var e *node.Error
+	if !errors.As(err, &e) || !e.Code.BadInput() {
+		for i := range out {
+			out[i].Err = asNodeError(err)
+		}
+		return out
+	}
+	for i, a := range adds {
+		res, err := c.s.cfg.Core.Add(ctx, a)
+		out[i] = node.AddOutcome{Result: res}
+		if err != nil {
+			out[i].Err = asNodeError(err)
+		}
+	}
+	return out
 }
 
 // runOne answers a command that is not an increment.

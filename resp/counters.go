@@ -4,6 +4,8 @@ import (
 	"context"
 	"math"
 	"time"
+
+	"tally/node"
 )
 
 // Counter commands: Redis's INCR family, GET, MGET and EXISTS on tally's
@@ -13,28 +15,28 @@ import (
 func init() {
 	write := []string{"write", "denyoom", "fast"}
 	read := []string{"readonly", "fast"}
-	register(&spec{name: "incr", arity: 2, flags: write, first: 1, last: 1, step: 1, add: func(a [][]byte) (Add, error) {
-		return Add{Name: string(a[1]), Delta: 1}, nil
+	register(&spec{name: "incr", arity: 2, flags: write, first: 1, last: 1, step: 1, add: func(a [][]byte) (node.AddRequest, error) {
+		return node.AddRequest{Name: string(a[1]), Delta: 1}, nil
 	}})
-	register(&spec{name: "decr", arity: 2, flags: write, first: 1, last: 1, step: 1, add: func(a [][]byte) (Add, error) {
-		return Add{Name: string(a[1]), Delta: -1}, nil
+	register(&spec{name: "decr", arity: 2, flags: write, first: 1, last: 1, step: 1, add: func(a [][]byte) (node.AddRequest, error) {
+		return node.AddRequest{Name: string(a[1]), Delta: -1}, nil
 	}})
-	register(&spec{name: "incrby", arity: 3, flags: write, first: 1, last: 1, step: 1, add: func(a [][]byte) (Add, error) {
+	register(&spec{name: "incrby", arity: 3, flags: write, first: 1, last: 1, step: 1, add: func(a [][]byte) (node.AddRequest, error) {
 		d, ok := parseInt(a[2])
 		if !ok {
-			return Add{}, errNotIntegerErr
+			return node.AddRequest{}, errNotIntegerErr
 		}
-		return Add{Name: string(a[1]), Delta: d}, nil
+		return node.AddRequest{Name: string(a[1]), Delta: d}, nil
 	}})
-	register(&spec{name: "decrby", arity: 3, flags: write, first: 1, last: 1, step: 1, add: func(a [][]byte) (Add, error) {
+	register(&spec{name: "decrby", arity: 3, flags: write, first: 1, last: 1, step: 1, add: func(a [][]byte) (node.AddRequest, error) {
 		d, ok := parseInt(a[2])
 		if !ok {
-			return Add{}, errNotIntegerErr
+			return node.AddRequest{}, errNotIntegerErr
 		}
 		if d == math.MinInt64 {
-			return Add{}, errDecrementOverflow
+			return node.AddRequest{}, errDecrementOverflow
 		}
-		return Add{Name: string(a[1]), Delta: -d}, nil
+		return node.AddRequest{Name: string(a[1]), Delta: -d}, nil
 	}})
 	register(&spec{name: "tally.incrby", arity: -3, flags: write, first: 1, last: 1, step: 1, add: parseTallyIncrBy})
 	register(&spec{name: "get", arity: 2, flags: read, first: 1, last: 1, step: 1, run: cmdGet})
@@ -42,28 +44,28 @@ func init() {
 	register(&spec{name: "exists", arity: -2, flags: read, first: 1, last: -1, step: 1, run: cmdExists})
 }
 
-var errDecrementOverflow = &Error{Code: "overflow", Message: "decrement would overflow"}
+var errDecrementOverflow = &node.Error{Code: node.CodeOverflow, Message: "decrement would overflow"}
 
 // maxTTL matches the HTTP API's bound on ttl_ms (a year).
 const maxTTL = 365 * 24 * time.Hour
 
 // TALLY.INCRBY key delta [MIN n] [MAX n] [PX ms] [IDEMPOTENCY id]
-func parseTallyIncrBy(a [][]byte) (Add, error) {
+func parseTallyIncrBy(a [][]byte) (node.AddRequest, error) {
 	d, ok := parseInt(a[2])
 	if !ok {
-		return Add{}, errNotIntegerErr
+		return node.AddRequest{}, errNotIntegerErr
 	}
-	add := Add{Name: string(a[1]), Delta: d}
+	add := node.AddRequest{Name: string(a[1]), Delta: d}
 	for i := 3; i < len(a); i += 2 {
 		if i+1 >= len(a) {
-			return Add{}, errSyntaxErr
+			return node.AddRequest{}, errSyntaxErr
 		}
 		opt, val := upper(a[i]), a[i+1]
 		switch opt {
 		case "MIN", "MAX":
 			v, ok := parseInt(val)
 			if !ok {
-				return Add{}, errNotIntegerErr
+				return node.AddRequest{}, errNotIntegerErr
 			}
 			if opt == "MIN" {
 				add.Min, add.HasMin = v, true
@@ -73,20 +75,24 @@ func parseTallyIncrBy(a [][]byte) (Add, error) {
 		case "PX":
 			v, ok := parseInt(val)
 			if !ok || v <= 0 || time.Duration(v)*time.Millisecond > maxTTL {
-				return Add{}, &Error{Code: "bad_ttl", Message: "invalid expire time in 'tally.incrby' command"}
+				return node.AddRequest{}, &node.Error{Code: node.CodeBadTTL, Message: "invalid expire time in 'tally.incrby' command"}
 			}
 			add.TTL = time.Duration(v) * time.Millisecond
 		case "IDEMPOTENCY":
-			add.Key = string(val)
+			add.IdempotencyKey = string(val)
 		default:
-			return Add{}, errSyntaxErr
+			return node.AddRequest{}, errSyntaxErr
 		}
 	}
 	return add, nil
 }
 
-func (c *conn) read(ctx context.Context, names []string) ([]Counter, bool) {
-	vals, err := c.s.cfg.Backend.Read(ctx, names, !c.stale)
+func (c *conn) read(ctx context.Context, names []string) ([]node.ReadResult, bool) {
+	consistency := node.Linearizable
+	if c.stale {
+		consistency = node.Stale
+	}
+	vals, err := c.s.cfg.Core.ReadMany(ctx, names, consistency)
 	if err != nil {
 		c.writeErr(err)
 		return nil, false

@@ -4,20 +4,18 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+
+	"tally/node"
 )
 
-// Error is a refusal or failure the backend reports for one command. Code
-// is tally's error code, the same as the HTTP API's (bad_name,
-// out_of_bounds, outcome_unknown, ...); Value is the counter's current
-// value where the code carries one.
-type Error struct {
-	Code     string
-	Message  string
-	Value    int64
-	HasValue bool
+// asNodeError keeps a core error as it is and wraps anything else.
+func asNodeError(err error) *node.Error {
+	var e *node.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &node.Error{Code: node.CodeInternal, Message: err.Error()}
 }
-
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
 // Redis's own error texts, for what Redis also refuses.
 const (
@@ -35,7 +33,7 @@ var (
 // otherwise a code of tally's own in upper case first (clients switch on
 // the first word) and the value, where there is one, right after it.
 func errorText(err error) string {
-	var e *Error
+	var e *node.Error
 	if !errors.As(err, &e) {
 		msg := err.Error()
 		if strings.HasPrefix(msg, "ERR ") || strings.HasPrefix(msg, "WRONGTYPE ") || strings.HasPrefix(msg, "MOVED ") {
@@ -44,19 +42,22 @@ func errorText(err error) string {
 		return "ERR " + msg
 	}
 	switch e.Code {
-	case "overflow":
+	case node.CodeOverflow:
+		if e.Message == errDecrementOverflow.Message {
+			return "ERR decrement would overflow"
+		}
 		return errOverflow
-	case "out_of_bounds":
+	case node.CodeOutOfBounds:
 		return "OUTOFBOUNDS " + strconv.FormatInt(e.Value, 10) + " the result would leave the bounds; nothing changed"
-	case "key_reused":
+	case node.CodeKeyReused:
 		return "KEYREUSED " + e.Message
-	case "counter_split", "not_splittable", "split_shrink":
-		return strings.ToUpper(strings.ReplaceAll(e.Code, "_", "")) + " " + e.Message
-	case "no_leader", "unavailable":
+	case node.CodeCounterSplit, node.CodeNotSplittable, node.CodeSplitShrink:
+		return strings.ToUpper(strings.ReplaceAll(string(e.Code), "_", "")) + " " + e.Message
+	case node.CodeNoLeader, node.CodeUnavailable:
 		// Not applied; clients and the Redis Cluster protocol retry
 		// TRYAGAIN after a short wait.
 		return "TRYAGAIN " + e.Message
-	case "outcome_unknown":
+	case node.CodeOutcomeUnknown:
 		return "UNKNOWN the write may or may not have committed; retry with the same IDEMPOTENCY id to learn its outcome"
 	}
 	return "ERR " + e.Message

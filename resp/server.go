@@ -8,42 +8,22 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"tally/node"
 )
 
-// Backend is what the listener needs from a tally node. Add takes every
-// increment of one pipeline at once, so that those bound for one shard
-// share one raft entry; results come back in the order of adds.
-type Backend interface {
-	Add(ctx context.Context, adds []Add) []AddResult
-	Read(ctx context.Context, names []string, linear bool) ([]Counter, error)
-}
-
-// Add is one increment (INCR, INCRBY, DECR, DECRBY, TALLY.INCRBY).
-type Add struct {
-	Name           string
-	Delta          int64
-	Min, Max       int64
-	HasMin, HasMax bool
-	TTL            time.Duration // window of a counter this add creates; 0 = none
-	Key            string        // idempotency id; "" = none
-}
-
-// AddResult is an add's outcome: the counter's value after it, or Err.
-type AddResult struct {
-	Value int64
-	Err   error
-}
-
-// Counter is what a read returns for one name.
-type Counter struct {
-	Value     int64
-	ExpiresAt time.Time // zero: the counter does not expire
-	Split     int
+// Core is what the listener needs from a tally node (*node.Node is one).
+// AddBatch takes every increment of one pipeline at once, so that those
+// bound for one shard share one raft entry.
+type Core interface {
+	AddBatch(ctx context.Context, reqs []node.AddRequest) ([]node.AddOutcome, error)
+	Add(ctx context.Context, req node.AddRequest) (node.AddResult, error)
+	ReadMany(ctx context.Context, names []string, c node.Consistency) ([]node.ReadResult, error)
 }
 
 // Config sets up a listener.
 type Config struct {
-	Backend  Backend
+	Core     Core
 	Limits   Limits
 	MaxConns int           // open client connections at most (default 10,000); further ones are closed at once
 	Timeout  time.Duration // per command batch: how long a write or read may take (default 10 s)
@@ -58,24 +38,25 @@ type Config struct {
 	Logger   *slog.Logger
 }
 
-// Server is a running RESP listener.
+// Server answers RESP clients. It is a node.Frontend: the node starts it
+// on its RESP listener and drains it on shutdown.
 type Server struct {
 	cfg    Config
-	ln     net.Listener
 	log    *slog.Logger
 	nextID atomic.Int64
 	open   atomic.Int64
 
 	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
+	ln     net.Listener
+	conns  map[net.Conn]*conn
 	closed bool
 	wg     sync.WaitGroup
 	stop   context.CancelFunc
 	ctx    context.Context
 }
 
-// Serve starts answering clients on ln until Close.
-func Serve(ln net.Listener, cfg Config) *Server {
+// New makes a server; Serve starts it.
+func New(cfg Config) *Server {
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 10000
 	}
@@ -89,22 +70,29 @@ func Serve(ln net.Listener, cfg Config) *Server {
 		cfg.Logger = slog.Default()
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, ln: ln, log: cfg.Logger.With("component", "resp"), conns: map[net.Conn]struct{}{}, ctx: ctx, stop: stop}
-	s.wg.Go(s.acceptLoop)
-	s.log.Info("resp listening", "addr", ln.Addr().String())
-	return s
+	return &Server{cfg: cfg, log: cfg.Logger.With("component", "resp"), conns: map[net.Conn]*conn{}, ctx: ctx, stop: stop}
 }
 
-// Addr is the listening address.
-func (s *Server) Addr() net.Addr { return s.ln.Addr() }
-
-func (s *Server) acceptLoop() {
+// Serve answers clients on ln until Shutdown or Close; it returns
+// net.ErrClosed then.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return net.ErrClosed
+	}
+	s.ln = ln
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	s.log.Info("resp listening", "addr", ln.Addr().String())
 	var delay time.Duration
 	for {
-		c, err := s.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
-				return
+				return net.ErrClosed
 			}
 			// A temporary failure (out of file descriptors): back off
 			// instead of spinning.
@@ -120,19 +108,21 @@ func (s *Server) acceptLoop() {
 			c.Close()
 			continue
 		}
+		cn := newConn(s, c)
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
+			s.open.Add(-1)
 			c.Close()
-			return
+			return net.ErrClosed
 		}
-		s.conns[c] = struct{}{}
+		s.conns[c] = cn
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
 			defer s.open.Add(-1)
-			newConn(s, c).serve()
+			cn.serve()
 			s.mu.Lock()
 			delete(s.conns, c)
 			s.mu.Unlock()
@@ -141,21 +131,52 @@ func (s *Server) acceptLoop() {
 	}
 }
 
-// Close stops accepting, closes every client connection and waits for
-// their commands to finish.
-func (s *Server) Close() error {
+// Addr is the listening address (nil before Serve).
+func (s *Server) Addr() net.Addr {
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
 		return nil
 	}
+	return s.ln.Addr()
+}
+
+// Shutdown stops accepting and lets every connection finish the commands
+// it is running, then closes it; at ctx's end it closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
 	s.closed = true
-	err := s.ln.Close()
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	for _, cn := range s.conns {
+		cn.closeWhenIdle()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		return ctx.Err()
+	}
+}
+
+// Close closes the listener and every connection at once, and waits for
+// the commands running on them to end.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	if s.ln != nil {
+		s.ln.Close()
+	}
 	for c := range s.conns {
 		c.Close()
 	}
 	s.mu.Unlock()
 	s.stop()
 	s.wg.Wait()
-	return err
+	return nil
 }

@@ -12,55 +12,80 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"tally/node"
 )
 
-// memBackend is an in-memory Backend that records how adds arrive.
+// memBackend is an in-memory Core that records how adds arrive.
 type memBackend struct {
 	mu     sync.Mutex
 	vals   map[string]int64
-	calls  []int // adds per Add call
+	calls  []int // adds per AddBatch call
 	keys   map[string]int64
-	failAs *Error // every add fails with it, when set
+	failAs *node.Error // every add fails with it, when set
 }
 
 func newMem() *memBackend { return &memBackend{vals: map[string]int64{}, keys: map[string]int64{}} }
 
-func (m *memBackend) Add(_ context.Context, adds []Add) []AddResult {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.calls = append(m.calls, len(adds))
-	out := make([]AddResult, len(adds))
-	for i, a := range adds {
-		if m.failAs != nil {
-			out[i].Err = m.failAs
-			continue
+func (m *memBackend) AddBatch(ctx context.Context, reqs []node.AddRequest) ([]node.AddOutcome, error) {
+	for _, r := range reqs {
+		if r.Name == "" {
+			return nil, &node.Error{Code: node.CodeBadName, Message: "a counter name must not be empty"}
 		}
-		if a.Key != "" {
-			if v, ok := m.keys[a.Key]; ok {
-				out[i].Value = v
-				continue
-			}
-		}
-		v := m.vals[a.Name] + a.Delta
-		if (a.HasMin && v < a.Min) || (a.HasMax && v > a.Max) {
-			out[i].Err = &Error{Code: "out_of_bounds", Message: "out of bounds", Value: m.vals[a.Name], HasValue: true}
-			continue
-		}
-		m.vals[a.Name] = v
-		if a.Key != "" {
-			m.keys[a.Key] = v
-		}
-		out[i].Value = v
 	}
-	return out
+	m.mu.Lock()
+	m.calls = append(m.calls, len(reqs))
+	m.mu.Unlock()
+	out := make([]node.AddOutcome, len(reqs))
+	for i, r := range reqs {
+		res, err := m.add(r)
+		out[i].Result = res
+		if err != nil {
+			out[i].Err = err.(*node.Error)
+		}
+	}
+	return out, nil
 }
 
-func (m *memBackend) Read(_ context.Context, names []string, _ bool) ([]Counter, error) {
+func (m *memBackend) Add(_ context.Context, r node.AddRequest) (node.AddResult, error) {
+	if r.Name == "" {
+		return node.AddResult{}, &node.Error{Code: node.CodeBadName, Message: "a counter name must not be empty"}
+	}
+	res, err := m.add(r)
+	if err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+func (m *memBackend) add(a node.AddRequest) (node.AddResult, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]Counter, len(names))
+	if m.failAs != nil {
+		return node.AddResult{}, m.failAs
+	}
+	if a.IdempotencyKey != "" {
+		if v, ok := m.keys[a.IdempotencyKey]; ok {
+			return node.AddResult{Value: v, Exact: true}, nil
+		}
+	}
+	v := m.vals[a.Name] + a.Delta
+	if (a.HasMin && v < a.Min) || (a.HasMax && v > a.Max) {
+		return node.AddResult{}, &node.Error{Code: node.CodeOutOfBounds, Message: "out of bounds", Value: m.vals[a.Name], HasValue: true}
+	}
+	m.vals[a.Name] = v
+	if a.IdempotencyKey != "" {
+		m.keys[a.IdempotencyKey] = v
+	}
+	return node.AddResult{Value: v, Exact: true}, nil
+}
+
+func (m *memBackend) ReadMany(_ context.Context, names []string, _ node.Consistency) ([]node.ReadResult, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]node.ReadResult, len(names))
 	for i, n := range names {
-		out[i] = Counter{Value: m.vals[n], Split: 1}
+		out[i] = node.ReadResult{Name: n, Value: m.vals[n], Split: 1}
 	}
 	return out, nil
 }
@@ -71,14 +96,29 @@ func (m *memBackend) addCalls() []int {
 	return append([]int(nil), m.calls...)
 }
 
-func startServer(t *testing.T, b Backend, lim Limits) *Server {
+func startServer(t *testing.T, b Core, lim Limits) *Server {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := Serve(ln, Config{Backend: b, Limits: lim, NodeID: "n1"})
+	return serveTest(t, ln, Config{Core: b, Limits: lim, NodeID: "n1"})
+}
+
+// serveTest serves cfg on ln until the test ends, and returns once the
+// server has its listener.
+func serveTest(t *testing.T, ln net.Listener, cfg Config) *Server {
+	t.Helper()
+	s := New(cfg)
+	go s.Serve(ln)
 	t.Cleanup(func() { s.Close() })
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Addr() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("server never took its listener")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	return s
 }
 
@@ -181,14 +221,15 @@ func TestBackendErrorsInTheirOwnWords(t *testing.T) {
 	s := startServer(t, m, Limits{})
 	c := client(t, s, 2)
 	ctx := context.Background()
-	for code, want := range map[string]string{
-		"outcome_unknown": "UNKNOWN ",
-		"no_leader":       "TRYAGAIN ",
-		"overflow":        errOverflow,
-		"key_reused":      "KEYREUSED ",
+	for code, want := range map[node.Code]string{
+		node.CodeOutcomeUnknown: "UNKNOWN ",
+		node.CodeNoLeader:       "TRYAGAIN ",
+		node.CodeOverflow:       errOverflow,
+		node.CodeKeyReused:      "KEYREUSED ",
+		node.CodeBadName:        "ERR x",
 	} {
 		m.mu.Lock()
-		m.failAs = &Error{Code: code, Message: "x"}
+		m.failAs = &node.Error{Code: code, Message: "x"}
 		m.mu.Unlock()
 		if err := c.Incr(ctx, "a").Err(); err == nil || !strings.HasPrefix(err.Error(), want) {
 			t.Errorf("%s: %v, want %q...", code, err, want)
@@ -360,8 +401,7 @@ func TestMaxConns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := Serve(ln, Config{Backend: newMem(), MaxConns: 1})
-	defer s.Close()
+	s := serveTest(t, ln, Config{Core: newMem(), MaxConns: 1})
 	first := redis.NewClient(&redis.Options{Addr: s.Addr().String(), Protocol: 2, PoolSize: 1})
 	defer first.Close()
 	if err := first.Ping(context.Background()).Err(); err != nil {
@@ -379,5 +419,28 @@ func TestMaxConns(t *testing.T) {
 	}
 	if err := first.Ping(context.Background()).Err(); err != nil {
 		t.Fatal("first client lost:", err)
+	}
+}
+
+// One malformed increment in a pipeline fails alone; the others apply.
+func TestBadAddInPipelineFailsAlone(t *testing.T) {
+	m := newMem()
+	s := startServer(t, m, Limits{})
+	c := client(t, s, 2)
+	ctx := context.Background()
+	cmds, _ := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Incr(ctx, "a")
+		p.Incr(ctx, "")
+		p.Incr(ctx, "a")
+		return nil
+	})
+	if len(cmds) != 3 || cmds[0].Err() != nil || cmds[2].Err() != nil {
+		t.Fatalf("valid increments failed: %v", cmds)
+	}
+	if err := cmds[1].Err(); err == nil || !strings.HasPrefix(err.Error(), "ERR a counter name") {
+		t.Fatalf("empty name: %v", err)
+	}
+	if v := cmds[2].(*redis.IntCmd).Val(); v != 2 {
+		t.Fatalf("second INCR = %d, want 2", v)
 	}
 }
