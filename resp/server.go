@@ -19,7 +19,20 @@ type Core interface {
 	AddBatch(ctx context.Context, reqs []node.AddRequest) ([]node.AddOutcome, error)
 	Add(ctx context.Context, req node.AddRequest) (node.AddResult, error)
 	ReadMany(ctx context.Context, names []string, c node.Consistency) ([]node.ReadResult, error)
+
+	// The whole-counter operations behind DEL, SET and EXPIRE.
+	Delete(ctx context.Context, name string) (bool, error)
+	Set(ctx context.Context, name string, value int64, ttl time.Duration) error
+	Expire(ctx context.Context, name string, ttl time.Duration) (bool, error)
+
+	// The actor set as a Redis set: SADD/SREM take every member of one
+	// command in one call (one raft entry), SISMEMBER and SCARD read it.
+	Actors(ctx context.Context, name string, actors []string, add bool) (changed int, value int64, err error)
+	IsMember(ctx context.Context, req node.MemberRequest) (bool, error)
+	ActorCount(ctx context.Context, name string, c node.Consistency) (int, error)
 }
+
+var _ Core = (*node.Node)(nil)
 
 // Config sets up a listener.
 type Config struct {

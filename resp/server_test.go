@@ -23,9 +23,17 @@ type memBackend struct {
 	calls  []int // adds per AddBatch call
 	keys   map[string]int64
 	failAs *node.Error // every add fails with it, when set
+
+	expiry     map[string]time.Time
+	sets       map[string]map[string]bool
+	split      map[string]bool // split counters: SET and EXPIRE refuse them
+	actorCalls [][]string      // the members of each Actors call
 }
 
-func newMem() *memBackend { return &memBackend{vals: map[string]int64{}, keys: map[string]int64{}} }
+func newMem() *memBackend {
+	return &memBackend{vals: map[string]int64{}, keys: map[string]int64{}, expiry: map[string]time.Time{},
+		sets: map[string]map[string]bool{}, split: map[string]bool{}}
+}
 
 func (m *memBackend) AddBatch(ctx context.Context, reqs []node.AddRequest) ([]node.AddOutcome, error) {
 	for _, r := range reqs {
@@ -61,6 +69,7 @@ func (m *memBackend) Add(_ context.Context, r node.AddRequest) (node.AddResult, 
 func (m *memBackend) add(a node.AddRequest) (node.AddResult, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.expireNow(a.Name)
 	if m.failAs != nil {
 		return node.AddResult{}, m.failAs
 	}
@@ -85,7 +94,11 @@ func (m *memBackend) ReadMany(_ context.Context, names []string, _ node.Consiste
 	defer m.mu.Unlock()
 	out := make([]node.ReadResult, len(names))
 	for i, n := range names {
-		out[i] = node.ReadResult{Name: n, Value: m.vals[n], Split: 1}
+		m.expireNow(n)
+		out[i] = node.ReadResult{Name: n, Value: m.vals[n], Split: 1, ExpiresAt: m.expiry[n]}
+		if m.split[n] {
+			out[i].Split = 2
+		}
 	}
 	return out, nil
 }
