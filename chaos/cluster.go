@@ -24,6 +24,7 @@ type Node struct {
 	ID   string
 	HTTP string // host:port
 	Raft string // cluster (raft) address, what the fault switch blocks
+	RESP string // Redis-protocol address
 
 	args    []string
 	logPath string
@@ -64,17 +65,18 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 	c := &Cluster{Shards: cfg.Shards, Dir: cfg.Dir, managed: true, hc: &http.Client{Timeout: 2 * time.Second}}
 	// Every node joins all the others, so any of them can restart alone.
 	var gossip []string
-	ports, err := freePorts(3 * cfg.Nodes) // held together: all distinct
+	ports, err := freePorts(4 * cfg.Nodes) // held together: all distinct
 	if err != nil {
 		return nil, err
 	}
 	for i := 0; i < cfg.Nodes; i++ {
-		ports := ports[3*i:]
+		ports := ports[4*i:]
 		id := fmt.Sprintf("n%d", i+1)
 		c.Nodes = append(c.Nodes, &Node{
 			ID:      id,
 			HTTP:    "127.0.0.1:" + strconv.Itoa(ports[0]),
 			Raft:    "127.0.0.1:" + strconv.Itoa(ports[1]),
+			RESP:    "127.0.0.1:" + strconv.Itoa(ports[3]),
 			logPath: filepath.Join(cfg.Dir, id+".log"),
 		})
 		gossip = append(gossip, "127.0.0.1:"+strconv.Itoa(ports[2]))
@@ -82,7 +84,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 	for i, n := range c.Nodes {
 		n.args = []string{cfg.Bin,
 			"--id", n.ID, "--data-dir", filepath.Join(cfg.Dir, n.ID),
-			"--http", n.HTTP, "--raft", n.Raft, "--gossip", gossip[i],
+			"--http", n.HTTP, "--raft", n.Raft, "--gossip", gossip[i], "--resp", n.RESP,
 			"--bootstrap-expect", strconv.Itoa(cfg.Nodes), "--shards", strconv.Itoa(cfg.Shards),
 			"--enable-faults",
 		}

@@ -35,15 +35,15 @@ func repoRoot(t *testing.T) string {
 	return filepath.Dir(filepath.Dir(file))
 }
 
-// freeBase finds a base port whose nine ports (three nodes × http, raft,
-// gossip; gossip on TCP and UDP) are all free right now.
+// freeBase finds a base port whose ports (per node http, raft, gossip and
+// RESP; gossip on TCP and UDP) are all free right now.
 func freeBase(t *testing.T, nodes int) int {
 	for try := 0; try < 200; try++ {
 		base := 20000 + rand.IntN(400)*100
 		ok := true
 		var held []func() error
 		for i := 0; i < nodes && ok; i++ {
-			for k := 0; k < 3 && ok; k++ {
+			for k := 0; k < 4 && ok; k++ {
 				port := base + 10*i + k
 				l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 				if err != nil {

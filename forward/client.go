@@ -99,6 +99,16 @@ func (c *Client) Member(ctx context.Context, addr string, req MemberRequest) (Me
 	return *r.(*MemberResponse), nil
 }
 
+// Card forwards a question for an actor set's size; like Read, it changes
+// nothing.
+func (c *Client) Card(ctx context.Context, addr string, req CardRequest) (CardResponse, error) {
+	r, err := c.do(ctx, addr, &req)
+	if err != nil {
+		return CardResponse{}, readOnly(err)
+	}
+	return *r.(*CardResponse), nil
+}
+
 // Split asks the leader of a counter's home shard to raise its split
 // factor. The protocol is idempotent, so an unknown outcome is safe to
 // retry.

@@ -2,6 +2,7 @@ package forward
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
@@ -54,6 +55,17 @@ func (fakeLocal) Split(_ context.Context, req SplitRequest) (SplitResponse, erro
 	return SplitResponse{Factor: req.Factor + len(req.Name), Code: fsm.ErrSplitShrink}, nil
 }
 
+func (fakeLocal) Card(_ context.Context, req CardRequest) (CardResponse, error) {
+	if req.Shard == 9 {
+		return CardResponse{}, ErrNoShard
+	}
+	n := 1000 * len(req.Name)
+	if req.Linearizable {
+		n++
+	}
+	return CardResponse{Actors: n + int(req.Shard)}, nil
+}
+
 func startPair(t *testing.T) (*Client, string) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -93,6 +105,12 @@ func TestEveryMessageRoundTrips(t *testing.T) {
 	if m, err := c.Member(ctx, addr, MemberRequest{Shard: 1, Name: "likes", Actor: "bob", Linearizable: true}); err != nil || m.Member {
 		t.Fatalf("member of another actor: %+v, %v", m, err)
 	}
+	if n, err := c.Card(ctx, addr, CardRequest{Shard: 5, Name: "likes", Linearizable: true}); err != nil || n.Actors != 5006 {
+		t.Fatalf("card: %+v, %v; want 5006", n, err)
+	}
+	if n, err := c.Card(ctx, addr, CardRequest{Shard: 2, Name: "ab"}); err != nil || n.Actors != 2002 {
+		t.Fatalf("stale card: %+v, %v; want 2002", n, err)
+	}
 	s, err := c.Split(ctx, addr, SplitRequest{Shard: 2, Name: "hot", Factor: 4})
 	if err != nil || s.Factor != 7 || s.Code != fsm.ErrSplitShrink {
 		t.Fatalf("split: %+v, %v", s, err)
@@ -109,6 +127,9 @@ func TestErrorsKeepTheirMeaning(t *testing.T) {
 	}
 	if _, err := c.Read(ctx, addr, ReadRequest{Shard: 9}); !errors.Is(err, shard.ErrUnavailable) {
 		t.Fatalf("no shard came back as %v, want unavailable", err)
+	}
+	if _, err := c.Card(ctx, addr, CardRequest{Shard: 9, Name: "x"}); !errors.Is(err, shard.ErrUnavailable) {
+		t.Fatalf("card without the shard came back as %v, want unavailable", err)
 	}
 	if _, err := c.Split(ctx, addr, SplitRequest{Shard: 9, Name: "x", Factor: 2}); err == nil || errors.Is(err, shard.ErrUnavailable) || errors.Is(err, shard.ErrOutcomeUnknown) {
 		t.Fatalf("a failed request came back as %v", err)
@@ -130,5 +151,33 @@ func TestUnreachablePeerIsNotSent(t *testing.T) {
 	defer cancel()
 	if _, err := c.Write(ctx, addr, WriteRequest{Shard: 1}); !errors.Is(err, ErrNotSent) {
 		t.Fatalf("write to a closed port: %v, want ErrNotSent", err)
+	}
+}
+
+// Adding a message kind leaves the bytes of the existing ones as they
+// were: nodes of the previous version keep understanding them.
+func TestExistingMessagesKeepTheirBytes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		msg  interface{ encode(*enc) }
+		want string
+	}{
+		{"read", &ReadRequest{Shard: 1, Names: []string{"a", "bc"}, Linearizable: true}, "01020161026263"},
+		{"member", &MemberRequest{Name: "p", Actor: "u"}, "000201700175"},
+		{"split", &SplitRequest{Name: "h", Factor: 4}, "016804"},
+		{"read response", &ReadResponse{Values: []shard.Lookup{{Value: -1, ExpiresAt: 2, Split: 3}}}, "01010403"},
+		{"card", &CardRequest{Name: "s", Linearizable: true}, "010173"},
+		{"card response", &CardResponse{Actors: 300}, "ac02"},
+	} {
+		var e enc
+		tc.msg.encode(&e)
+		if got := hex.EncodeToString(e.B); got != tc.want {
+			t.Errorf("%s encodes as %s, want %s", tc.name, got, tc.want)
+		}
+	}
+	var d dec
+	d.B, _ = hex.DecodeString("010173")
+	if r := decodeRequest(&d, reqCard, 7); d.Err != nil || !reflect.DeepEqual(r, &CardRequest{Shard: 7, Name: "s", Linearizable: true}) {
+		t.Fatalf("card request decodes as %+v, %v", r, d.Err)
 	}
 }

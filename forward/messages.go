@@ -44,6 +44,18 @@ type MemberResponse struct {
 	Member bool
 }
 
+// CardRequest asks for the size of the actor set of the counter Name.
+type CardRequest struct {
+	Shard        uint32
+	Name         string
+	Linearizable bool
+}
+
+// CardResponse answers a CardRequest.
+type CardResponse struct {
+	Actors int
+}
+
 // SplitRequest runs the split protocol on Shard, the home shard of the
 // counter Name, to raise its split factor to Factor.
 type SplitRequest struct {
@@ -82,6 +94,9 @@ func (r *ReadRequest) newResponse() response   { return &ReadResponse{} }
 func (r *MemberRequest) kind() uint8           { return reqMember }
 func (r *MemberRequest) shardID() uint32       { return r.Shard }
 func (r *MemberRequest) newResponse() response { return &MemberResponse{} }
+func (r *CardRequest) kind() uint8             { return reqCard }
+func (r *CardRequest) shardID() uint32         { return r.Shard }
+func (r *CardRequest) newResponse() response   { return &CardResponse{} }
 func (r *SplitRequest) kind() uint8            { return reqSplit }
 func (r *SplitRequest) shardID() uint32        { return r.Shard }
 func (r *SplitRequest) newResponse() response  { return &SplitResponse{} }
@@ -109,6 +124,11 @@ func (r *MemberRequest) encode(e *enc) {
 func (r *SplitRequest) encode(e *enc) {
 	e.Str(r.Name)
 	e.Uv(uint64(r.Factor))
+}
+
+func (r *CardRequest) encode(e *enc) {
+	e.Bool(r.Linearizable)
+	e.Str(r.Name)
 }
 
 // decodeRequest reads the body of a request of the given kind; d.Err is
@@ -144,6 +164,9 @@ func decodeRequest(d *dec, kind uint8, sh uint32) request {
 	case reqSplit:
 		name := d.Str()
 		return &SplitRequest{Shard: sh, Name: name, Factor: int(d.Uv())}
+	case reqCard:
+		linear := d.U8() == 1
+		return &CardRequest{Shard: sh, Name: d.Str(), Linearizable: linear}
 	}
 	d.Fail()
 	return nil
@@ -193,6 +216,9 @@ func (r *ReadResponse) decode(d *dec) {
 
 func (r *MemberResponse) encode(e *enc) { e.Bool(r.Member) }
 func (r *MemberResponse) decode(d *dec) { r.Member = d.U8() == 1 }
+
+func (r *CardResponse) encode(e *enc) { e.Uv(uint64(r.Actors)) }
+func (r *CardResponse) decode(d *dec) { r.Actors = int(d.Uv()) }
 
 func (r *SplitResponse) encode(e *enc) {
 	e.Uv(uint64(r.Factor))

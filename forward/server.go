@@ -21,6 +21,7 @@ type Local interface {
 	Read(ctx context.Context, req ReadRequest) (ReadResponse, error)
 	Member(ctx context.Context, req MemberRequest) (MemberResponse, error)
 	Split(ctx context.Context, req SplitRequest) (SplitResponse, error)
+	Card(ctx context.Context, req CardRequest) (CardResponse, error)
 }
 
 // Serve answers forwarded requests on every connection l accepts, until l
@@ -116,6 +117,9 @@ func dispatch(ctx context.Context, h Local, req request) (response, error) {
 		return &resp, err
 	case *SplitRequest:
 		resp, err := h.Split(ctx, *req)
+		return &resp, err
+	case *CardRequest:
+		resp, err := h.Card(ctx, *req)
 		return &resp, err
 	}
 	return nil, errors.New("forward: unknown request type")

@@ -25,6 +25,7 @@ const (
 	reqRead   = 2 // counter values with their expiry
 	reqMember = 3 // is an actor in a counter's actor set
 	reqSplit  = 4 // run the split protocol on a counter's home shard
+	reqCard   = 5 // the size of a counter's actor set
 
 	statusOK          = 0
 	statusNotLeader   = 1 // nothing done; leader hint follows

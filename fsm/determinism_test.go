@@ -68,8 +68,22 @@ func randomEntries(rng *rand.Rand, n int) []Entry {
 					op.TTL = ttls[rng.IntN(len(ttls))]
 				}
 			}
-			if rng.IntN(2) == 0 {
-				op.Key = fmt.Sprint("k", rng.IntN(60))
+			// Now and then a whole-counter op: a delete, a set (with or
+			// without a window) or a new expiry, which take no key.
+			switch rng.IntN(60) {
+			case 0:
+				op = Op{Kind: OpDelete, Name: op.Name}
+			case 1:
+				op = Op{Kind: OpSet, Name: op.Name, Delta: deltas[rng.IntN(len(deltas))]}
+				if rng.IntN(2) == 0 {
+					op.TTL = ttls[rng.IntN(len(ttls))]
+				}
+			case 2:
+				op = Op{Kind: OpExpire, Name: op.Name, TTL: ttls[rng.IntN(len(ttls))]}
+			default:
+				if rng.IntN(2) == 0 {
+					op.Key = fmt.Sprint("k", rng.IntN(60))
+				}
 			}
 			ops[j] = op
 		}
@@ -196,6 +210,11 @@ func FuzzApply(f *testing.F) {
 		ImportKey("h/2", "k9", 1, 3), end("h", 4), keyed("h/2", 1, "k9"),
 	}}
 	f.Add(AppendEntry(nil, &splitting), AppendEntry(nil, &Entry{Time: 6, Ops: []Op{begin("h", 2, 8), end("h", 6), keyed("h", 1, "k2")}}))
+	whole := Entry{Time: 5, Ops: []Op{
+		like("p", "a"), add("q", 2), withTTL(add("w", 1), 1000), {Kind: OpExpire, Name: "q", TTL: 500},
+		{Kind: OpSet, Name: "p", Delta: 9}, {Kind: OpDelete, Name: "w"}, {Kind: OpSet, Name: "z", Delta: 3, TTL: 200},
+	}}
+	f.Add(AppendEntry(nil, &whole), AppendEntry(nil, &Entry{Time: 5 + int64(time.Second), Ops: []Op{{Kind: OpDelete, Name: "p"}, add("q", 1), {Kind: OpExpire, Name: "z", TTL: 1}}}))
 	f.Fuzz(func(t *testing.T, b1, b2 []byte) {
 		e1, err1 := DecodeEntry(b1)
 		e2, err2 := DecodeEntry(b2)

@@ -49,6 +49,27 @@ const (
 	// of Delta, with the value its first Result had. Build it with
 	// ImportKey.
 	OpImportKey OpKind = 6
+
+	// OpDelete removes the stored counter Name (a counter or a
+	// placement.SubName of one): its value, actor set and expiry. It
+	// uses no other field. The split state of a split counter is kept (a
+	// split factor only grows), so increments racing the delete on other
+	// sub-counters still land on a counter that is summed. Result.Changed
+	// says whether something was there.
+	OpDelete OpKind = 7
+
+	// OpSet makes Delta the value of the unsplit counter Name (not a
+	// sub-counter): its actor set is cleared, and it expires TTL (0 or
+	// 1..MaxTTL ms) after the entry's time, or never when TTL is 0. A
+	// split counter is refused with ErrSplit. Setting 0 without a TTL
+	// deletes the counter.
+	OpSet OpKind = 8
+
+	// OpExpire makes the held counter Name (not a sub-counter) expire TTL
+	// (1..MaxTTL ms) after the entry's time. On an absent or expired
+	// counter nothing happens and Result.Changed is false; a split counter
+	// is refused with ErrSplit.
+	OpExpire OpKind = 9
 )
 
 // Limits on the fields of an Op. The string limits bound the size of an
@@ -65,8 +86,10 @@ const (
 // Op is one operation on one counter.
 //
 // Fields a kind does not use must be zero (Validate enforces it): Actor is
-// only for the actor kinds; Delta, the bounds and TTL only for OpAdd; Min and
-// Max must be 0 unless HasMin and HasMax say they are in use. The split
+// only for the actor kinds; Delta, the bounds and TTL only for OpAdd (and
+// Delta and TTL for OpSet, TTL for OpExpire); Min and Max must be 0 unless
+// HasMin and HasMax say they are in use; OpDelete, OpSet and OpExpire take
+// no idempotency Key. The split
 // kinds store their own values in Delta, Min and Max: build and read them
 // with the constructors and accessors of splitops.go.
 type Op struct {
@@ -117,6 +140,7 @@ var (
 	errTTL           = errors.New("fsm: TTL negative or over MaxTTL")
 	errOpFlags       = errors.New("fsm: op flags name an empty field (not canonical)")
 	errSplitOp       = errors.New("fsm: split op with a bad factor, shard count, name or fields")
+	errKeyOp         = errors.New("fsm: delete, set or expire op with a bad name, TTL or a field its kind does not use")
 )
 
 // Validate reports whether op is well formed: a known kind, a name of
@@ -128,7 +152,7 @@ var (
 // instead of proposing garbage.
 func (op Op) Validate() error {
 	switch {
-	case op.Kind < OpAdd || op.Kind > OpImportKey:
+	case op.Kind < OpAdd || op.Kind > OpExpire:
 		return errUnknownKind
 	case len(op.Name) == 0:
 		return errEmptyName
@@ -137,8 +161,11 @@ func (op Op) Validate() error {
 	case len(op.Key) > MaxKeyLen:
 		return errKeyTooLong
 	}
-	if op.Kind >= OpSplitBegin {
+	switch op.Kind {
+	case OpSplitBegin, OpSplitEnd, OpImportKey:
 		return op.validateSplit()
+	case OpDelete, OpSet, OpExpire:
+		return op.validateKeyOp()
 	}
 	if op.Kind == OpAdd {
 		switch {
@@ -185,6 +212,25 @@ func (op Op) validateSplit() error {
 	return nil
 }
 
+// validateKeyOp checks the fields of OpDelete, OpSet and OpExpire: none
+// has a key, an actor or bounds; only OpDelete may name a sub-counter.
+func (op Op) validateKeyOp() error {
+	_, sub := placement.ParseSubName(op.Name)
+	ok := op.Key == "" && op.Actor == "" && !op.HasMin && !op.HasMax && op.Min == 0 && op.Max == 0
+	switch op.Kind {
+	case OpDelete:
+		ok = ok && op.Delta == 0 && op.TTL == 0
+	case OpSet:
+		ok = ok && sub == 0 && op.TTL >= 0 && op.TTL <= MaxTTL
+	case OpExpire:
+		ok = ok && sub == 0 && op.Delta == 0 && op.TTL >= 1 && op.TTL <= MaxTTL
+	}
+	if !ok {
+		return errKeyOp
+	}
+	return nil
+}
+
 // Entry encoding. Every entry starts with a version byte and a type byte
 // (type 1: op batch). Varints are zigzag for signed values, as in
 // encoding/binary, and must be minimal.
@@ -201,7 +247,8 @@ func (op Op) validateSplit() error {
 //	  delta  varint
 //	  key    uvarint length, then bytes
 //
-// Version 2 (every field):
+// Version 2 (every field and every kind; OpDelete, OpSet and OpExpire use
+// the same layout, with only the fields their kind takes):
 //
 //	version  byte    = 2
 //	type     byte    = 1

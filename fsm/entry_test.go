@@ -124,7 +124,7 @@ func TestDecodeEntryRejects(t *testing.T) {
 		{"name too long", enc(op(strings.Repeat("n", MaxNameLen+1), "")), errNameTooLong},
 		{"key too long", enc(op("a", strings.Repeat("k", MaxKeyLen+1))), errKeyTooLong},
 		{"unknown kind 0", enc(Entry{Ops: []Op{{Kind: 0, Name: "a"}}}), errUnknownKind},
-		{"unknown kind 7", enc(Entry{Ops: []Op{{Kind: 7, Name: "a"}}}), errUnknownKind},
+		{"unknown kind 10", enc(Entry{Ops: []Op{{Kind: 10, Name: "a"}}}), errUnknownKind},
 		{"v1 actor kind", []byte{1, 1, 0, 1, 2, 1, 'a', 0, 0}, errUnknownKind},
 		// A count of 2^63 in a 13-byte input: refused before allocating.
 		{"absurd count", []byte{1, 1, 0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01}, errOpCount},
@@ -201,7 +201,32 @@ func TestOpValidate(t *testing.T) {
 		{Op{Kind: OpActorAdd, Name: "a", Actor: "u", Min: 1}, errAddFieldOnAct},
 		{Op{Kind: OpActorRemove, Name: "a", Actor: "u", Max: 1}, errAddFieldOnAct},
 		{Op{Kind: OpActorRemove, Name: "a", Actor: "u", TTL: 1}, errAddFieldOnAct},
-		{Op{Kind: 7, Name: "a", Actor: "u"}, errUnknownKind},
+		{Op{Kind: 10, Name: "a", Actor: "u"}, errUnknownKind},
+		{Op{Kind: OpDelete, Name: "a"}, nil},
+		{Op{Kind: OpDelete, Name: "a/3"}, nil},
+		{Op{Kind: OpDelete, Name: strings.Repeat("a", MaxNameLen) + "/63"}, nil},
+		{Op{Kind: OpDelete, Name: "a", Delta: 1}, errKeyOp},
+		{Op{Kind: OpDelete, Name: "a", TTL: 1}, errKeyOp},
+		{Op{Kind: OpDelete, Name: "a", Key: "k"}, errKeyOp},
+		{Op{Kind: OpDelete, Name: "a", Actor: "u"}, errKeyOp},
+		{Op{Kind: OpDelete, Name: "a", HasMin: true}, errKeyOp},
+		{Op{Kind: OpSet, Name: "a", Delta: math.MinInt64}, nil},
+		{Op{Kind: OpSet, Name: "a", Delta: 5, TTL: MaxTTL}, nil},
+		{Op{Kind: OpSet, Name: "a"}, nil},
+		{Op{Kind: OpSet, Name: "a", TTL: MaxTTL + 1}, errKeyOp},
+		{Op{Kind: OpSet, Name: "a", TTL: -1}, errKeyOp},
+		{Op{Kind: OpSet, Name: "a/2", Delta: 1}, errKeyOp},
+		{Op{Kind: OpSet, Name: "a", Delta: 1, Key: "k"}, errKeyOp},
+		{Op{Kind: OpSet, Name: "a", Delta: 1, HasMax: true, Max: 2}, errKeyOp},
+		{Op{Kind: OpSet, Name: "a", Delta: 1, Actor: "u"}, errKeyOp},
+		{Op{Kind: OpExpire, Name: "a", TTL: 1}, nil},
+		{Op{Kind: OpExpire, Name: "a", TTL: MaxTTL}, nil},
+		{Op{Kind: OpExpire, Name: "a"}, errKeyOp},
+		{Op{Kind: OpExpire, Name: "a", TTL: MaxTTL + 1}, errKeyOp},
+		{Op{Kind: OpExpire, Name: "a", TTL: 1, Delta: 1}, errKeyOp},
+		{Op{Kind: OpExpire, Name: "a/1", TTL: 1}, errKeyOp},
+		{Op{Kind: OpExpire, Name: "a", TTL: 1, Key: "k"}, errKeyOp},
+		{Op{Kind: OpExpire, Name: "a", TTL: 1, Min: 1, HasMin: true}, errKeyOp},
 		{Op{Kind: OpAdd, Name: strings.Repeat("a", MaxNameLen), Key: strings.Repeat("k", MaxKeyLen)}, nil},
 		{Op{Kind: 0, Name: "a"}, errUnknownKind},
 		{Op{Kind: OpAdd}, errEmptyName},
@@ -221,6 +246,9 @@ func FuzzDecodeEntry(f *testing.F) {
 	}
 	f.Add([]byte{})
 	f.Add([]byte{1, 1, 0, 0x80, 0x80, 0x80, 0x80, 0x01})
+	f.Add(AppendEntry(nil, &Entry{Time: 3, Ops: []Op{
+		{Kind: OpDelete, Name: "a/2"}, {Kind: OpSet, Name: "b", Delta: -4, TTL: 10}, {Kind: OpExpire, Name: "c", TTL: 1},
+	}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := DecodeEntry(b)
 		if err != nil {
@@ -375,7 +403,7 @@ func TestDecodeEntryV2Rejects(t *testing.T) {
 		{"like with bound", op(like, 1, 'a', flagActor|flagHasMax, 1, 'u'), errAddFieldOnAct},
 		{"actor too long", op(like, 1, 'a', flagActor, MaxActorLen+1, 'u'), errActorTooLong},
 		{"actor past end", op(like, 1, 'a', flagActor, 9, 'u'), errTruncated},
-		{"unknown kind", op(7, 1, 'a', flagActor, 1, 'u'), errUnknownKind},
+		{"unknown kind", op(10, 1, 'a', flagActor, 1, 'u'), errUnknownKind},
 		{"kind zero", op(0, 1, 'a', 0), errUnknownKind},
 		{"empty name", op(add, 0, 0, 0), errEmptyName},
 		{"name too long", op(add, 0x84, 0x02, 0), errNameTooLong},

@@ -74,10 +74,12 @@ type Result struct {
 	Value     int64 // the counter's value after this op (or current value on error; for a dedup hit, the first result's Value)
 	ExpiresAt int64 // the counter's expiry after this op, Unix nanoseconds; 0 = none (for a dedup hit, the first result's)
 	Code      Code
-	// Changed is set by the actor ops only: true if the actor was added to
+	// Changed is set by the actor ops: true if the actor was added to
 	// (OpActorAdd) or removed from (OpActorRemove) the set, and so the
 	// counter moved by one; false if it already was (or was not) a member.
-	// Always false for OpAdd and on errors.
+	// OpDelete sets it if there was a counter to delete, OpExpire if there
+	// was a counter to give the expiry. Always false for OpAdd and OpSet
+	// and on errors.
 	Changed bool
 	// Split is the counter's split factor, set by ops (retries included)
 	// on a split counter's home shard, 0 elsewhere: how routers learn that
@@ -385,6 +387,12 @@ func (m *Machine) apply(op *Op, keyTime int64) Result {
 		return m.splitEnd(op)
 	case OpImportKey:
 		return m.importKey(op, keyTime)
+	case OpDelete:
+		return m.deleteCounter(op)
+	case OpSet:
+		return m.setCounter(op)
+	case OpExpire:
+		return m.expireCounter(op)
 	}
 	if op.Key != "" {
 		if seq, ok := m.keys[op.Key]; ok {

@@ -137,6 +137,24 @@ func (a *api) handleGet(w http.ResponseWriter, r *http.Request) {
 	}{name, res.Value, res.Split, res.Shards, expiresAt(res.ExpiresAt)})
 }
 
+// handleDelete removes a counter, its sub-counters and its actor set. It
+// is idempotent: deleting a missing counter answers deleted false.
+func (a *api) handleDelete(w http.ResponseWriter, r *http.Request) {
+	name, ok := requireName(w, r)
+	if !ok {
+		return
+	}
+	existed, err := a.core.Delete(r.Context(), name)
+	if err != nil {
+		writeCoreError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Name    string `json:"name"`
+		Deleted bool   `json:"deleted"`
+	}{name, existed})
+}
+
 type counterValue struct {
 	Name  string `json:"name"`
 	Value int64  `json:"value"`

@@ -38,6 +38,7 @@ type Core interface {
 	Unlike(ctx context.Context, req node.ActorRequest) (node.ActorResult, error)
 	IsMember(ctx context.Context, req node.MemberRequest) (bool, error)
 	Split(ctx context.Context, req node.SplitRequest) (node.SplitResult, error)
+	Delete(ctx context.Context, name string) (bool, error)
 
 	ClusterStatus() node.ClusterStatus
 	HotReport() node.HotReport
@@ -96,6 +97,7 @@ func (a *api) counterRoutes(r chi.Router) {
 	r.Post("/v1/counters/{name}/incr", a.handleAdd(1))
 	r.Post("/v1/counters/{name}/decr", a.handleAdd(-1))
 	r.Get("/v1/counters/{name}", a.handleGet)
+	r.Delete("/v1/counters/{name}", a.handleDelete)
 	r.Put("/v1/counters/{name}/actors/{actor}", a.handleActor(a.core.Like))
 	r.Delete("/v1/counters/{name}/actors/{actor}", a.handleActor(a.core.Unlike))
 	r.Get("/v1/counters/{name}/actors/{actor}", a.handleMember)

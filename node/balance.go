@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -106,4 +107,15 @@ func (n *Node) balanceOnce() {
 		}
 		return
 	}
+}
+
+// HandOff transfers this node's leadership of shard s to another of the
+// shard's voters (raft picks the most up-to-date), as a shutdown does for
+// every shard: for maintenance, and to move a leader on purpose.
+func (n *Node) HandOff(s uint32) error {
+	sh := n.shard(s)
+	if sh == nil || !sh.IsLeader() {
+		return fmt.Errorf("node %s does not lead shard %d", n.cfg.ID, s)
+	}
+	return sh.TransferLeadership("", "")
 }

@@ -22,6 +22,9 @@ type clusterState struct {
 	Members   []string          `json:"members"`   // the nodes the cluster was formed with
 	Placement [][]string        `json:"placement"` // shard → replica node ids
 	Addrs     map[string]string `json:"addrs"`     // node id → cluster (raft) address at bootstrap
+	// Keys is how counter names map to shards. A file without it is from
+	// a cluster formed before slots: placement.FNV.
+	Keys placement.Scheme `json:"key_placement,omitempty"`
 }
 
 func (c *clusterState) hosts(id string, s int) bool {
@@ -44,6 +47,12 @@ func loadState(dataDir string) (*clusterState, error) {
 	}
 	if c.Shards <= 0 || len(c.Placement) != c.Shards {
 		return nil, fmt.Errorf("%s: inconsistent cluster state", statePath(dataDir))
+	}
+	if c.Keys == "" {
+		c.Keys = placement.FNV
+	}
+	if _, err := placement.ParseScheme(string(c.Keys)); err != nil {
+		return nil, fmt.Errorf("%s: %w; it was written by a newer tallyd, which this data dir needs", statePath(dataDir), err)
 	}
 	return &c, nil
 }
@@ -116,8 +125,8 @@ func (n *Node) awaitFormation(stop <-chan struct{}) (*clusterState, error) {
 				continue
 			}
 			if !slices.Contains(m.Peers, n.cfg.ID) {
-				n.log.Info("joining a formed cluster; this node routes requests and hosts no shard replicas", "via", m.ID)
-				return &clusterState{Shards: m.Shards, Replicas: n.cfg.Replicas, Placement: make([][]string, m.Shards), Addrs: map[string]string{}}, nil
+				n.log.Info("joining a formed cluster; this node routes requests and hosts no shard replicas", "via", m.ID, "key_placement", m.keys())
+				return &clusterState{Shards: m.Shards, Replicas: n.cfg.Replicas, Placement: make([][]string, m.Shards), Addrs: map[string]string{}, Keys: m.keys()}, nil
 			}
 			// The others formed the cluster with this node in it before
 			// this node saw them all: take the same member list.
@@ -131,22 +140,29 @@ func (n *Node) awaitFormation(stop <-chan struct{}) (*clusterState, error) {
 		}
 		if group != nil && allPresent(group, byID) {
 			addrs := map[string]string{}
+			// A new cluster places keys by slot, unless a member is of a
+			// version that only knows FNV: all must agree.
+			keys := placement.Slots
 			for _, id := range group {
 				m := byID[id]
 				if m.Shards != n.cfg.Shards {
 					return nil, fmt.Errorf("member %s was started with --shards %d, this node with %d", m.ID, m.Shards, n.cfg.Shards)
 				}
 				addrs[id] = m.Raft
+				if m.keys() == placement.FNV {
+					keys = placement.FNV
+				}
 			}
 			ids := append([]string(nil), group...)
 			sort.Strings(ids)
-			n.log.Info("bootstrap: forming cluster", "members", ids, "shards", n.cfg.Shards)
+			n.log.Info("bootstrap: forming cluster", "members", ids, "shards", n.cfg.Shards, "key_placement", keys)
 			return &clusterState{
 				Shards:    n.cfg.Shards,
 				Replicas:  n.cfg.Replicas,
 				Members:   ids,
 				Placement: placement.Place(ids, n.cfg.Shards, n.cfg.Replicas),
 				Addrs:     addrs,
+				Keys:      keys,
 			}, nil
 		}
 		if time.Since(lastLog) > 5*time.Second {

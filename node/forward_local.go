@@ -29,3 +29,8 @@ func (l forwardLocal) Split(ctx context.Context, req forward.SplitRequest) (forw
 	got, code, err := l.n.localSplit(ctx, req.Shard, req.Name, req.Factor)
 	return forward.SplitResponse{Factor: got, Code: code}, err
 }
+
+func (l forwardLocal) Card(ctx context.Context, req forward.CardRequest) (forward.CardResponse, error) {
+	n, err := l.n.localCard(ctx, req.Shard, req.Name, req.Linearizable)
+	return forward.CardResponse{Actors: n}, err
+}

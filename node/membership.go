@@ -15,6 +15,7 @@ import (
 
 	"tally/internal/codec"
 	"tally/logbridge"
+	"tally/placement"
 )
 
 // meta is what every node gossips about itself in its memberlist node
@@ -30,6 +31,19 @@ type meta struct {
 	Peers   []string // the members the cluster was formed with (set once formed)
 	Hosted  []uint32
 	Leading map[uint32]uint64 // shard → term
+	// Fields added later travel at the end, where earlier versions stop
+	// reading: a meta without them is from such a version.
+	Keys placement.Scheme // the cluster's key placement ("" before slots, or before formed)
+	RESP string           // the RESP listener's address; "" when off
+}
+
+// keys is the key placement a member's meta implies: one without the
+// field is of a version that only knows FNV.
+func (m meta) keys() placement.Scheme {
+	if m.Keys == "" {
+		return placement.FNV
+	}
+	return m.Keys
 }
 
 const metaVersion = 1
@@ -71,6 +85,8 @@ func (m *meta) encode() []byte {
 		e.Uv(uint64(s))
 		e.Uv(m.Leading[s])
 	}
+	e.Str(string(m.Keys))
+	e.Str(m.RESP)
 	return e.B
 }
 
@@ -96,6 +112,10 @@ func decodeMeta(b []byte) (meta, error) {
 	for i := 0; i < n; i++ {
 		s := uint32(d.Uv())
 		m.Leading[s] = d.Uv()
+	}
+	if len(d.B) > 0 {
+		m.Keys = placement.Scheme(d.Str())
+		m.RESP = d.Str()
 	}
 	if d.Err != nil {
 		return meta{}, d.Err
@@ -230,6 +250,17 @@ func (ms *membership) snapshot() []member {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// member returns what gossip says of member id.
+func (ms *membership) member(id string) (member, bool) {
+	ms.mu.RLock()
+	defer ms.mu.RUnlock()
+	m, ok := ms.members[id]
+	if !ok {
+		return member{}, false
+	}
+	return *m, true
 }
 
 // leaderOf returns the member that claims leadership of shard s with the

@@ -39,7 +39,8 @@ type Config struct {
 	Shards          int
 	Replicas        int
 	EnableFaults    bool
-	Pprof           bool // serve /debug/pprof on the HTTP address
+	Pprof           bool   // serve /debug/pprof on the HTTP address
+	RESPAddr        string // Redis-protocol listen address; "" = no RESP listener
 	DedupTTL        time.Duration
 	LogStore        string // the raft log's storage kind (raftstore.KindPebble, KindBolt); "" = the default
 	Logger          *slog.Logger
@@ -113,8 +114,7 @@ type Node struct {
 	fwd     *forward.Client
 	metrics *metrics
 
-	httpLn   net.Listener
-	frontend Frontend // guarded by mu; nil until Serve
+	http, resp frontendOn // the client listeners; their frontends are guarded by mu
 
 	logs *raftstore.Store // every local shard's raft log, one file
 
@@ -122,6 +122,7 @@ type Node struct {
 	state   *clusterState
 	shards  map[uint32]*shard.Shard
 	nshards int
+	scheme  placement.Scheme // key placement; set with state
 
 	// Split counters: the factors this node knows, the shards it leads
 	// (bit s set: it leads shard s; a node places unkeyed writes of a
@@ -157,7 +158,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	log := cfg.Logger.With("node", cfg.ID)
 	n := &Node{cfg: cfg, log: log, shards: map[uint32]*shard.Shard{}, stop: make(chan struct{}), done: make(chan struct{})}
-	n.idHash = uint64(placement.Home(cfg.ID, 1<<31))
+	n.idHash = placement.Hash(cfg.ID)
 	if !cfg.NoAutoSplit {
 		n.tracker = hot.New(hot.Config{Threshold: cfg.SplitThreshold, Sustain: cfg.SplitSustain}, time.Now())
 	}
@@ -167,9 +168,9 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.nshards = cfg.Shards
+	n.nshards, n.scheme = cfg.Shards, placement.Slots
 	if state != nil {
-		n.nshards = state.Shards
+		n.nshards, n.scheme = state.Shards, state.Keys
 	}
 
 	n.mux, err = transport.Listen(cfg.RaftAddr, "", cfg.EnableFaults, log.With("component", "transport"))
@@ -179,23 +180,36 @@ func Start(cfg Config) (*Node, error) {
 	n.fwd = forward.NewClient(n.mux.DialForward, log.With("component", "forward"))
 	go forward.Serve(n.mux.ForwardListener(), forwardLocal{n}, log.With("component", "forward"))
 
-	n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
+	n.http.ln, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		n.mux.Close()
 		return nil, fmt.Errorf("http listener: %w", err)
 	}
+	// Before formation Keys says which placement this node would form
+	// with; afterwards, the cluster's.
+	self := meta{ID: cfg.ID, HTTP: n.http.ln.Addr().String(), Raft: n.mux.Addr(), Shards: n.nshards, Keys: n.scheme}
+	if cfg.RESPAddr != "" {
+		if n.resp.ln, err = net.Listen("tcp", cfg.RESPAddr); err != nil {
+			n.http.ln.Close()
+			n.mux.Close()
+			return nil, fmt.Errorf("resp listener: %w", err)
+		}
+		self.RESP = n.resp.ln.Addr().String()
+	}
 
-	self := meta{ID: cfg.ID, HTTP: n.httpLn.Addr().String(), Raft: n.mux.Addr(), Shards: n.nshards}
 	if state != nil {
 		self.Formed, self.Peers = true, state.Members
 	}
 	n.ms, err = startMembership(self, cfg.GossipAddr, log)
 	if err != nil {
-		n.httpLn.Close()
+		n.http.ln.Close()
+		if n.resp.ln != nil {
+			n.resp.ln.Close()
+		}
 		n.mux.Close()
 		return nil, err
 	}
-	log.Info("node started", "http", self.HTTP, "cluster", self.Raft, "gossip", n.ms.addr(), "data_dir", cfg.DataDir)
+	log.Info("node started", "http", self.HTTP, "resp", self.RESP, "cluster", self.Raft, "gossip", n.ms.addr(), "data_dir", cfg.DataDir)
 
 	n.wg.Add(1)
 	go n.run(state)
@@ -203,10 +217,18 @@ func Start(cfg Config) (*Node, error) {
 }
 
 // HTTPAddr, RaftAddr and GossipAddr are the bound addresses.
-func (n *Node) HTTPAddr() string   { return n.httpLn.Addr().String() }
+func (n *Node) HTTPAddr() string   { return n.http.ln.Addr().String() }
 func (n *Node) RaftAddr() string   { return n.mux.Addr() }
 func (n *Node) GossipAddr() string { return n.ms.addr() }
-func (n *Node) ID() string         { return n.cfg.ID }
+
+// RESPAddr is the bound RESP address, "" without a RESP listener.
+func (n *Node) RESPAddr() string {
+	if n.resp.ln == nil {
+		return ""
+	}
+	return n.resp.ln.Addr().String()
+}
+func (n *Node) ID() string { return n.cfg.ID }
 
 // Faults is the transport's fault switch (nil unless EnableFaults).
 func (n *Node) Faults() *transport.Faults { return n.mux.Faults() }
@@ -275,6 +297,7 @@ func (n *Node) openShards(state *clusterState) error {
 	n.mu.Lock()
 	n.state = state
 	n.nshards = state.Shards
+	n.scheme = state.Keys
 	n.mu.Unlock()
 	if n.logs == nil {
 		logs, err := raftstore.OpenDir(n.cfg.DataDir, n.cfg.LogStore)
@@ -330,6 +353,7 @@ func (n *Node) openShards(state *clusterState) error {
 		m.Formed = true
 		m.Peers = state.Members
 		m.Shards = state.Shards
+		m.Keys = state.Keys
 		m.Hosted = hosted
 	})
 	return nil
@@ -406,13 +430,13 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			}
 		}
 	}
-	if f := n.takeFrontend(); f != nil {
-		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	for _, f := range n.takeFrontends() {
 		if err := f.Shutdown(hctx); err != nil {
 			n.log.Warn("frontend shutdown", "err", err)
 		}
-		cancel()
 	}
+	cancel()
 	n.ms.shutdown(true)
 	n.closeAll()
 	n.log.Info("stopped")
@@ -426,7 +450,7 @@ func (n *Node) Kill() {
 		<-n.done
 		return
 	}
-	n.closeFrontend()
+	n.closeFrontends()
 	n.ms.shutdown(false)
 	n.closeAll()
 }
@@ -449,6 +473,6 @@ func (n *Node) closeAll() {
 	}
 	n.fwd.Close()
 	n.mux.Close()
-	n.closeFrontend()
+	n.closeFrontends()
 	n.doneOnce.Do(func() { close(n.done) })
 }

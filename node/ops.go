@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"tally/fsm"
-	"tally/placement"
 )
 
 // The core's operations: what every protocol adapter (httpapi, the RESP
@@ -257,7 +256,7 @@ func (n *Node) IsMember(ctx context.Context, req MemberRequest) (bool, error) {
 	}
 	ctx, cancel := n.requestContext(ctx, 1)
 	defer cancel()
-	ok, err := n.member(ctx, placement.Home(req.Name, n.shardCount()), req.Name, req.Actor, req.Consistency == Linearizable)
+	ok, err := n.member(ctx, n.keys().Home(req.Name), req.Name, req.Actor, req.Consistency == Linearizable)
 	if err != nil {
 		return false, clusterError(err)
 	}
@@ -319,7 +318,7 @@ func (n *Node) ReadMany(ctx context.Context, names []string, c Consistency) ([]R
 
 func (n *Node) readResult(name string, v counterRead) ReadResult {
 	return ReadResult{Name: name, Value: v.value, Split: v.split,
-		Shards: placement.SubShards(name, v.split, n.shardCount()), ExpiresAt: unixNano(v.expiresAt)}
+		Shards: n.keys().SubShards(name, v.split), ExpiresAt: unixNano(v.expiresAt)}
 }
 
 // unixNano converts an fsm expiry (Unix nanoseconds, 0 = none).

@@ -23,7 +23,7 @@ type counterRead struct {
 // call, so the sum lies between the value when the call began and when it
 // ended, and a later read's sum is never smaller.
 func (n *Node) readCounters(ctx context.Context, names []string, linear bool) ([]counterRead, error) {
-	S := n.shardCount()
+	keys := n.keys()
 	out := make([]counterRead, len(names))
 	type sub struct{ name, i int }
 	var want []sub
@@ -37,7 +37,7 @@ func (n *Node) readCounters(ctx context.Context, names []string, linear bool) ([
 	for len(want) > 0 {
 		byShard := map[uint32][]sub{}
 		for _, w := range want {
-			s := placement.SubShard(names[w.name], w.i, S)
+			s := keys.SubShard(names[w.name], w.i)
 			byShard[s] = append(byShard[s], w)
 		}
 		var mu sync.Mutex

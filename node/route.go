@@ -28,6 +28,13 @@ func (n *Node) shardCount() int {
 	return n.nshards
 }
 
+// keys is the cluster's key placement: which shard each counter lives on.
+func (n *Node) keys() placement.Map {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return placement.Map{Scheme: n.scheme, Shards: n.nshards}
+}
+
 // hostedShards returns the local replicas, by shard id.
 func (n *Node) hostedShards() []*shard.Shard {
 	n.mu.RLock()
@@ -65,10 +72,10 @@ func (n *Node) localWrite(ctx context.Context, s uint32, ops []fsm.Op) ([]fsm.Re
 	}
 	// A sender that placed a counter on the wrong shard (it disagrees on
 	// the shard count) must not write it where no reader looks.
-	S := n.shardCount()
+	keys := n.keys()
 	for i := range ops {
-		if placement.Of(ops[i].Name, S) != s {
-			return nil, fmt.Errorf("counter %q does not live on shard %d of %d", ops[i].Name, s, S)
+		if keys.Of(ops[i].Name) != s {
+			return nil, fmt.Errorf("counter %q does not live on shard %d of %d", ops[i].Name, s, keys.Shards)
 		}
 	}
 	n.metrics.forwardedIn.Inc()

@@ -8,7 +8,6 @@ import (
 
 	"tally/forward"
 	"tally/fsm"
-	"tally/placement"
 	"tally/shard"
 )
 
@@ -86,7 +85,7 @@ func (c *splitCache) all() map[string]KnownSplit {
 // leader of the counter's home shard. It returns the factor and the code of
 // a refusal (fsm.ErrSplitShrink, fsm.ErrNotSplittable), or an error.
 func (n *Node) splitCounter(ctx context.Context, name string, k int) (int, fsm.Code, error) {
-	home := placement.Home(name, n.shardCount())
+	home := n.keys().Home(name)
 	var got int
 	var code fsm.Code
 	err := n.routed(ctx, home, func(sh *shard.Shard, addr string) error {
@@ -109,7 +108,7 @@ func (n *Node) localSplit(ctx context.Context, s uint32, name string, k int) (in
 	if sh == nil {
 		return 0, 0, forward.ErrNoShard
 	}
-	if placement.Home(name, n.shardCount()) != s {
+	if n.keys().Home(name) != s {
 		return 0, 0, fmt.Errorf("counter %q does not live on shard %d", name, s)
 	}
 	return n.runSplit(ctx, sh, name, k)
@@ -165,11 +164,11 @@ func (n *Node) lockSplit(name string) func() {
 // applied: the moved keys' records go to their new sub-counters' shards,
 // then the end makes k the factor routers use.
 func (n *Node) finishSplit(ctx context.Context, sh *shard.Shard, name string, k int) (int, error) {
-	S := n.shardCount()
+	keys := n.keys()
 	moved := sh.MovedKeys(name)
 	byShard := map[uint32][]fsm.Op{}
 	for _, op := range moved {
-		s := placement.Of(op.Name, S)
+		s := keys.Of(op.Name)
 		byShard[s] = append(byShard[s], op)
 	}
 	for s, ops := range byShard {

@@ -1,6 +1,9 @@
 package node
 
-import "sort"
+import (
+	"sort"
+	"tally/placement"
+)
 
 // What a node tells about itself and the cluster, for frontends to serve.
 
@@ -25,6 +28,7 @@ func (n *Node) Config() Config { return n.cfg }
 type MemberStatus struct {
 	ID    string
 	HTTP  string
+	RESP  string // "" when it has no RESP listener
 	State string // alive, suspect, dead, left
 }
 
@@ -41,6 +45,7 @@ type ShardStatus struct {
 // ClusterStatus is the cluster as this node sees it.
 type ClusterStatus struct {
 	Node    string
+	Keys    placement.Scheme // how names map to shards
 	Members []MemberStatus
 	Shards  []ShardStatus
 }
@@ -50,9 +55,9 @@ type ClusterStatus struct {
 // one, from gossip otherwise.
 func (n *Node) ClusterStatus() ClusterStatus {
 	members := n.ms.snapshot()
-	st := ClusterStatus{Node: n.cfg.ID, Members: []MemberStatus{}, Shards: []ShardStatus{}}
+	st := ClusterStatus{Node: n.cfg.ID, Keys: n.keys().Scheme, Members: []MemberStatus{}, Shards: []ShardStatus{}}
 	for _, m := range members {
-		st.Members = append(st.Members, MemberStatus{ID: m.ID, HTTP: m.HTTP, State: m.State})
+		st.Members = append(st.Members, MemberStatus{ID: m.ID, HTTP: m.HTTP, RESP: m.RESP, State: m.State})
 	}
 	for s := 0; s < n.shardCount(); s++ {
 		id := uint32(s)
@@ -101,4 +106,38 @@ func (n *Node) ShardDigests() []ShardDigest {
 		out = append(out, ShardDigest{ID: sh.ID(), Leader: sh.IsLeader(), AppliedIndex: idx, Digest: digest, Counters: counters, SnapshotIndex: sh.LastSnapshotIndex()})
 	}
 	return out
+}
+
+// KeyPlacement is how this cluster maps counter names to shards.
+func (n *Node) KeyPlacement() placement.Map { return n.keys() }
+
+// Route says where a counter's writes go: its home shard, the id of the
+// node that leads it ("" while none is known), whether this node leads the
+// home shard or, for a split counter, any of its sub-counters' shards
+// (then it writes here without a forwarding hop), and whether this node
+// holds a replica of the home shard (for stale reads).
+func (n *Node) Route(name string) (home uint32, leader string, leads, hosts bool) {
+	keys := n.keys()
+	home = keys.Home(name)
+	leader, _ = n.leaderOf(home)
+	leading := n.leading.Load()
+	for i := range n.splits.get(name) {
+		if leading&(1<<keys.SubShard(name, i)) != 0 {
+			leads = true
+			break
+		}
+	}
+	return home, leader, leads, n.shard(home) != nil
+}
+
+// RESPAddrOf is the RESP address member id gossips, "" if unknown.
+func (n *Node) RESPAddrOf(id string) string {
+	if id == n.cfg.ID {
+		return n.RESPAddr()
+	}
+	m, ok := n.ms.member(id)
+	if !ok {
+		return ""
+	}
+	return m.RESP
 }

@@ -46,17 +46,17 @@ func splittable(op *fsm.Op) bool {
 // where its key routes (so a retry lands on the same dedup table); an
 // unkeyed one to a sub-counter whose shard this node leads, when there is
 // one (no forwarding hop), else to a random one.
-func (n *Node) place(op fsm.Op, k, S int) (fsm.Op, uint32) {
+func (n *Node) place(op fsm.Op, k int, keys placement.Map) (fsm.Op, uint32) {
 	if k <= 1 || !splittable(&op) {
-		return op, placement.Home(op.Name, S)
+		return op, keys.Home(op.Name)
 	}
 	var i int
 	if op.Key != "" {
-		i = fsm.KeyRoute(op.Key, k, S)
+		i = fsm.KeyRoute(op.Key, k, keys.Shards)
 	} else {
-		i = n.localSub(op.Name, k, S)
+		i = n.localSub(op.Name, k, keys)
 	}
-	s := placement.SubShard(op.Name, i, S)
+	s := keys.SubShard(op.Name, i)
 	op.Name = placement.SubName(op.Name, i)
 	return op, s
 }
@@ -68,11 +68,10 @@ func (n *Node) place(op fsm.Op, k, S int) (fsm.Op, uint32) {
 // then share one raft group's entries (group commit), where spreading them
 // over several groups would cost an entry, a replication round and fsyncs
 // on every replica per group for the same increments.
-func (n *Node) localSub(name string, k, S int) int {
+func (n *Node) localSub(name string, k int, keys placement.Map) int {
 	if leading := n.leading.Load(); leading != 0 {
-		home := placement.Home(name, S)
 		for i := range k {
-			if leading&(1<<((home+uint32(i))%uint32(S))) != 0 {
+			if leading&(1<<keys.SubShard(name, i)) != 0 {
 				return i
 			}
 		}
@@ -86,7 +85,7 @@ func (n *Node) localSub(name string, k, S int) int {
 // stale split factor (ErrMoved) is routed again with the factor the answer
 // carries.
 func (n *Node) writeOps(ctx context.Context, ops []fsm.Op) []outcome {
-	S := n.shardCount()
+	keys := n.keys()
 	out := make([]outcome, len(ops))
 	todo := make([]int, len(ops))
 	for i := range todo {
@@ -100,7 +99,7 @@ func (n *Node) writeOps(ctx context.Context, ops []fsm.Op) []outcome {
 		for j, i := range todo {
 			used[j] = n.splits.get(ops[i].Name)
 			out[i].split = used[j]
-			placed[j], shards[j] = n.place(ops[i], used[j], S)
+			placed[j], shards[j] = n.place(ops[i], used[j], keys)
 		}
 		n.writePlaced(ctx, placed, shards, func(j int, res fsm.Result, err error) {
 			i := todo[j]

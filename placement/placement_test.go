@@ -77,3 +77,34 @@ func TestSubNames(t *testing.T) {
 		t.Errorf("SubName(views, 0) = %q", SubName("views", 0))
 	}
 }
+
+// Both schemes are fixed forever: a cluster formed with one must find its
+// counters where it put them. The FNV values are those of the versions
+// before slots.
+func TestSchemesAreFixed(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		fnv8, fnv64 uint32
+	}{
+		{"likes:post:42", 7, 23},
+		{"views:video:9", 5, 37},
+		{"a", 4, 12},
+		{"rate:api-key-9", 5, 13},
+	} {
+		if got := (Map{FNV, 8}).Home(c.name); got != c.fnv8 {
+			t.Errorf("fnv, 8 shards: Home(%q) = %d, want %d", c.name, got, c.fnv8)
+		}
+		if got := (Map{FNV, 64}).Home(c.name); got != c.fnv64 {
+			t.Errorf("fnv, 64 shards: Home(%q) = %d, want %d", c.name, got, c.fnv64)
+		}
+		for _, shards := range []int{8, 64} {
+			want := SlotShard(Slot(c.name), shards)
+			if got := (Map{Slots, shards}).Home(c.name); got != want || got != Home(c.name, shards) {
+				t.Errorf("slots, %d shards: Home(%q) = %d, want %d (slot %d)", shards, c.name, got, want, Slot(c.name))
+			}
+		}
+	}
+	if _, err := ParseScheme("md5"); err == nil {
+		t.Error("an unknown scheme was accepted")
+	}
+}

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # cluster.sh: run a local tally cluster of tallyd processes on 127.0.0.1.
 #
-# Node i (1-based) is n<i>, listening on http BASE+10(i-1), raft +1 and
-# gossip +2, so n1 has tallyd's default ports and `tally` or
-# `curl 127.0.0.1:7070/...` need no flags. A node's state lives in the run
+# Node i (1-based) is n<i>, listening on http BASE+10(i-1), raft +1,
+# gossip +2 and RESP +3, so n1 has tallyd's default ports and `tally`,
+# `curl 127.0.0.1:7070/...` or `redis-cli -p 7073` need no flags. A node's state lives in the run
 # dir: nI/data, nI.log, nI.pid, nI.http (its HTTP address) and nI.cmd (its
 # exact command line, which `start` reuses so a restarted node rejoins).
 set -euo pipefail
@@ -40,7 +40,7 @@ Commands:
   clean              delete the run dir's node state (the cluster must be down)
 
 NODE is a node id such as n2, or just 2. Node i listens on 127.0.0.1 at
-BASE+10(i-1) (http), +1 (raft) and +2 (gossip).
+BASE+10(i-1) (http), +1 (raft), +2 (gossip) and +3 (RESP).
 
 Environment:
   TALLY_RUN_DIR      run dir (default <repo>/.tally-run)
@@ -63,10 +63,10 @@ usage_error() {
 	exit 2
 }
 
-# ports I: print node I's http, raft and gossip ports.
+# ports I: print node I's http, raft, gossip and RESP ports.
 ports() {
 	local p=$((base_port + 10 * ($1 - 1)))
-	echo "$p $((p + 1)) $((p + 2))"
+	echo "$p $((p + 1)) $((p + 2)) $((p + 3))"
 }
 
 # node_id ARG: the id for "n2" or "2".
@@ -235,9 +235,9 @@ first_live() {
 }
 
 cmd_up() {
-	local n=${1:-3} i id p join http raft gsp
+	local n=${1:-3} i id p join http raft gsp rsp
 	[[ $n =~ ^[1-9][0-9]*$ ]] || usage_error "up: N must be a positive number, not '$n'"
-	((base_port > 0 && base_port + 10 * (n - 1) + 2 <= 65535)) ||
+	((base_port > 0 && base_port + 10 * (n - 1) + 3 <= 65535)) ||
 		usage_error "up: $n nodes from base port $base_port run past port 65535"
 	for id in $(nodes); do
 		if running "$id"; then
@@ -264,16 +264,16 @@ cmd_up() {
 	local -a extra gossip=()
 	read -ra extra <<<"$extra_flags"
 	for ((i = 1; i <= n; i++)); do
-		read -r _ _ p < <(ports "$i")
+		read -r _ _ p _ < <(ports "$i")
 		gossip+=("127.0.0.1:$p")
 	done
 	for ((i = 1; i <= n; i++)); do
 		id=n$i
-		read -r http raft gsp < <(ports "$i")
+		read -r http raft gsp rsp < <(ports "$i")
 		# Every other node's gossip address: any one that is up will do.
 		join=$(printf '%s\n' "${gossip[@]}" | grep -vx "127.0.0.1:$gsp" | paste -sd, - || true)
 		local -a cmd=("$bin/tallyd" --id "$id" --data-dir "$run_dir/$id/data"
-			--http "127.0.0.1:$http" --raft "127.0.0.1:$raft" --gossip "127.0.0.1:$gsp"
+			--http "127.0.0.1:$http" --raft "127.0.0.1:$raft" --gossip "127.0.0.1:$gsp" --resp "127.0.0.1:$rsp"
 			--bootstrap-expect "$n" --shards "$shards")
 		[[ -z $join ]] || cmd+=(--join "$join")
 		cmd+=("${extra[@]}")
@@ -281,7 +281,7 @@ cmd_up() {
 		quote "${cmd[@]}" >"$run_dir/$id.cmd"
 		echo "127.0.0.1:$http" >"$run_dir/$id.http"
 		launch "$id"
-		echo "started $id (pid $(pid_of "$id")): http 127.0.0.1:$http raft $raft gossip $gsp"
+		echo "started $id (pid $(pid_of "$id")): http 127.0.0.1:$http raft $raft gossip $gsp resp $rsp"
 	done
 	local -a ids=()
 	for ((i = 1; i <= n; i++)); do ids+=("n$i"); done
@@ -430,12 +430,12 @@ cmd_addrs() {
 }
 
 cmd_ports() {
-	local n=${1:-3} i http raft gossip
+	local n=${1:-3} i http raft gossip rsp
 	[[ $n =~ ^[1-9][0-9]*$ ]] || usage_error "ports: N must be a positive number, not '$n'"
-	printf '%-5s %-6s %-6s %s\n' NODE HTTP RAFT GOSSIP
+	printf '%-5s %-6s %-6s %-6s %s\n' NODE HTTP RAFT GOSSIP RESP
 	for ((i = 1; i <= n; i++)); do
-		read -r http raft gossip < <(ports "$i")
-		printf '%-5s %-6s %-6s %s\n' "n$i" "$http" "$raft" "$gossip"
+		read -r http raft gossip rsp < <(ports "$i")
+		printf '%-5s %-6s %-6s %-6s %s\n' "n$i" "$http" "$raft" "$gossip" "$rsp"
 	done
 }
 

@@ -2,6 +2,7 @@ package shard
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -137,6 +138,24 @@ func (s *stateMachine) isMember(name, actor string) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.m.IsMemberAt(name, actor, s.now())
+}
+
+// actorCount is the size of the counter's actor set.
+func (s *stateMachine) actorCount(name string) int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.m.ActorCount(name, s.now())
+}
+
+// ActorCount returns the number of actors in the counter's actor set (the
+// answer to Redis's SCARD), with the same consistency choices as Read.
+func (s *Shard) ActorCount(ctx context.Context, name string, linearizable bool) (int, error) {
+	if linearizable {
+		if err := s.rd.wait(ctx); err != nil {
+			return 0, err
+		}
+	}
+	return s.sm.actorCount(name), nil
 }
 
 // nextExpiry is when the earliest expiring counter expires (0: none).

@@ -20,6 +20,7 @@ import (
 	"tally/httpapi"
 	"tally/node"
 	"tally/raftstore"
+	"tally/resp"
 )
 
 func main() {
@@ -34,6 +35,8 @@ func run(args []string) int {
 		httpAddr  = fs.String("http", "127.0.0.1:7070", "HTTP API listen address")
 		raftAddr  = fs.String("raft", "127.0.0.1:7071", "cluster transport address (raft and forwarding); other nodes dial it")
 		gossip    = fs.String("gossip", "127.0.0.1:7072", "memberlist gossip address (TCP and UDP)")
+		respAddr  = fs.String("resp", "127.0.0.1:7073", "Redis-protocol (RESP) listen address; empty turns it off")
+		redirect  = fs.String("resp-redirect", "forward", "RESP commands on keys another node leads: forward (serve them; any client works) or moved (answer -MOVED, as Redis Cluster does)")
 		join      = fs.String("join", "", "comma-separated gossip addresses of existing members")
 		expect    = fs.Int("bootstrap-expect", 1, "number of nodes that form a new cluster")
 		shards    = fs.Int("shards", 8, "number of shards (fixed when the cluster forms; at most 64)")
@@ -64,6 +67,16 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "tallyd: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
+	var redirectMode resp.Redirect
+	switch *redirect {
+	case "forward":
+		redirectMode = resp.Forward
+	case "moved":
+		redirectMode = resp.Moved
+	default:
+		fmt.Fprintf(os.Stderr, "tallyd: --resp-redirect %q: want forward or moved\n", *redirect)
+		return 2
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintln(os.Stderr, "tallyd: --log-level:", err)
@@ -77,6 +90,7 @@ func run(args []string) int {
 		HTTPAddr:          *httpAddr,
 		RaftAddr:          *raftAddr,
 		GossipAddr:        *gossip,
+		RESPAddr:          *respAddr,
 		BootstrapExpect:   *expect,
 		Shards:            *shards,
 		Replicas:          *replicas,
@@ -102,6 +116,13 @@ func run(args []string) int {
 		return 1
 	}
 	n.Serve(httpapi.NewServer(n))
+	if cfg.RESPAddr != "" {
+		rs := resp.New(resp.Config{Core: n, Router: resp.NodeRouter(n), Redirect: redirectMode, NodeID: n.ID(), Logger: logger})
+		if err := n.ServeRESP(rs); err != nil {
+			logger.Error("start failed", "err", err)
+			return 1
+		}
+	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	s := <-sig

@@ -1,5 +1,6 @@
 // Package testcluster runs in-process tally clusters for tests: nodes on
-// loopback ports, each serving the HTTP API, plus the helpers the tests of
+// loopback ports, each serving the HTTP API (and the RESP listener when
+// asked), plus the helpers the tests of
 // node/ and httpapi/ share to talk to them.
 package testcluster
 
@@ -17,6 +18,7 @@ import (
 
 	"tally/httpapi"
 	"tally/node"
+	"tally/resp"
 )
 
 // Cluster is a cluster of in-process nodes. A test that kills a node sets
@@ -26,6 +28,9 @@ type Cluster struct {
 	T     testing.TB
 	Nodes []*node.Node
 	Cfgs  []node.Config
+	// RESP, when set, is how the nodes' RESP listeners treat keys other
+	// nodes lead; nodes whose Config has a RESPAddr serve RESP.
+	RESP *resp.Redirect
 }
 
 // Logger discards logs unless TALLY_TEST_LOG is set.
@@ -40,13 +45,43 @@ func Logger(t testing.TB) *slog.Logger {
 // test ends.
 func StartNode(t testing.TB, cfg node.Config) *node.Node {
 	t.Helper()
+	return startNode(t, cfg, resp.Forward)
+}
+
+func startNode(t testing.TB, cfg node.Config, redirect resp.Redirect) *node.Node {
+	t.Helper()
 	n, err := node.Start(cfg)
 	if err != nil {
 		t.Fatalf("start %s: %v", cfg.ID, err)
 	}
 	n.Serve(httpapi.NewServer(n))
+	if cfg.RESPAddr != "" {
+		rs := resp.New(resp.Config{Core: n, Router: resp.NodeRouter(n), Redirect: redirect, NodeID: cfg.ID, Logger: cfg.Logger})
+		if err := n.ServeRESP(rs); err != nil {
+			t.Fatal(err)
+		}
+	}
 	t.Cleanup(n.Kill)
 	return n
+}
+
+// Restart starts node i again with its config (same ports and data).
+func (tc *Cluster) Restart(i int) *node.Node {
+	tc.T.Helper()
+	redirect := resp.Forward
+	if tc.RESP != nil {
+		redirect = *tc.RESP
+	}
+	n := startNode(tc.T, tc.Cfgs[i], redirect)
+	tc.Nodes[i] = n
+	return n
+}
+
+// StartRESP is StartWith for nodes that also serve RESP, treating keys
+// other nodes lead by redirect.
+func StartRESP(t testing.TB, size, shards int, redirect resp.Redirect, tune func(*node.Config)) *Cluster {
+	t.Helper()
+	return start(t, size, shards, &redirect, tune)
 }
 
 // Start starts size nodes that form one cluster and waits until every
@@ -61,7 +96,12 @@ func Start(t testing.TB, size, shards int) *Cluster {
 // measure what they name. Timeouts are relaxed for the race detector.
 func StartWith(t testing.TB, size, shards int, tune func(*node.Config)) *Cluster {
 	t.Helper()
-	tc := &Cluster{T: t}
+	return start(t, size, shards, nil, tune)
+}
+
+func start(t testing.TB, size, shards int, redirect *resp.Redirect, tune func(*node.Config)) *Cluster {
+	t.Helper()
+	tc := &Cluster{T: t, RESP: redirect}
 	var seed string
 	for i := 0; i < size; i++ {
 		cfg := node.Config{
@@ -80,18 +120,28 @@ func StartWith(t testing.TB, size, shards int, tune func(*node.Config)) *Cluster
 			SnapshotThreshold: 1024,
 			NoAutoSplit:       true,
 		}
+		if redirect != nil {
+			cfg.RESPAddr = "127.0.0.1:0"
+		}
 		if tune != nil {
 			tune(&cfg)
 		}
 		if seed != "" {
 			cfg.Join = []string{seed}
 		}
-		n := StartNode(t, cfg)
+		mode := resp.Forward
+		if redirect != nil {
+			mode = *redirect
+		}
+		n := startNode(t, cfg, mode)
 		if seed == "" {
 			seed = n.GossipAddr()
 		}
 		// Keep the bound ports so a restart reuses them.
 		cfg.HTTPAddr, cfg.RaftAddr, cfg.GossipAddr = n.HTTPAddr(), n.RaftAddr(), n.GossipAddr()
+		if cfg.RESPAddr != "" {
+			cfg.RESPAddr = n.RESPAddr()
+		}
 		tc.Nodes = append(tc.Nodes, n)
 		tc.Cfgs = append(tc.Cfgs, cfg)
 	}
