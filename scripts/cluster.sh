@@ -100,16 +100,22 @@ pid_of() { cat "$run_dir/$1.pid" 2>/dev/null || true; }
 http_of() { cat "$run_dir/$1.http"; }
 
 # is_tallyd PID: true while PID is a live tallyd. The name check guards
-# against a recycled pid, and a zombie (no cmdline) counts as exited.
+# against a recycled pid; a zombie (state Z) counts as exited. A process in
+# the middle of exec (setsid and nohup exec tallyd) briefly shows an empty
+# cmdline, so an empty one on a live process is not taken for an exit.
 is_tallyd() {
-	local args
+	local args stat
 	kill -0 "$1" 2>/dev/null || return 1
-	if [[ -r /proc/$1/cmdline ]]; then
-		args=$(tr '\0' ' ' <"/proc/$1/cmdline")
-	else
-		args=$(ps -p "$1" -o args= 2>/dev/null || true)
+	if [[ -r /proc/$1/stat ]]; then
+		stat=$(<"/proc/$1/stat") 2>/dev/null || return 1
+		stat=${stat##*) }
+		[[ ${stat%% *} != Z ]] || return 1
+		args=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true)
+		[[ -z $args || $args == *tallyd* ]]
+		return
 	fi
-	[[ $args == *tallyd* ]]
+	args=$(ps -p "$1" -o stat=,args= 2>/dev/null || true)
+	[[ $args != Z* && $args == *tallyd* ]]
 }
 
 running() {
