@@ -6,6 +6,11 @@ import (
 	"time"
 )
 
+// heartbeatLinger is how long a heartbeat may wait for more frames to
+// share its write. Every raft group of a node heartbeats a peer at the
+// same moments, so the heartbeats of all groups leave in one write.
+const heartbeatLinger = time.Millisecond
+
 // maxPendingWrite is how many encoded bytes may wait for a connection's
 // writer before senders block: enough for many full AppendEntries, small
 // enough that a stalled peer cannot make a node buffer without bound.
@@ -39,6 +44,9 @@ type coalescer struct {
 	handoff chan struct{} // cap 1: run now owns the writing
 	stop    chan struct{} // closed by close
 	once    sync.Once
+
+	linger *time.Timer // flushes lazy frames nobody else has written
+	armed  bool        // linger is set to fire
 }
 
 func newCoalescer(c net.Conn, timeout time.Duration, onError func(error)) *coalescer {
@@ -54,8 +62,10 @@ func newCoalescer(c net.Conn, timeout time.Duration, onError func(error)) *coale
 // frame appends one frame, encoded by enc, to the pending buffer. enc
 // appends a body to b and returns it; frame adds the length. It blocks
 // while more than maxPendingWrite bytes are waiting, until room is made or
-// the deadline passes.
-func (w *coalescer) frame(limit int, deadline time.Time, enc func(b []byte) ([]byte, error)) error {
+// the deadline passes. A lazy frame (a heartbeat or its answer) is not
+// written at once: it leaves with the next frame that is, or after
+// heartbeatLinger.
+func (w *coalescer) frame(limit int, deadline time.Time, lazy bool, enc func(b []byte) ([]byte, error)) error {
 	w.mu.Lock()
 	for w.err == nil && len(w.pending) > maxPendingWrite {
 		if w.drained == nil {
@@ -93,6 +103,18 @@ func (w *coalescer) frame(limit int, deadline time.Time, enc func(b []byte) ([]b
 		w.mu.Unlock()
 		return err // a write in flight takes the new frame with the next one
 	}
+	if lazy {
+		if !w.armed {
+			w.armed = true
+			if w.linger == nil {
+				w.linger = time.AfterFunc(heartbeatLinger, w.flushLazy)
+			} else {
+				w.linger.Reset(heartbeatLinger)
+			}
+		}
+		w.mu.Unlock()
+		return nil
+	}
 	w.writing = true
 	out, drained := w.takeLocked()
 	w.mu.Unlock()
@@ -109,6 +131,19 @@ func (w *coalescer) frame(limit int, deadline time.Time, enc func(b []byte) ([]b
 	w.writing = false
 	w.mu.Unlock()
 	return nil
+}
+
+// flushLazy hands lazy frames that no other write took to the writer.
+func (w *coalescer) flushLazy() {
+	w.mu.Lock()
+	w.armed = false
+	if w.writing || len(w.pending) == 0 || w.err != nil {
+		w.mu.Unlock()
+		return
+	}
+	w.writing = true
+	w.mu.Unlock()
+	w.handoff <- struct{}{} // cannot block: only the owner sends, once
 }
 
 // takeLocked swaps out the pending bytes for writing.
@@ -187,5 +222,10 @@ func (w *coalescer) fail(err error) {
 // close stops the writer goroutine; frames not yet written are dropped.
 func (w *coalescer) close(err error) {
 	w.fail(err)
+	w.mu.Lock()
+	if w.linger != nil {
+		w.linger.Stop()
+	}
+	w.mu.Unlock()
 	w.once.Do(func() { close(w.stop) })
 }

@@ -147,7 +147,7 @@ func (cc *clientConn) send(shard uint32, cmd any, cl *call) error {
 	cc.calls[cl.id] = cl
 	cc.mu.Unlock()
 
-	err = cc.w.frame(cc.net.cfg.MaxFrame, deadline, func(b []byte) ([]byte, error) {
+	err = cc.w.frame(cc.net.cfg.MaxFrame, deadline, typ == msgHeartbeatReq, func(b []byte) ([]byte, error) {
 		return appendRequest(b, cl.id, shard, cmd)
 	})
 	if err != nil {

@@ -436,7 +436,7 @@ func TestCoalescerBatchesWhileWriting(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); w.run() }()
 	send := func(s string) error {
-		return w.frame(1<<20, time.Now().Add(time.Minute), func(b []byte) ([]byte, error) { return append(b, s...), nil })
+		return w.frame(1<<20, time.Now().Add(time.Minute), false, func(b []byte) ([]byte, error) { return append(b, s...), nil })
 	}
 	first := make(chan error, 1)
 	go func() { first <- send("first") }() // an idle connection: the sender writes itself
@@ -460,5 +460,50 @@ func TestCoalescerBatchesWhileWriting(t *testing.T) {
 	}
 	if n := gc.count(); n != 2 {
 		t.Fatalf("%d writes, want 2", n)
+	}
+}
+
+// TestCoalescerLazyFramesShareOneWrite: heartbeats (lazy frames) sent at
+// about the same moment by several groups leave in one write, and a lazy
+// frame nobody else writes still leaves, after the linger. A normal frame
+// takes the lazy ones waiting before it along at once.
+func TestCoalescerLazyFramesShareOneWrite(t *testing.T) {
+	gc := &gateConn{gate: make(chan struct{}, 16)}
+	for range 16 {
+		gc.gate <- struct{}{}
+	}
+	w := newCoalescer(gc, 0, func(error) {})
+	done := make(chan struct{})
+	go func() { defer close(done); w.run() }()
+	defer func() { w.close(net.ErrClosed); <-done }()
+	send := func(s string, lazy bool) {
+		t.Helper()
+		if err := w.frame(1<<20, time.Now().Add(time.Minute), lazy, func(b []byte) ([]byte, error) { return append(b, s...), nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range []string{"a", "b", "c"} {
+		send(s, true)
+	}
+	waitFor(t, waitTimeout, "the lingering heartbeats' write", func() bool { return gc.count() == 1 })
+	want := []byte{0, 0, 0, 1, 'a', 0, 0, 0, 1, 'b', 0, 0, 0, 1, 'c'}
+	gc.mu.Lock()
+	got := gc.writes[0]
+	gc.mu.Unlock()
+	if !bytes.Equal(got, want) {
+		t.Fatalf("first write %q, want the three heartbeats %q", got, want)
+	}
+
+	send("d", true)
+	send("e", false) // written at once, with d
+	gc.mu.Lock()
+	n := len(gc.writes)
+	var second []byte
+	if n > 1 {
+		second = gc.writes[1]
+	}
+	gc.mu.Unlock()
+	if want := []byte{0, 0, 0, 1, 'd', 0, 0, 0, 1, 'e'}; n != 2 || !bytes.Equal(second, want) {
+		t.Fatalf("after a heartbeat and an append: %d writes, second %q; want 2, the second %q", n, second, want)
 	}
 }

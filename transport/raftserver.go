@@ -58,7 +58,7 @@ func (sc *serverConn) readLoop() error {
 		}
 		st := sc.net.shard(q.shard)
 		if st == nil {
-			sc.respond(q.typ, q.id, nil, shardErr(q.shard, errNoShard))
+			sc.respond(q.typ, q.id, nil, shardErr(q.shard, errNoShard), false)
 			continue
 		}
 		if q.typ == msgHeartbeatReq {
@@ -67,11 +67,15 @@ func (sc *serverConn) readLoop() error {
 				// disk unless the term changes, so it runs on the reader,
 				// ahead of any appends this shard has queued.
 				fn(raft.RPC{Command: q.cmd, RespChan: sc.hbCh})
+				// While more frames wait in the read buffer (the other
+				// groups' heartbeats, sent in the same write), the answer
+				// waits for theirs.
+				more := br.Buffered() > 0
 				select {
 				case r := <-sc.hbCh:
-					sc.respond(q.typ, q.id, r.Response, r.Error)
+					sc.respond(q.typ, q.id, r.Response, r.Error, more)
 				default:
-					sc.respond(q.typ, q.id, nil, raft.ErrTransportShutdown)
+					sc.respond(q.typ, q.id, nil, raft.ErrTransportShutdown, more)
 				}
 				continue
 			}
@@ -81,10 +85,10 @@ func (sc *serverConn) readLoop() error {
 }
 
 // respond queues a response; a failed connection drops it (its client
-// has failed the call already).
-func (sc *serverConn) respond(typ byte, id uint64, resp any, rpcErr error) {
+// has failed the call already). A lazy one waits briefly for company.
+func (sc *serverConn) respond(typ byte, id uint64, resp any, rpcErr error, lazy bool) {
 	deadline := time.Now().Add(sc.net.cfg.Timeout)
-	err := sc.w.frame(sc.net.cfg.MaxFrame, deadline, func(b []byte) ([]byte, error) {
+	err := sc.w.frame(sc.net.cfg.MaxFrame, deadline, lazy, func(b []byte) ([]byte, error) {
 		return appendResponse(b, typ, id, resp, rpcErr)
 	})
 	if err != nil && !errors.Is(err, errConnLost) {
@@ -107,5 +111,5 @@ func (in *inbound) reply(resp any, err error) {
 		in.snap <- raft.RPCResponse{Response: resp, Error: err}
 		return
 	}
-	in.sc.respond(in.typ, in.id, resp, err)
+	in.sc.respond(in.typ, in.id, resp, err, false)
 }

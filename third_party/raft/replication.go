@@ -401,9 +401,17 @@ func (r *Raft) heartbeat(s *followerReplication, stopCh chan struct{}) {
 	var resp AppendEntriesResponse
 	for {
 		// Wait for the next heartbeat interval or forced notify
+		interval := heartbeatInterval(r.config().HeartbeatTimeout)
 		select {
 		case <-s.notifyCh:
-		case <-randomTimeout(r.config().HeartbeatTimeout / 10):
+		case <-heartbeatTick(interval):
+			// tally: a follower that answered a request within the last
+			// half interval has heard from this leader since, which
+			// resets its election timer as a heartbeat would; a busy
+			// group's heartbeats would only add messages.
+			if time.Since(s.LastContact()) < interval/2 {
+				continue
+			}
 		case <-stopCh:
 			return
 		}
@@ -443,6 +451,25 @@ func (r *Raft) heartbeat(s *followerReplication, stopCh chan struct{}) {
 	}
 }
 
+// heartbeatInterval is the period of a leader's heartbeats to each
+// follower: upstream waits a random time between HeartbeatTimeout/10 and
+// twice that; this is that average.
+func heartbeatInterval(heartbeatTimeout time.Duration) time.Duration {
+	return heartbeatTimeout/10 + heartbeatTimeout/20
+}
+
+// heartbeatTick fires at the next multiple of interval on the wall clock.
+// tally: every raft group of a process then heartbeats a follower at the
+// same moments, so a transport shared by the groups sends the heartbeats
+// of all of them to one peer in one write (upstream's random waits spread
+// them into one write each).
+func heartbeatTick(interval time.Duration) <-chan time.Time {
+	if interval <= 0 {
+		return time.After(0)
+	}
+	return time.After(interval - time.Duration(time.Now().UnixNano()%int64(interval)))
+}
+
 // pipelineReplicate is used when we have synchronized our state with the follower,
 // and want to switch to a higher performance pipeline mode of replication.
 // We only pipeline AppendEntries commands, and if we ever hit an error, we fall
@@ -472,22 +499,34 @@ func (r *Raft) pipelineReplicate(s *followerReplication) error {
 
 	// Start pipeline sends at the last good nextIndex
 	nextIndex := atomic.LoadUint64(&s.nextIndex)
+	// sentCommit is the commit index the last request carried (tally: the
+	// CommitTimeout send is skipped while it would carry nothing new).
+	var sentCommit uint64
 
 	shouldStop := false
 SEND:
 	for !shouldStop {
+		// tally: the CommitTimeout send tells the follower a commit index
+		// it has not heard yet. With every entry sent, and the commit
+		// index reaching the last entry and already sent, it has nothing
+		// to tell until a new entry arrives (triggerCh): an idle group
+		// then costs only heartbeats, not a wakeup every CommitTimeout.
+		var commitWait <-chan time.Time
+		if lastLogIdx, _ := r.getLastLog(); nextIndex <= lastLogIdx || sentCommit < lastLogIdx || r.getCommitIndex() != sentCommit {
+			commitWait = randomTimeout(r.config().CommitTimeout)
+		}
 		select {
 		case <-finishCh:
 			break SEND
 		case maxIndex := <-s.stopCh:
 			// Make a best effort to replicate up to this index
 			if maxIndex > 0 {
-				r.pipelineSend(s, pipeline, &nextIndex, maxIndex)
+				r.pipelineSend(s, pipeline, &nextIndex, maxIndex, &sentCommit)
 			}
 			break SEND
 		case deferErr := <-s.triggerDeferErrorCh:
 			lastLogIdx, _ := r.getLastLog()
-			shouldStop = r.pipelineSend(s, pipeline, &nextIndex, lastLogIdx)
+			shouldStop = r.pipelineSend(s, pipeline, &nextIndex, lastLogIdx, &sentCommit)
 			if !shouldStop {
 				deferErr.respond(nil)
 			} else {
@@ -495,10 +534,13 @@ SEND:
 			}
 		case <-s.triggerCh:
 			lastLogIdx, _ := r.getLastLog()
-			shouldStop = r.pipelineSend(s, pipeline, &nextIndex, lastLogIdx)
-		case <-randomTimeout(r.config().CommitTimeout):
+			shouldStop = r.pipelineSend(s, pipeline, &nextIndex, lastLogIdx, &sentCommit)
+		case <-commitWait:
 			lastLogIdx, _ := r.getLastLog()
-			shouldStop = r.pipelineSend(s, pipeline, &nextIndex, lastLogIdx)
+			if nextIndex > lastLogIdx && r.getCommitIndex() == sentCommit {
+				continue // nothing new yet: the commit index has not moved
+			}
+			shouldStop = r.pipelineSend(s, pipeline, &nextIndex, lastLogIdx, &sentCommit)
 		}
 	}
 
@@ -513,7 +555,7 @@ SEND:
 
 // pipelineSend is used to send data over a pipeline. It is a helper to
 // pipelineReplicate.
-func (r *Raft) pipelineSend(s *followerReplication, p AppendPipeline, nextIdx *uint64, lastIndex uint64) (shouldStop bool) {
+func (r *Raft) pipelineSend(s *followerReplication, p AppendPipeline, nextIdx *uint64, lastIndex uint64, sentCommit *uint64) (shouldStop bool) {
 	// Create a new append request
 	req := new(AppendEntriesRequest)
 	if err := r.setupAppendEntries(s, req, *nextIdx, lastIndex); err != nil {
@@ -527,6 +569,8 @@ func (r *Raft) pipelineSend(s *followerReplication, p AppendPipeline, nextIdx *u
 		}
 		return true
 	}
+
+	*sentCommit = req.LeaderCommitIndex
 
 	// Increase the next send log to avoid re-sending old logs
 	if n := len(req.Entries); n > 0 {
