@@ -26,7 +26,7 @@ func runBench(e *env, args []string) error {
 	b := loadgen.Bench{System: "tally"}
 	b.Flags(fs)
 	consistency := fs.String("consistency", "linearizable", "consistency of the reads under load (--reads): linearizable or stale")
-	routeMode := fs.String("route", "leader", "where each request goes: leader (straight to the leader of its counter's shard, learnt from /v1/cluster; batches still to the client's --addr node) or any (the client's --addr node, which forwards it)")
+	routeMode := fs.String("route", "leader", "where requests go (`leader|any`): leader sends each one straight to the leader of its counter's shard (learnt from /v1/cluster; batches still go to the client's --addr node), any to the client's --addr node, which forwards it")
 	nodeMetrics := fs.Bool("node-metrics", true, "scrape every --addr node's /metrics right before and after the load and report node CPU per op, ops per raft entry and fsyncs per increment")
 	pos, err := e.parse(fs, args)
 	if err != nil {
