@@ -14,7 +14,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -36,7 +35,6 @@ type Client struct {
 
 	noRouting bool
 	routes    *route.Table // nil without routing
-	sub       uint32       // the sub-counter this client's unkeyed plain adds prefer
 
 	retryDeadline time.Duration
 	minBackoff    time.Duration
@@ -93,7 +91,6 @@ func New(addrs []string, opts ...Option) *Client {
 	}
 	if !c.noRouting {
 		c.routes = route.New(c.bases, c.hc)
-		c.sub = mrand.Uint32()
 	}
 	return c
 }

@@ -92,7 +92,9 @@ func (c *Client) routed(cl *call) string {
 		return ""
 	}
 	if cl.plain {
-		return c.routes.Add(cl.name, cl.key, c.sub)
+		// Every write carries a key, so a split counter's add goes to
+		// the sub-counter its key routes to.
+		return c.routes.Add(cl.name, cl.key, 0)
 	}
 	return c.routes.Home(cl.name)
 }
