@@ -1,9 +1,13 @@
 // Package client is the Go client for a tally counter cluster.
 //
 // Every call may go to any node: the cluster forwards it to the right shard
-// leader. A call that meets a 503 or a connection error is retried on the
-// next address until the retry deadline; writes keep their Idempotency-Key
-// across those retries, so a retry can never count twice.
+// leader. The client saves it that hop: it learns the shard map from
+// GET /v1/cluster (package route) and sends each op on one counter straight
+// to the leader of the shard that holds it, falling back to the next
+// address while it knows no leader (WithoutRouting turns this off). A call
+// that meets a 503 or a connection error is retried on the next address
+// until the retry deadline; writes keep their Idempotency-Key across those
+// retries, so a retry can never count twice.
 package client
 
 import (
@@ -15,6 +19,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"tally/route"
 )
 
 // DefaultAddr is used when New is given no address: the first node of a
@@ -26,6 +32,9 @@ type Client struct {
 	bases []string // "http://host:port", no trailing slash
 	next  atomic.Uint64
 	hc    *http.Client
+
+	noRouting bool
+	routes    *route.Table // nil without routing
 
 	retryDeadline time.Duration
 	minBackoff    time.Duration
@@ -44,9 +53,17 @@ func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.hc = h }
 // context can end a call sooner.
 func WithRetryDeadline(d time.Duration) Option { return func(c *Client) { c.retryDeadline = d } }
 
+// WithoutRouting makes every call go to the next of the client's addresses,
+// as the cluster forwards it to the shard leader anyway, instead of
+// straight to that leader: for a client meant to talk to one node, or to
+// measure the forwarding path.
+func WithoutRouting() Option { return func(c *Client) { c.noRouting = true } }
+
 // New returns a client for the nodes at addrs ("host:port" or
-// "http://host:port"). Calls rotate over the addresses, so load spreads and
-// a dead node costs one failed attempt, not a failed call.
+// "http://host:port"). Calls go to their shard's leader when the client
+// knows it (it asks these addresses for the shard map, in the background,
+// once in use), else rotate over the addresses, so load spreads and a dead
+// node costs one failed attempt, not a failed call.
 func New(addrs []string, opts ...Option) *Client {
 	c := &Client{
 		retryDeadline: 10 * time.Second,
@@ -72,6 +89,9 @@ func New(addrs []string, opts ...Option) *Client {
 	if c.hc == nil {
 		c.hc = defaultHTTPClient()
 	}
+	if !c.noRouting {
+		c.routes = route.New(c.bases, c.hc)
+	}
 	return c
 }
 
@@ -90,6 +110,9 @@ type Result struct {
 	Value int64  `json:"value"`
 	// Exact is false for a split counter: Value is then a lower bound.
 	Exact bool `json:"exact"`
+	// Split is the counter's split factor when it is split (0 when not),
+	// as far as the answering node knew.
+	Split int `json:"split,omitempty"`
 	// ExpiresAt is set for an expiring counter (see WriteOptions.TTL).
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
@@ -135,9 +158,19 @@ const (
 
 // ClusterInfo is one node's view of the cluster.
 type ClusterInfo struct {
-	Node    string   `json:"node"`
-	Members []Member `json:"members"`
-	Shards  []Shard  `json:"shards"`
+	Node string `json:"node"`
+	// KeyPlacement is how names map to shards (placement.Map); nil from
+	// a node too old to say.
+	KeyPlacement *KeyPlacement `json:"key_placement,omitempty"`
+	Members      []Member      `json:"members"`
+	Shards       []Shard       `json:"shards"`
+}
+
+// KeyPlacement is a cluster's key placement: its scheme ("slots" or
+// "fnv64a") and shard count.
+type KeyPlacement struct {
+	Scheme string `json:"scheme"`
+	Shards int    `json:"shards"`
 }
 
 // Member is a node as gossip sees it.
@@ -219,7 +252,13 @@ func (c *Client) add(ctx context.Context, name, op string, delta int64, opts Wri
 		body:   body,
 		key:    opts.Key,
 		write:  true,
+		name:   name,
+		// Bounds and expiry need the whole value, on the home shard.
+		plain: opts.Min == nil && opts.Max == nil && opts.TTL == 0,
 	}, &r)
+	if err == nil && c.routes != nil {
+		c.routes.Learn(name, r.Split)
+	}
 	return r, err
 }
 
@@ -247,6 +286,7 @@ func (c *Client) actor(ctx context.Context, method, name, actor string) (ActorRe
 		path:   "/v1/counters/" + url.PathEscape(name) + "/actors/" + url.PathEscape(actor),
 		key:    newKey(),
 		write:  true,
+		name:   name,
 	}, &r)
 	return r, err
 }
@@ -266,7 +306,8 @@ func (c *Client) IsMember(ctx context.Context, name, actor string, cons Consiste
 	if cons != "" {
 		q.Set("consistency", string(cons))
 	}
-	err := c.do(ctx, call{method: http.MethodGet, path: "/v1/counters/" + url.PathEscape(name) + "/actors/" + url.PathEscape(actor), query: q}, &r)
+	err := c.do(ctx, call{method: http.MethodGet, path: "/v1/counters/" + url.PathEscape(name) + "/actors/" + url.PathEscape(actor),
+		query: q, name: routedRead(name, cons)}, &r)
 	return r.Member, err
 }
 
@@ -281,8 +322,21 @@ func (c *Client) Get(ctx context.Context, name string, cons Consistency) (Counte
 	if cons != "" {
 		q.Set("consistency", string(cons))
 	}
-	err := c.do(ctx, call{method: http.MethodGet, path: "/v1/counters/" + url.PathEscape(name), query: q}, &r)
+	err := c.do(ctx, call{method: http.MethodGet, path: "/v1/counters/" + url.PathEscape(name), query: q, name: routedRead(name, cons)}, &r)
+	if err == nil && c.routes != nil {
+		c.routes.Learn(name, r.Split)
+	}
 	return r, err
+}
+
+// routedRead is the name a read is routed by: a stale read is answered by
+// whichever replica it reaches, so it goes where the caller's addresses
+// say (possibly to read one node's replica on purpose).
+func routedRead(name string, cons Consistency) string {
+	if cons == Stale {
+		return ""
+	}
+	return name
 }
 
 // MultiGet reads up to 1,000 counters in one request, in the order given.
@@ -317,7 +371,11 @@ func (c *Client) Split(ctx context.Context, name string, n int) (int, error) {
 		method: http.MethodPost,
 		path:   "/v1/counters/" + url.PathEscape(name) + "/split",
 		body:   map[string]int{"n": n},
+		name:   name,
 	}, &r)
+	if err == nil && c.routes != nil {
+		c.routes.Learn(name, r.Split)
+	}
 	return r.Split, err
 }
 

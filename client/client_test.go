@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"tally/route"
 )
 
 // seen is one request as the fake server received it.
@@ -21,17 +23,46 @@ type seen struct {
 }
 
 // fake is an httptest server whose handler gets the 0-based index of each
-// request, and which records every request it sees.
+// request, and which records every request it sees but the routing
+// table's: those it answers 404, as a node too old to route by would, so
+// the client falls back to its addresses.
 type fake struct {
 	*httptest.Server
-	mu   sync.Mutex
-	reqs []seen
+	mu      sync.Mutex
+	reqs    []seen
+	cluster string // the routing table's answer; "" answers 404
+	fetches int    // the routing table's requests
+}
+
+// setCluster makes f answer the routing table with a /v1/cluster answer.
+func (f *fake) setCluster(answer string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cluster = answer
+}
+
+func (f *fake) tableFetches() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fetches
 }
 
 func newFake(t *testing.T, h func(n int, w http.ResponseWriter, r *http.Request)) *fake {
 	t.Helper()
 	f := &fake{}
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("User-Agent") == route.UserAgent {
+			f.mu.Lock()
+			f.fetches++
+			answer := f.cluster
+			f.mu.Unlock()
+			if answer == "" {
+				reply(w, 404, `{"error":{"code":"not_found","message":"no such route"}}`)
+			} else {
+				reply(w, 200, answer)
+			}
+			return
+		}
 		body, _ := io.ReadAll(r.Body)
 		f.mu.Lock()
 		n := len(f.reqs)

@@ -81,11 +81,29 @@ type call struct {
 	body   any    // JSON-encoded when non-nil
 	key    string // Idempotency-Key, for writes
 	write  bool   // an ambiguous failure of a write is reported as outcome unknown
+	name   string // the one counter the call is about, "" when it has no home shard to route to
+	plain  bool   // a plain add: a split counter's may go to a sub-counter's leader
+}
+
+// routed returns the leader cl should go to, "" when the client does not
+// route or knows none.
+func (c *Client) routed(cl *call) string {
+	if c.routes == nil || cl.name == "" {
+		return ""
+	}
+	if cl.plain {
+		// Every write carries a key, so a split counter's add goes to
+		// the sub-counter its key routes to.
+		return c.routes.Add(cl.name, cl.key, 0)
+	}
+	return c.routes.Home(cl.name)
 }
 
 // do runs cl with retries: 503s and connection errors are retried on the
 // next address with exponential backoff until the retry deadline or ctx
-// ends; any other answer is final. out receives the 200 answer.
+// ends; any other answer is final. out receives the 200 answer. Each
+// attempt goes to cl's shard leader when known, unless that address just
+// failed: the next address forwards it while the map is refreshed.
 func (c *Client) do(ctx context.Context, cl call, out any) error {
 	var body []byte
 	if cl.body != nil {
@@ -102,10 +120,19 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 	start := c.next.Add(1) - 1 // spread concurrent calls over the nodes
 	backoff := c.minBackoff
 	ambiguous := false
-	var prev error // the previous attempt's error
+	var prev error    // the previous attempt's error
+	var failed string // the address the previous attempt failed on
 	for n := uint64(0); ; n++ {
 		base := c.bases[(start+n)%uint64(len(c.bases))]
+		if r := c.routed(&cl); r != "" && r != failed {
+			base = r
+		}
 		err := c.attempt(ctx, base, cl, body, out)
+		failed = ""
+		if err != nil && c.routes != nil && routeStale(err) {
+			failed = base
+			c.routes.Failed()
+		}
 		if err == nil {
 			// Even after an ambiguous attempt: the key made this answer
 			// the first (and only) application's result.
@@ -161,6 +188,14 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 		case <-t.C:
 		}
 	}
+}
+
+// routeStale reports whether err may mean the route it took is stale: no
+// answer at all, or a 5xx (a node shutting down, an election).
+func routeStale(err error) bool {
+	var ae *APIError
+	var se *sendError
+	return errors.As(err, &se) || (errors.As(err, &ae) && ae.Status >= 500)
 }
 
 func giveUp(last error, ambiguous bool, attempts uint64) error {

@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"net/http"
+
+	"tally/placement"
 )
 
 type memberAnswer struct {
@@ -17,13 +19,24 @@ type shardAnswer struct {
 	AppliedIndex *uint64  `json:"applied_index,omitempty"`
 }
 
+// keyPlacement is how the cluster maps counter names to shards: with it
+// (and the placement package) a client computes a name's home shard and
+// sends the op straight to that shard's leader.
+type keyPlacement struct {
+	Scheme placement.Scheme `json:"scheme"`
+	Shards int              `json:"shards"`
+}
+
 func (a *api) handleCluster(w http.ResponseWriter, r *http.Request) {
 	st := a.core.ClusterStatus()
+	keys := a.core.KeyPlacement()
 	ans := struct {
-		Node    string         `json:"node"`
-		Members []memberAnswer `json:"members"`
-		Shards  []shardAnswer  `json:"shards"`
-	}{Node: st.Node, Members: []memberAnswer{}, Shards: []shardAnswer{}}
+		Node         string         `json:"node"`
+		KeyPlacement keyPlacement   `json:"key_placement"`
+		Members      []memberAnswer `json:"members"`
+		Shards       []shardAnswer  `json:"shards"`
+	}{Node: st.Node, KeyPlacement: keyPlacement{Scheme: keys.Scheme, Shards: keys.Shards},
+		Members: []memberAnswer{}, Shards: []shardAnswer{}}
 	for _, m := range st.Members {
 		ans.Members = append(ans.Members, memberAnswer{ID: m.ID, HTTP: m.HTTP, State: m.State})
 	}

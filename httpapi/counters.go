@@ -16,9 +16,13 @@ const maxBody = 64 << 10
 
 // addAnswer is the answer of incr and decr.
 type addAnswer struct {
-	Name      string  `json:"name"`
-	Value     int64   `json:"value"`
-	Exact     bool    `json:"exact"`
+	Name  string `json:"name"`
+	Value int64  `json:"value"`
+	Exact bool   `json:"exact"`
+	// Split is the counter's split factor as far as the write learned,
+	// only when it is split: a client that routes by it sends the next
+	// plain increments to a sub-counter's leader.
+	Split     int     `json:"split,omitempty"`
 	ExpiresAt *string `json:"expires_at,omitempty"`
 }
 
@@ -60,7 +64,11 @@ func (a *api) handleAdd(sign int64) http.HandlerFunc {
 		}
 		// A split counter's answer is the value of the sub-counter the op
 		// landed on: a lower bound of the total (while it only grows).
-		writeJSON(w, http.StatusOK, addAnswer{Name: name, Value: res.Value, Exact: res.Exact, ExpiresAt: expiresAt(res.ExpiresAt)})
+		ans := addAnswer{Name: name, Value: res.Value, Exact: res.Exact, ExpiresAt: expiresAt(res.ExpiresAt)}
+		if res.Split > 1 {
+			ans.Split = res.Split
+		}
+		writeJSON(w, http.StatusOK, ans)
 	}
 }
 

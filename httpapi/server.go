@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"tally/node"
+	"tally/placement"
 	"tally/transport"
 )
 
@@ -29,6 +30,7 @@ type Core interface {
 	FormationError() error
 	Ready() bool
 	ShardCount() int
+	KeyPlacement() placement.Map
 
 	Add(ctx context.Context, req node.AddRequest) (node.AddResult, error)
 	AddBatch(ctx context.Context, reqs []node.AddRequest) ([]node.AddOutcome, error)

@@ -11,30 +11,54 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"tally/route"
 )
 
 // HTTP drives a tally cluster (or anything answering its API) over HTTP:
 // single increments as POST /v1/counters/{name}/incr, batches as
 // POST /v1/batch, reads as GET /v1/counters. Client i talks to
-// addrs[i % len(addrs)] over its own keep-alive connection.
+// addrs[i % len(addrs)] over its own keep-alive connection, or, routing to
+// leaders, sends each single-counter request to its shard's leader.
 type HTTP struct {
 	addrs       []string // base URLs
 	consistency string   // for reads under load: "linearizable" or "stale"
 	tr          *http.Transport
 	hc          *http.Client
+	routes      *route.Table // nil unless routing to leaders
+}
+
+// HTTPOption configures an HTTP target.
+type HTTPOption func(*HTTP)
+
+// RouteToLeaders makes every client send each increment and single-counter
+// read straight to the leader of the shard that holds the counter (a split
+// counter's increments to the leader of one of its sub-counters' shards,
+// the same one for a client throughout), learnt from the cluster's
+// /v1/cluster (package route), so that no node forwards it. Batches and
+// multi-counter reads, which span shards, still go to the client's
+// address, as does any request while its leader is not known.
+func RouteToLeaders() HTTPOption {
+	return func(h *HTTP) { h.routes = route.New(h.addrs, h.hc) }
 }
 
 // NewHTTP prepares clients for addrs (host:port or URLs). consistency is
 // passed on every read ("" is the server's default, linearizable).
-func NewHTTP(addrs []string, clients int, consistency string) *HTTP {
+func NewHTTP(addrs []string, clients int, consistency string, opts ...HTTPOption) *HTTP {
 	h := &HTTP{consistency: consistency}
 	for _, a := range addrs {
 		h.addrs = append(h.addrs, BaseURL(a))
 	}
 	h.tr = &http.Transport{MaxIdleConnsPerHost: clients, IdleConnTimeout: time.Minute}
 	h.hc = &http.Client{Transport: h.tr, Timeout: 30 * time.Second}
+	for _, o := range opts {
+		o(h)
+	}
 	return h
 }
+
+// Routes is the routing table of a target made with RouteToLeaders, else nil.
+func (h *HTTP) Routes() *route.Table { return h.routes }
 
 // BaseURL turns host:port or a URL into a base URL without a trailing slash.
 func BaseURL(addr string) string {
@@ -46,7 +70,7 @@ func BaseURL(addr string) string {
 
 // Client is client i's target.
 func (h *HTTP) Client(i int) Target {
-	return &httpTarget{h: h, base: h.addrs[i%len(h.addrs)]}
+	return &httpTarget{h: h, base: h.addrs[i%len(h.addrs)], sub: uint32(i)}
 }
 
 // Close drops the idle connections.
@@ -55,7 +79,19 @@ func (h *HTTP) Close() { h.tr.CloseIdleConnections() }
 type httpTarget struct {
 	h    *HTTP
 	base string
+	sub  uint32 // the sub-counter of a split counter this client writes
 	buf  bytes.Buffer
+}
+
+// home is where an op on counter goes: its shard's leader when routing
+// knows it, else the client's address.
+func (t *httpTarget) home(counter string) string {
+	if t.h.routes != nil {
+		if b := t.h.routes.Home(counter); b != "" {
+			return b
+		}
+	}
+	return t.base
 }
 
 func (t *httpTarget) Incr(ctx context.Context, counter string, delta int64) error {
@@ -63,7 +99,18 @@ func (t *httpTarget) Incr(ctx context.Context, counter string, delta int64) erro
 	if delta != 1 {
 		body = strings.NewReader(`{"delta":` + strconv.FormatInt(delta, 10) + `}`)
 	}
-	_, err := t.do(ctx, http.MethodPost, t.base+"/v1/counters/"+url.PathEscape(counter)+"/incr", body, false)
+	base, routes := t.base, t.h.routes
+	if routes != nil {
+		if b := routes.Add(counter, "", t.sub); b != "" {
+			base = b
+		}
+	}
+	ans, err := t.do(ctx, http.MethodPost, base+"/v1/counters/"+url.PathEscape(counter)+"/incr", body, routes != nil)
+	if err == nil && routes != nil {
+		// The answer says when the counter is split, and the next
+		// increments go to a sub-counter's leader.
+		routes.Learn(counter, route.SplitOf(ans))
+	}
 	return err
 }
 
@@ -115,15 +162,19 @@ func (t *httpTarget) Read(ctx context.Context, counters []string) ([]int64, erro
 		q.Set("consistency", t.h.consistency)
 	}
 	if len(counters) == 1 {
-		body, err := t.do(ctx, http.MethodGet, t.base+"/v1/counters/"+url.PathEscape(counters[0])+"?"+q.Encode(), nil, true)
+		body, err := t.do(ctx, http.MethodGet, t.home(counters[0])+"/v1/counters/"+url.PathEscape(counters[0])+"?"+q.Encode(), nil, true)
 		if err != nil {
 			return nil, err
 		}
 		var v struct {
 			Value int64 `json:"value"`
+			Split int   `json:"split"`
 		}
 		if err := json.Unmarshal(body, &v); err != nil {
 			return nil, &Error{Code: "bad read answer"}
+		}
+		if t.h.routes != nil {
+			t.h.routes.Learn(counters[0], v.Split)
 		}
 		return []int64{v.Value}, nil
 	}
@@ -165,13 +216,18 @@ func (t *httpTarget) do(ctx context.Context, method, u string, body io.Reader, k
 	}
 	resp, err := t.h.hc.Do(req)
 	if err != nil {
+		t.routeFailed()
 		// The request may have reached the server and applied.
 		return nil, &Error{Code: "transport: " + transportReason(err), Maybe: method == http.MethodPost}
 	}
 	data, rerr := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if rerr != nil {
+		t.routeFailed()
 		return nil, &Error{Code: "transport: reading the answer", Maybe: method == http.MethodPost}
+	}
+	if resp.StatusCode >= 500 {
+		t.routeFailed()
 	}
 	if resp.StatusCode == http.StatusOK {
 		if keep {
@@ -189,6 +245,14 @@ func (t *httpTarget) do(ctx context.Context, method, u string, body io.Reader, k
 		code += " " + e.Error.Code
 	}
 	return nil, &Error{Code: code, Maybe: e.Error.Code == "outcome_unknown"}
+}
+
+// routeFailed tells the routing table that a request got no answer or a
+// 5xx, which may mean a leader moved: it looks again soon.
+func (t *httpTarget) routeFailed() {
+	if t.h.routes != nil {
+		t.h.routes.Failed()
+	}
 }
 
 // transportReason shortens a transport error to its last part ("connection

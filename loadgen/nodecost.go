@@ -49,6 +49,9 @@ type NodeCost struct {
 	// a bolt commit costs.
 	FsyncsEstimated bool     `json:"fsyncs_estimated,omitempty"`
 	Forwarded       *float64 `json:"forwarded,omitempty"` // requests forwarded between nodes
+	// ForwardedShare is Forwarded over the requests answered in full
+	// (0–1; a batch spanning shards may be forwarded to several).
+	ForwardedShare *float64 `json:"forwarded_share,omitempty"`
 }
 
 // NodeUse is one node's part of a NodeCost.
@@ -73,9 +76,9 @@ func sumPtr(p **float64, v float64) {
 }
 
 // NewNodeCost compares the samples taken before and after a run (the same
-// nodes in the same order) that acknowledged ops operations, incrs of
-// them increments.
-func NewNodeCost(before, after []NodeSample, ops, incrs int64) *NodeCost {
+// nodes in the same order) that had requests requests answered in full
+// and acknowledged ops operations, incrs of them increments.
+func NewNodeCost(before, after []NodeSample, requests, ops, incrs int64) *NodeCost {
 	c := &NodeCost{}
 	var entryOps float64
 	for i, b := range before {
@@ -124,6 +127,9 @@ func NewNodeCost(before, after []NodeSample, ops, incrs int64) *NodeCost {
 	}
 	if c.Fsyncs != nil && incrs > 0 {
 		c.FsyncsPerIncr = ptr(*c.Fsyncs / float64(incrs))
+	}
+	if c.Forwarded != nil && requests > 0 {
+		c.ForwardedShare = ptr(*c.Forwarded / float64(requests))
 	}
 	return c
 }
@@ -201,7 +207,11 @@ func (c *NodeCost) WriteText(w io.Writer) {
 		parts = append(parts, s)
 	}
 	if c.Forwarded != nil {
-		parts = append(parts, fmt.Sprintf("%.0f requests forwarded between nodes", *c.Forwarded))
+		s := fmt.Sprintf("%.0f requests forwarded between nodes", *c.Forwarded)
+		if c.ForwardedShare != nil {
+			s += fmt.Sprintf(" (%.1f%% of requests)", 100**c.ForwardedShare)
+		}
+		parts = append(parts, s)
 	}
 	if len(parts) > 0 {
 		fmt.Fprintf(w, "%s\n", strings.Join(parts, "; "))

@@ -41,7 +41,7 @@ func TestNodeCost(t *testing.T) {
 		sample("d", SampleCPU, 0.5), // restarted
 		{Addr: "e", Err: errors.New("GET /metrics: connection refused")},
 	}
-	c := NewNodeCost(before, after, 512, 384)
+	c := NewNodeCost(before, after, 256, 512, 384)
 	if c.Measured != 2 || len(c.Nodes) != 5 || c.CPUSeconds != 0.75 {
 		t.Fatalf("measured %d of %d nodes, %v s: %+v", c.Measured, len(c.Nodes), c.CPUSeconds, c)
 	}
@@ -54,6 +54,7 @@ func TestNodeCost(t *testing.T) {
 		"fsyncs":               {val(c.Fsyncs), 36.0},
 		"fsyncs_per_increment": {val(c.FsyncsPerIncr), 36.0 / 384},
 		"forwarded":            {val(c.Forwarded), 64.0},
+		"forwarded_share":      {val(c.ForwardedShare), 0.25},
 		"a cpu_us_per_op":      {val(c.Nodes[0].CPUMicrosPerOp), 0.5e6 / 512},
 		"a fsyncs":             {val(c.Nodes[0].Fsyncs), 20.0},
 		"b fsyncs":             {val(c.Nodes[1].Fsyncs), 16.0},
@@ -83,7 +84,7 @@ func TestNodeCost(t *testing.T) {
 		"  c: not measured: not scraped before the run: GET /metrics: 404 Not Found\n" +
 		"  d: not measured: cpu_seconds went down from 5 to 0.5: the node restarted during the run\n" +
 		"  e: not measured: not scraped after the run: GET /metrics: connection refused\n" +
-		"ops per raft entry 12.00 (32 entries); fsyncs per increment 0.094 (36 fsyncs), counted as 2 per log commit where a node counts no fsyncs; 64 requests forwarded between nodes\n"
+		"ops per raft entry 12.00 (32 entries); fsyncs per increment 0.094 (36 fsyncs), counted as 2 per log commit where a node counts no fsyncs; 64 requests forwarded between nodes (25.0% of requests)\n"
 	if text.String() != want {
 		t.Errorf("text:\n%s\nwant:\n%s", text.String(), want)
 	}
@@ -92,8 +93,8 @@ func TestNodeCost(t *testing.T) {
 // Nodes that export only CPU get no raft figures, and a run with no
 // acknowledged op no per-op figures.
 func TestNodeCostWithoutRaftCounters(t *testing.T) {
-	c := NewNodeCost([]NodeSample{sample("x", SampleCPU, 1.0)}, []NodeSample{sample("x", SampleCPU, 1.5)}, 0, 0)
-	if c.Measured != 1 || c.CPUSeconds != 0.5 || c.CPUMicrosPerOp != nil || c.OpsPerEntry != nil || c.FsyncsPerIncr != nil || c.Forwarded != nil {
+	c := NewNodeCost([]NodeSample{sample("x", SampleCPU, 1.0)}, []NodeSample{sample("x", SampleCPU, 1.5)}, 0, 0, 0)
+	if c.Measured != 1 || c.CPUSeconds != 0.5 || c.CPUMicrosPerOp != nil || c.OpsPerEntry != nil || c.FsyncsPerIncr != nil || c.Forwarded != nil || c.ForwardedShare != nil {
 		t.Errorf("%+v", c)
 	}
 	b, _ := json.Marshal(c)
@@ -133,9 +134,9 @@ func TestExecuteNodeCost(t *testing.T) {
 	for _, asJSON := range []bool{true, false} {
 		m := newMem()
 		f := &fixedScraper{m: m, samples: [][]NodeSample{
-			{sample("n1", SampleCPU, 1.0)}, {sample("n1", SampleCPU, 1.125)},
+			{sample("n1", SampleCPU, 1.0, SampleForwarded, 10.0)}, {sample("n1", SampleCPU, 1.125, SampleForwarded, 53.0)},
 		}}
-		b := Bench{Config: Config{Clients: 2, Requests: 250, Counter: "c"}, JSON: asJSON, Verify: true, Nodes: f}
+		b := Bench{Config: Config{Clients: 2, Requests: 250, Counter: "c"}, JSON: asJSON, Verify: true, Nodes: f, Route: "leader"}
 		var out bytes.Buffer
 		read := func(ctx context.Context, names []string) (map[string]int64, error) { return ReadAll(ctx, m, names) }
 		if err := b.Execute(context.Background(), &out, func(int) Target { return m }, read); err != nil {
@@ -145,16 +146,19 @@ func TestExecuteNodeCost(t *testing.T) {
 			t.Errorf("scraped when the store had seen %v requests, want before (0) and after (250) the load", f.seen)
 		}
 		// The store refuses or loses the answer of 78 of the 250 requests
-		// (see memTarget): 0.125 s of CPU over 172 acknowledged ops.
+		// (see memTarget): 0.125 s of CPU over 172 acknowledged ops, and
+		// 43 forwarded of the 172 requests answered.
 		if asJSON {
 			var rep Report
 			if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 				t.Fatalf("not JSON: %v: %s", err, out.String())
 			}
-			if rep.Ops != 172 || rep.NodeCost == nil || val(rep.NodeCost.CPUMicrosPerOp) != 0.125e6/172 {
-				t.Errorf("%d ops, node cost %+v", rep.Ops, rep.NodeCost)
+			if rep.Ops != 172 || rep.Requests != 172 || rep.NodeCost == nil || val(rep.NodeCost.CPUMicrosPerOp) != 0.125e6/172 ||
+				val(rep.NodeCost.ForwardedShare) != 0.25 || rep.Route != "leader" {
+				t.Errorf("%d ops, %d requests, route %q, node cost %+v", rep.Ops, rep.Requests, rep.Route, rep.NodeCost)
 			}
-		} else if !strings.Contains(out.String(), "\nnode CPU: 726.7 µs per op, 0.125 s in all (1 node)\n  n1: 726.7 µs per op (0.125 s)\n") {
+		} else if !strings.Contains(out.String(), "\nnode CPU: 726.7 µs per op, 0.125 s in all (1 node)\n  n1: 726.7 µs per op (0.125 s)\n"+
+			"43 requests forwarded between nodes (25.0% of requests)\n") {
 			t.Errorf("text report:\n%s", out.String())
 		}
 	}

@@ -31,6 +31,7 @@ type Bench struct {
 	Config
 	System       string // names the system in reports ("tally", "redis", ...)
 	Workload     string // names the workload in reports
+	Route        string // how requests pick a node ("leader", "any"), for the report; "" says nothing
 	JSON         bool   // print the report as one JSON line instead of text
 	TimelineFile string // write an SVG of ops/s and p99 per second here
 	MarksFile    string // "unix-ms label" lines to mark on the timeline
@@ -63,6 +64,7 @@ func (b *Bench) Flags(fs *flag.FlagSet) {
 type Report struct {
 	System         string           `json:"system,omitempty"`
 	Workload       string           `json:"workload,omitempty"`
+	Route          string           `json:"route,omitempty"`
 	Clients        int              `json:"clients"`
 	Counters       int              `json:"counters"`
 	Dist           Dist             `json:"dist"`
@@ -190,8 +192,9 @@ func (b *Bench) Execute(ctx context.Context, w io.Writer, newTarget func(int) Ta
 		return err
 	}
 	rep := NewReport(b.System, b.Workload, cfg, res)
+	rep.Route = b.Route
 	if b.Nodes != nil {
-		rep.NodeCost = NewNodeCost(nodesBefore, b.Nodes.Scrape(ctx), res.Ops(), res.Incrs)
+		rep.NodeCost = NewNodeCost(nodesBefore, b.Nodes.Scrape(ctx), res.Requests, res.Ops(), res.Incrs)
 	}
 	if b.Verify {
 		after, err := readAll(ctx, names)

@@ -156,7 +156,8 @@ func TestKeyedRetriesAcrossSplitCountOnce(t *testing.T) {
 	ctx := testcluster.Ctx(t, 3*time.Minute)
 	clients := make([]*client.Client, 3)
 	for i := range clients {
-		clients[i] = client.New([]string{tc.Nodes[i].HTTPAddr()}, client.WithRetryDeadline(60*time.Second))
+		// Each through its own node, as it routes (and learns) them.
+		clients[i] = client.New([]string{tc.Nodes[i].HTTPAddr()}, client.WithRetryDeadline(60*time.Second), client.WithoutRouting())
 	}
 	const name = "retried"
 	first := map[string]int64{} // key -> value its first answer had

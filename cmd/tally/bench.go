@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -14,7 +15,7 @@ func init() {
 		name: "bench",
 		// The full list is in `tally bench --help`; this line stays short
 		// enough for the command table.
-		args:    "[--clients N] [--duration D] [--counters N] [--batch K] [...]",
+		args:    "[--clients N] [--duration D] [--counters N] [--batch K] [--route leader|any] [...]",
 		summary: "load test over every --addr: ops/s and latency percentiles, then a check of the counts",
 		run:     runBench,
 	})
@@ -25,6 +26,7 @@ func runBench(e *env, args []string) error {
 	b := loadgen.Bench{System: "tally"}
 	b.Flags(fs)
 	consistency := fs.String("consistency", "linearizable", "consistency of the reads under load (--reads): linearizable or stale")
+	routeMode := fs.String("route", "leader", "where requests go (`leader|any`): leader sends each one straight to the leader of its counter's shard (learnt from /v1/cluster; batches still go to the client's --addr node), any to the client's --addr node, which forwards it")
 	nodeMetrics := fs.Bool("node-metrics", true, "scrape every --addr node's /metrics right before and after the load and report node CPU per op, ops per raft entry and fsyncs per increment")
 	pos, err := e.parse(fs, args)
 	if err != nil {
@@ -45,9 +47,28 @@ func runBench(e *env, args []string) error {
 	if *consistency != "linearizable" && *consistency != "stale" {
 		return usagef("--consistency must be linearizable or stale")
 	}
+	var opts []loadgen.HTTPOption
+	switch *routeMode {
+	case "leader":
+		opts = append(opts, loadgen.RouteToLeaders())
+	case "any":
+	default:
+		return usagef("--route must be leader or any")
+	}
 	b.JSON = e.json
+	b.Route = *routeMode
 	addrs := strings.Split(e.addr, ",")
-	h := loadgen.NewHTTP(addrs, b.Clients, *consistency)
+	h := loadgen.NewHTTP(addrs, b.Clients, *consistency, opts...)
+	if rt := h.Routes(); rt != nil {
+		// Load the map before the clock starts, so the first requests
+		// are routed too; without one (not a tally node, or one too old)
+		// every request goes to its client's address.
+		ctx, cancel := e.context()
+		if err := rt.Refresh(ctx); err != nil {
+			fmt.Fprintf(e.stderr, "tally: bench: no shard map, requests go to the --addr nodes: %v\n", err)
+		}
+		cancel()
+	}
 	if *nodeMetrics {
 		b.Nodes = newNodeScraper(addrs, e.timeout)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"tally/placement"
 )
 
 // countingServer keeps real counts for incr, batch and reads; lose makes
@@ -127,11 +130,91 @@ func TestBenchDetectsLostIncrements(t *testing.T) {
 func TestBenchUsage(t *testing.T) {
 	for _, args := range [][]string{
 		{"--batch", "0"}, {"--batch", "1001"}, {"--consistency", "maybe"}, {"--dist", "pareto"},
-		{"--reads", "1.5"}, {"--clients", "0"}, {"extra"},
+		{"--reads", "1.5"}, {"--clients", "0"}, {"extra"}, {"--route", "nearest"},
 	} {
 		code, _, errOut := tally(nil, append([]string{"--addr", "127.0.0.1:1", "bench"}, args...)...)
 		if code != exitUsage {
 			t.Errorf("bench %v: exit %d (%s), want %d", args, code, strings.TrimSpace(errOut), exitUsage)
+		}
+	}
+}
+
+// leaderNode is a node of a fake two-node, two-shard cluster answering
+// from one shared countingServer: node i leads shard i, and it records
+// the counters whose increments reached it.
+type leaderNode struct {
+	*httptest.Server
+	mu    sync.Mutex
+	incrs map[string]int
+}
+
+func newLeaderNodes(t *testing.T) [2]*leaderNode {
+	shared := newCountingServer(t, false)
+	var nodes [2]*leaderNode
+	cluster := func() string {
+		return fmt.Sprintf(`{"node":"n0","key_placement":{"scheme":"slots","shards":2},`+
+			`"members":[{"id":"n0","http":%q,"state":"alive"},{"id":"n1","http":%q,"state":"alive"}],`+
+			`"shards":[{"id":0,"leader":"n0"},{"id":1,"leader":"n1"}]}`,
+			strings.TrimPrefix(nodes[0].URL, "http://"), strings.TrimPrefix(nodes[1].URL, "http://"))
+	}
+	for i := range nodes {
+		n := &leaderNode{incrs: map[string]int{}}
+		n.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v1/cluster" {
+				io.WriteString(w, cluster())
+				return
+			}
+			if name, ok := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, "/v1/counters/"), "/incr"); ok {
+				n.mu.Lock()
+				n.incrs[name]++
+				n.mu.Unlock()
+			}
+			shared.handle(w, r)
+		}))
+		t.Cleanup(n.Close)
+		nodes[i] = n
+	}
+	return nodes
+}
+
+// TestBenchRoute: with --route leader (the default) every increment goes
+// to the node that leads its counter's shard, whichever --addr node the
+// client was given; with --route any, to the client's --addr node.
+func TestBenchRoute(t *testing.T) {
+	for _, mode := range []string{"", "leader", "any"} {
+		nodes := newLeaderNodes(t)
+		args := []string{"--addr", strings.TrimPrefix(nodes[0].URL, "http://"), "--json", "bench", "--requests", "200", "--clients", "4",
+			"--counter", "r", "--counters", "20", "--node-metrics=false"}
+		if mode != "" {
+			args = append(args, "--route", mode)
+		}
+		code, out, errOut := tally(nil, args...)
+		if code != 0 || errOut != "" {
+			t.Fatalf("--route %q: exit %d: %s %s", mode, code, out, errOut)
+		}
+		var rep struct {
+			Increments int64
+			Route      string
+		}
+		if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Increments != 200 {
+			t.Fatalf("--route %q: report %s (%v)", mode, out, err)
+		}
+		if want := cmp.Or(mode, "leader"); rep.Route != want {
+			t.Errorf("--route %q: the report says route %q, want %q", mode, rep.Route, want)
+		}
+		for i, n := range nodes {
+			for name, k := range n.incrs {
+				want := int(placement.Home(name, 2)) // node i leads shard i
+				if mode == "any" {
+					want = 0
+				}
+				if i != want {
+					t.Errorf("--route %q: %d increments of %s reached node %d, want node %d", mode, k, name, i, want)
+				}
+			}
+		}
+		if mode != "any" && len(nodes[1].incrs) == 0 {
+			t.Errorf("--route %q: no increment reached the other shard's leader", mode)
 		}
 	}
 }

@@ -140,6 +140,7 @@ type nodeCost struct {
 	FsyncsPerIncrement *float64 `json:"fsyncs_per_increment"`
 	FsyncsEstimated    bool     `json:"fsyncs_estimated"`
 	Forwarded          *float64
+	ForwardedShare     *float64 `json:"forwarded_share"`
 }
 
 func num(p *float64) float64 {
@@ -165,8 +166,8 @@ func TestBenchNodeCost(t *testing.T) {
 		t.Fatalf("exit %d: %s %s", code, out, errOut)
 	}
 	var rep struct {
-		Ops, Increments int64
-		NodeCost        *nodeCost `json:"node_cost"`
+		Requests, Ops, Increments int64
+		NodeCost                  *nodeCost `json:"node_cost"`
 	}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.NodeCost == nil {
 		t.Fatalf("no node cost in the report (%v): %s", err, out)
@@ -199,6 +200,7 @@ func TestBenchNodeCost(t *testing.T) {
 		"b fsyncs":             {num(nb.Fsyncs), float64(2 * rb)},
 		"fsyncs_per_increment": {num(nc.FsyncsPerIncrement), float64(ra+2*rb) / ops},
 		"forwarded":            {num(nc.Forwarded), float64(rb)},
+		"forwarded_share":      {num(nc.ForwardedShare), float64(rb) / float64(rep.Requests)},
 	} {
 		if got[0] != got[1] {
 			t.Errorf("%s = %v, want %v", name, got[0], got[1])
@@ -224,7 +226,7 @@ func TestBenchNodeCost(t *testing.T) {
 		"\n  " + a.addr() + ": ", "\n  " + b.addr() + ": ",
 		"\n  " + c.addr() + ": not measured: not scraped before the run: GET /metrics: 500 Internal Server Error\n",
 		"\nops per raft entry ", "; fsyncs per increment ", ", counted as 2 per log commit where a node counts no fsyncs; ",
-		" requests forwarded between nodes\n",
+		" requests forwarded between nodes (", "% of requests)\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("text report lacks %q:\n%s", want, out)

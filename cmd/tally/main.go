@@ -216,9 +216,11 @@ func (e *env) commandUsage(w io.Writer, fs *flag.FlagSet) {
 }
 
 // client returns a client for the --addr nodes; call it after parse, since
-// global flags may follow the command.
+// global flags may follow the command. It does not route: a command makes
+// one request or a few, and learning the shard map would cost a request
+// of its own, as much as the forwarding hop it saves.
 func (e *env) client() *client.Client {
-	return client.New(strings.Split(e.addr, ","), client.WithRetryDeadline(e.timeout))
+	return client.New(strings.Split(e.addr, ","), client.WithRetryDeadline(e.timeout), client.WithoutRouting())
 }
 
 // context bounds a command by --timeout.
