@@ -57,7 +57,7 @@ func TestRunCountsEveryRequest(t *testing.T) {
 		t.Errorf("percentiles: p50 %v p99 %v", res.Percentile(50), res.Percentile(99))
 	}
 	rep := NewReport("", "", Config{Clients: 8, Counters: 4, Batch: 1}, res)
-	if s := rep.Summary(); !strings.HasPrefix(s, "incr: 900 ops in ") || !strings.Contains(s, "errors 100") {
+	if s := rep.Summary(); !strings.HasPrefix(s, "incr: 900 ops in ") || !strings.HasSuffix(s, "errors 100 (http 503 no_leader 100)") {
 		t.Errorf("summary: %s", s)
 	}
 }

@@ -115,8 +115,20 @@ func (r *Report) Summary() string {
 	if r.System != "" {
 		label = r.System + " " + label
 	}
-	return fmt.Sprintf("%s: %d ops in %.2fs, %.0f ops/s, %.0f requests/s, p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms, errors %d",
+	line := fmt.Sprintf("%s: %d ops in %.2fs, %.0f ops/s, %.0f requests/s, p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms, errors %d",
 		label, r.Ops, r.Seconds, r.OpsPerSec, r.RequestsPerSec, r.P50Ms, r.P99Ms, r.P999Ms, r.MaxMs, r.Errors)
+	if len(r.ByError) > 0 {
+		codes := make([]string, 0, len(r.ByError))
+		for code := range r.ByError {
+			codes = append(codes, code)
+		}
+		sort.Strings(codes)
+		for i, code := range codes {
+			codes[i] = fmt.Sprintf("%s %d", code, r.ByError[code])
+		}
+		line += " (" + strings.Join(codes, ", ") + ")"
+	}
+	return line
 }
 
 // Check compares counter values before and after a run with what the run
