@@ -391,7 +391,7 @@ func (c *Client) Cluster(ctx context.Context) (ClusterInfo, error) {
 // failure is returned; callers that wait for readiness poll it.
 func (c *Client) Ready(ctx context.Context) error {
 	for _, base := range c.bases {
-		if err := c.attempt(ctx, base, call{method: http.MethodGet, path: "/readyz"}, nil, nil); err != nil {
+		if _, err := c.attempt(ctx, base, call{method: http.MethodGet, path: "/readyz"}, nil, nil); err != nil {
 			return err
 		}
 	}

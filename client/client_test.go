@@ -475,6 +475,35 @@ func TestReady(t *testing.T) {
 	}
 }
 
+// TestResendOnReusedConnectionIsAmbiguous: net/http sends a request
+// with an Idempotency-Key again by itself when a reused keep-alive
+// connection drops it. The first sending may have counted, so a final
+// answer that settles nothing (a 500) must still say the outcome is
+// unknown.
+func TestResendOnReusedConnectionIsAmbiguous(t *testing.T) {
+	f := newFake(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		switch n {
+		case 0:
+			reply(w, 200, `{"name":"x","value":1,"exact":true}`) // opens the connection the next request reuses
+		case 1:
+			hangUp(w)
+		default:
+			reply(w, 500, `{"error":{"code":"x","message":"y"}}`)
+		}
+	})
+	c := New([]string{f.addr()}, WithoutRouting())
+	if _, err := c.Get(ctx, "x", Linearizable); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Incr(ctx, "x", 1)
+	if reqs := f.requests(); len(reqs) != 3 || reqs[1].key == "" || reqs[1].key != reqs[2].key {
+		t.Fatalf("requests %+v: want a get, then the increment sent twice with one key", reqs)
+	}
+	if !IsOutcomeUnknown(err) {
+		t.Fatalf("err = %v, IsOutcomeUnknown = false: the dropped first sending may have counted", err)
+	}
+}
+
 func TestAmbiguityThenFinalAnswer(t *testing.T) {
 	for _, tc := range []struct {
 		status  int

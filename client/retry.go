@@ -127,7 +127,11 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 		if r := c.routed(&cl); r != "" && r != failed {
 			base = r
 		}
-		err := c.attempt(ctx, base, cl, body, out)
+		resent, err := c.attempt(ctx, base, cl, body, out)
+		// net/http resends a request that carries an Idempotency-Key on
+		// its own when a reused connection drops it: the first sending
+		// may have been applied, as after a lost connection of ours.
+		ambiguous = ambiguous || (cl.write && resent)
 		failed = ""
 		if err != nil && c.routes != nil && routeStale(err) {
 			failed = base
@@ -214,13 +218,21 @@ func jitter(b time.Duration) time.Duration {
 	return b/2 + rand.N(b/2+1)
 }
 
-// attempt sends cl once to base. Errors are *APIError for an HTTP error
-// answer, *sendError when no answer came, or a decoding error.
-func (c *Client) attempt(ctx context.Context, base string, cl call, body []byte, out any) error {
-	var sent atomic.Bool
+// attempt sends cl to base. Errors are *APIError for an HTTP error
+// answer, *sendError when no answer came, or a decoding error. resent
+// reports that net/http sent the request more than once.
+func (c *Client) attempt(ctx context.Context, base string, cl call, body []byte, out any) (resent bool, err error) {
+	var conns atomic.Int32
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		GotConn: func(httptrace.GotConnInfo) { sent.Store(true) },
+		GotConn: func(httptrace.GotConnInfo) { conns.Add(1) },
 	})
+	err = c.send(ctx, base, cl, body, out, &conns)
+	return conns.Load() > 1, err
+}
+
+// send makes one HTTP request (which net/http may send more than once, on
+// a new connection, if a reused one fails; conns counts the connections).
+func (c *Client) send(ctx context.Context, base string, cl call, body []byte, out any, conns *atomic.Int32) error {
 	u := base + cl.path
 	if len(cl.query) > 0 {
 		u += "?" + cl.query.Encode()
@@ -243,7 +255,7 @@ func (c *Client) attempt(ctx context.Context, base string, cl call, body []byte,
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return &sendError{err: err, sent: sent.Load()}
+		return &sendError{err: err, sent: conns.Load() > 0}
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	resp.Body.Close()
