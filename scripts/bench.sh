@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # bench.sh: tally side by side with Redis, PostgreSQL, etcd and a bare
-# in-memory HTTP server, on this machine, in one run, one table.
+# in-memory HTTP server, on this machine, in one run, two tables.
 #
 # Every system runs alone (the others are stopped), on loopback, with its
-# data in a temporary directory and durable settings, and gets the same
-# workloads from the same client loop (loadgen): `tally bench` for tally
-# and the HTTP ceiling, `peerbench` (the bench/ module) for the peers.
-# Each run reads every counter before and after and checks the increase
-# against the acknowledged increments.
+# data in a temporary directory and durable settings. The first table
+# ("peers") gives every system the same workloads from the same client
+# loop (loadgen): `tally bench` for tally and the HTTP ceiling,
+# `peerbench` (the bench/ module) for the peers. Each run reads every
+# counter before and after and checks the increase against the
+# acknowledged increments. The second ("resp") drives Redis and tally
+# over the Redis protocol with Redis's own client, redis-benchmark, and
+# checks the counter against the INCRs it sent.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,6 +21,12 @@ counters=${BENCH_COUNTERS:-10000}
 batch=${BENCH_BATCH:-16}
 systems=${BENCH_SYSTEMS:-ceiling tally redis-always redis-everysec postgres etcd}
 workloads=${BENCH_WORKLOADS:-hot uniform batch}
+tables=${BENCH_TABLES:-peers resp}
+resp_systems=${BENCH_RESP_SYSTEMS:-redis-always tally-resp tally-resp-cluster}
+resp_workloads=${BENCH_RESP_WORKLOADS:-incr incr-P16}
+resp_clients=${BENCH_RESP_CLIENTS:-50}
+resp_n=${BENCH_RESP_N:-}   # requests per plain run; empty: calibrate
+resp_pn=${BENCH_RESP_PN:-} # requests per -P 16 run; empty: calibrate
 out=${BENCH_OUT:-$repo/.bench-out}
 wait_secs=60
 
@@ -25,9 +34,11 @@ usage() {
 	cat <<EOF
 Usage: scripts/bench.sh
 
-Installs what is missing (redis-server, postgresql, etcd-server,
-etcd-client and jq from Debian's packages), then runs the same workloads
-against each system, one at a time on 127.0.0.1, and prints one table,
+Installs what is missing (redis-server, redis-tools, postgresql,
+etcd-server, etcd-client and jq from Debian's packages), then runs each
+system, one at a time on 127.0.0.1, and prints two tables.
+
+peers: the same workloads against each system from one client loop,
 then tally's node CPU per increment.
 
 Workloads ($clients clients, $duration each):
@@ -41,6 +52,17 @@ Systems: ceiling (in-memory HTTP server), tally (3 nodes), redis-always
 (appendfsync always), redis-everysec, postgres (synchronous_commit on),
 etcd (3 members).
 
+resp: Redis's redis-benchmark, INCR of its one key counter:__rand_int__
+with $resp_clients clients, plain (incr) and 16 to a pipeline (incr-P16),
+each run sized to last about $duration; ops/s, p50 and p99 as
+redis-benchmark reports them, the servers' CPU per INCR, and whether
+the counter rose by exactly the INCRs sent.
+
+Systems: redis-always (as above); tally-resp (3 nodes, one
+redis-benchmark per node at once, the clients split between them);
+tally-resp-cluster (one redis-benchmark --cluster, which sends each
+node's clients to a key of a slot that node leads: one key per node).
+
 Environment:
   BENCH_DURATION   per workload (default 20s)      BENCH_WARMUP   per system (default 2s)
   BENCH_CLIENTS    concurrent clients (default 64) BENCH_COUNTERS uniform's counters (10000)
@@ -48,6 +70,13 @@ Environment:
   BENCH_WORKLOADS  subset of: hot uniform batch    BENCH_OUT      results dir (<repo>/.bench-out)
   BENCH_BASE_PORT  first of 50 loopback ports (default: the first free block from 20000)
   BENCH_KEEP=1     keep the temporary directory (data and server logs)
+  BENCH_TABLES     subset of: peers resp (default both)
+  BENCH_RESP_SYSTEMS    subset, in order, of: redis-always tally-resp tally-resp-cluster
+  BENCH_RESP_WORKLOADS  subset of: incr incr-P16
+  BENCH_RESP_CLIENTS    redis-benchmark clients (default 50)
+  BENCH_RESP_N, BENCH_RESP_PN  requests per incr / incr-P16 run (default:
+                   calibrated to BENCH_DURATION by short growing runs, which
+                   also warm the servers up; with these, no warm-up)
 EOF
 }
 
@@ -79,15 +108,35 @@ pg_bindir() {
 	[[ -n $d && -x $d/initdb && -x $d/pg_ctl ]] && echo "$d"
 }
 
-# install_missing: only the Debian packages whose programs are missing.
+# has WORD LIST: true if WORD is one of LIST's space-separated words.
+has() { [[ " $2 " == *" $1 "* ]]; }
+
+# words LIST: LIST with its words separated by single spaces.
+words() {
+	local -a w
+	read -ra w <<<"$1"
+	echo "${w[*]}"
+}
+
+# peer SYSTEM: true if the peers table runs SYSTEM.
+peer() { has peers "$tables" && has "$1" "$systems"; }
+
+# install_missing: only the Debian packages whose programs are missing,
+# for the systems this run measures.
 install_missing() {
 	local -a pkgs=()
-	command -v redis-server >/dev/null && command -v redis-cli >/dev/null || pkgs+=(redis-server)
-	pg_bindir >/dev/null || pkgs+=(postgresql)
-	command -v etcd >/dev/null || pkgs+=(etcd-server)
+	if peer redis-always || peer redis-everysec || { has resp "$tables" && has redis-always "$resp_systems"; }; then
+		command -v redis-server >/dev/null && command -v redis-cli >/dev/null || pkgs+=(redis-server)
+	fi
+	# redis-benchmark and redis-cli drive and read the resp table's servers.
+	if has resp "$tables"; then
+		command -v redis-benchmark >/dev/null && command -v redis-cli >/dev/null || pkgs+=(redis-tools)
+	fi
+	peer postgres && ! pg_bindir >/dev/null && pkgs+=(postgresql)
+	peer etcd && ! command -v etcd >/dev/null && pkgs+=(etcd-server)
 	# etcdctl checks the etcd members' health; Debian ships it apart.
-	command -v etcdctl >/dev/null || pkgs+=(etcd-client)
-	command -v jq >/dev/null || pkgs+=(jq) # reads the node cost out of the reports
+	peer etcd && ! command -v etcdctl >/dev/null && pkgs+=(etcd-client)
+	command -v jq >/dev/null || pkgs+=(jq) # reads the reports
 	((${#pkgs[@]} > 0)) || return 0
 	log "installing ${pkgs[*]}"
 	local t0=$SECONDS
@@ -252,30 +301,51 @@ wait_balanced() {
 	log "tally: leaders balanced"
 }
 
-run_tally() {
+cluster_sh() { TALLY_RUN_DIR=$work/tally TALLY_BASE_PORT=$tally_port "$repo/scripts/cluster.sh" "$@"; }
+
+# tally_start: a new 3-node cluster, its leaders spread; sets tally_addrs.
+tally_start() {
 	tally_port=$((base + 20))
 	tally_up=1
-	TALLY_RUN_DIR=$work/tally TALLY_BASE_PORT=$tally_port "$repo/scripts/cluster.sh" up 3 >&2
-	local addrs
-	addrs=$(TALLY_RUN_DIR=$work/tally TALLY_BASE_PORT=$tally_port "$repo/scripts/cluster.sh" addrs)
-	wait_balanced "$addrs"
-	run_workloads tally tally_cmd "$addrs"
-	TALLY_RUN_DIR=$work/tally TALLY_BASE_PORT=$tally_port "$repo/scripts/cluster.sh" down >&2
+	cluster_sh up 3 >&2
+	tally_addrs=$(cluster_sh addrs)
+	wait_balanced "$tally_addrs"
+}
+
+tally_stop() {
+	cluster_sh down >&2
 	tally_up=0
 }
 
-run_redis() {
-	local mode=$1 port=$((base + 1)) dir=$work/redis-$1
+run_tally() {
+	tally_start
+	run_workloads tally tally_cmd "$tally_addrs"
+	tally_stop
+}
+
+# redis_start MODE DIR: a new Redis with appendfsync MODE on redis_port,
+# its data and log in DIR under the work dir; sets redis_pid.
+redis_start() {
+	local mode=$1 dir=$work/$2
+	redis_port=$((base + 1))
 	mkdir -p "$dir"
-	redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --save "" \
+	redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$dir" --save "" \
 		--appendonly yes --appendfsync "$mode" --protected-mode no --daemonize no \
 		--logfile "$dir/redis.log" &
-	local pid=$!
-	pids+=("$pid")
-	wait_until "redis ($mode)" redis-cli -p "$port" ping
-	run_workloads "redis-$mode" "$peerbench" redis --addr "127.0.0.1:$port"
-	stop_pid "$pid"
-	forget "$pid"
+	redis_pid=$!
+	pids+=("$redis_pid")
+	wait_until "redis ($mode)" redis-cli -p "$redis_port" ping
+}
+
+redis_stop() {
+	stop_pid "$redis_pid"
+	forget "$redis_pid"
+}
+
+run_redis() {
+	redis_start "$1" "redis-$1"
+	run_workloads "redis-$1" "$peerbench" redis --addr "127.0.0.1:$redis_port"
+	redis_stop
 }
 
 # pg_as CMD...: PostgreSQL refuses to run as root; run it as postgres then.
@@ -346,10 +416,327 @@ node_cost_table() {
 			}'
 }
 
+# --- the Redis-protocol table (redis-benchmark)
+
+# dur_secs DURATION: BENCH_DURATION (Go's form: 20s, 1m30s, 500ms) in seconds.
+dur_secs() {
+	local rest=$1 total=0 num unit
+	if [[ $rest =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+		echo "$rest"
+		return
+	fi
+	while [[ -n $rest ]]; do
+		[[ $rest =~ ^([0-9]+(\.[0-9]+)?)(ms|s|m|h)(.*)$ ]] || die "cannot read the duration '$1'"
+		num=${BASH_REMATCH[1]} unit=${BASH_REMATCH[3]} rest=${BASH_REMATCH[4]}
+		total=$(awk -v t="$total" -v n="$num" -v u="$unit" \
+			'BEGIN { print t + n * (u == "ms" ? 0.001 : u == "s" ? 1 : u == "m" ? 60 : 3600) }')
+	done
+	echo "$total"
+}
+
+now_ns() { date +%s%N; }
+
+# rb_run PREFIX PIPELINE TOTAL [FLAG...]: redis-benchmark's INCR against
+# every one of resp_targets (PORT:CLIENTS each) at once, TOTAL requests
+# split evenly between them, each process's share a multiple of its
+# clients × PIPELINE (redis-benchmark sends whole pipelines, so it would
+# overshoot any other count). Prints one JSON object: the requests sent,
+# the slowest process's seconds and the total over them, the median p50
+# and the worst p99 of the processes, the wall time, and each process.
+rb_run() {
+	local prefix=$1 pipeline=$2 total=$3 i t port c n unit rc=0 t0 t1 line
+	shift 3
+	local k=${#resp_targets[@]} procs="" rps p50 p99
+	local -a running=() sent=()
+	t0=$(now_ns)
+	for i in "${!resp_targets[@]}"; do
+		t=${resp_targets[$i]} port=${t%%:*} c=${t##*:}
+		unit=$((c * pipeline))
+		n=$(((total / k + unit / 2) / unit * unit))
+		((n >= unit)) || n=$unit
+		sent+=("$n")
+		timeout "$rb_timeout" redis-benchmark -h 127.0.0.1 -p "$port" -t incr -c "$c" -n "$n" -P "$pipeline" --csv "$@" \
+			>"$prefix.$i.out" 2>&1 &
+		running+=("$!")
+	done
+	for i in "${!running[@]}"; do
+		if ! wait "${running[$i]}"; then
+			log "redis-benchmark on port ${resp_targets[$i]%%:*} failed; last lines of $prefix.$i.out:"
+			tail -n 5 "$prefix.$i.out" | sed 's/^/  /' >&2
+			rc=1
+		fi
+	done
+	t1=$(now_ns)
+	((rc == 0)) || return 1
+	for i in "${!resp_targets[@]}"; do
+		# "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+		line=$(grep '^"INCR"' "$prefix.$i.out" | tail -n 1 | tr -d '"') ||
+			{
+				log "no INCR result in $prefix.$i.out"
+				return 1
+			}
+		IFS=, read -r _ rps _ _ p50 _ p99 _ <<<"$line"
+		# A run of a few milliseconds reports an infinite rate: no rate then.
+		[[ $rps =~ ^[0-9]+(\.[0-9]+)?$ ]] || rps=0
+		procs+="${procs:+,}{\"port\":${resp_targets[$i]%%:*},\"clients\":${resp_targets[$i]##*:},\"requests\":${sent[$i]},\"rps\":$rps,\"p50_ms\":$p50,\"p99_ms\":$p99}"
+	done
+	jq -c -n --argjson p "[$procs]" --argjson wall "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print (b - a) / 1e9 }')" '
+		($p | map(.requests) | add) as $n |
+		($p | map(if .rps > 0 then .requests / .rps else $wall end) | max) as $secs |
+		{requests: $n, seconds: $secs, ops_per_sec: (if $secs > 0 then $n / $secs else 0 end),
+		 p50_ms: ($p | map(.p50_ms) | sort | .[(length - 1) / 2 | floor]),
+		 p99_ms: ($p | map(.p99_ms) | max), wall_seconds: $wall, processes: $p}'
+}
+
+# resp_calibrate PREFIX PIPELINE [FLAG...]: the request count that keeps
+# the system busy for about BENCH_DURATION, from runs that grow until one
+# lasts a second or a quarter of BENCH_DURATION, whichever is shorter
+# (they also warm the servers up). The rate is redis-benchmark's own,
+# without its start-up (which for --cluster asks every node first).
+resp_calibrate() {
+	local prefix=$1 pipeline=$2 n json i next
+	shift 2
+	n=$((resp_clients * pipeline * 4))
+	for ((i = 1; ; i++)); do
+		json=$(rb_run "$prefix.cal$i" "$pipeline" "$n" "$@") || return 1
+		read -r n next < <(jq -r --argjson d "$resp_secs" '.requests as $n | ([.seconds, 0.001] | max) as $s |
+			([1, $d / 4] | min) as $enough |
+			if $s >= $enough then "\($n / $s * $d | floor) done"
+			else "\($n * ([16, ([2, ($enough * 1.5 / $s | ceil)] | max)] | min)) more" end' <<<"$json")
+		[[ $next == more && $i -lt 10 ]] || break
+	done
+	log "  calibrated: $n requests for about $duration"
+	echo "$n"
+}
+
+# resp_key_total PORT: the sum of the counters this row's redis-benchmark
+# increments, read through PORT: its one key, or for --cluster the keys
+# of resp_slots (see run_resp_row).
+resp_key_total() {
+	if [[ -z ${resp_slots:-} ]]; then
+		local v
+		v=$(redis-cli -h 127.0.0.1 -p "$1" GET counter:__rand_int__) || return 1
+		[[ $v =~ ^-?[0-9]*$ ]] || return 1
+		echo "${v:-0}"
+		return
+	fi
+	local -a keys slots
+	read -ra slots <<<"$resp_slots"
+	mapfile -t keys < <("$peerbench" slotkeys "${slots[@]}")
+	((${#keys[@]} > 0)) || return 1
+	redis-cli -h 127.0.0.1 -p "$1" MGET "${keys[@]}" | awk '
+		/^-?[0-9]*$/ { s += $1; next }
+		{ bad = 1 }
+		END { if (bad) exit 1; print s + 0 }'
+}
+
+# first_slots PORT: the first slot of every range in CLUSTER NODES: one of
+# them is each node's first slot, whose tag redis-benchmark --cluster puts
+# into the keys that node's clients increment.
+first_slots() {
+	redis-cli -h 127.0.0.1 -p "$1" CLUSTER NODES |
+		awk '{ for (i = 9; i <= NF; i++) { split($i, r, "-"); print r[1] } }' | sort -n | paste -sd' ' -
+}
+
+# metric_value ADDR NAME: a sample of /metrics on ADDR (host:port), in
+# plain bash, as curl may be missing.
+metric_value() {
+	(
+		exec 2>/dev/null
+		exec 3<>"/dev/tcp/${1%:*}/${1##*:}" || exit 1
+		printf 'GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n' "$1" >&3
+		while IFS= read -r -t 5 line <&3; do
+			line=${line%$'\r'}
+			if [[ $line == "$2 "* ]]; then
+				echo "${line#* }"
+				exit 0
+			fi
+		done
+		exit 1
+	)
+}
+
+# server_cpu: the CPU seconds (user + system) the servers of this row
+# have used: Redis from /proc, tally's nodes from process_cpu_seconds_total.
+server_cpu() {
+	if [[ $resp_kind == redis ]]; then
+		local stat
+		local -a f
+		stat=$(<"/proc/$redis_pid/stat") || return 1
+		read -ra f <<<"${stat##*) }" # fields from the 3rd (state) on
+		awk -v t=$((f[11] + f[12])) -v hz="$(getconf CLK_TCK)" 'BEGIN { print t / hz }'
+		return
+	fi
+	local a v sum=0
+	local -a addrs
+	IFS=, read -ra addrs <<<"$tally_addrs"
+	for a in "${addrs[@]}"; do
+		v=$(metric_value "$a" process_cpu_seconds_total) || return 1
+		sum=$(awk -v s="$sum" -v v="$v" 'BEGIN { print s + v }')
+	done
+	echo "$sum"
+}
+
+# run_resp_row SYSTEM WORKLOAD: one row, appended to resp_results.
+run_resp_row() {
+	local sys=$1 wl=$2 pipeline n json before="" after="" cpu0="" cpu1="" slots_after
+	local prefix=$work/resp/$sys-$wl read_port=${resp_targets[0]%%:*}
+	local -a flags=()
+	case $wl in
+	incr) pipeline=1 n=$resp_n ;;
+	incr-P16) pipeline=16 n=$resp_pn ;;
+	*) die "unknown resp workload '$wl' (want incr or incr-P16)" ;;
+	esac
+	resp_slots=""
+	if [[ $sys == tally-resp-cluster ]]; then
+		flags=(--cluster)
+		resp_slots=$(first_slots "$read_port") || resp_slots=""
+		if [[ -z $resp_slots ]]; then
+			log "$sys: no slot ranges in CLUSTER NODES"
+			return 1
+		fi
+	fi
+	log "$sys: $wl"
+	if [[ -z $n ]]; then
+		n=$(resp_calibrate "$prefix" "$pipeline" "${flags[@]}") || return 1
+	fi
+	before=$(resp_key_total "$read_port") || before=""
+	cpu0=$(server_cpu) || cpu0=""
+	json=$(rb_run "$prefix" "$pipeline" "$n" "${flags[@]}") || return 1
+	cpu1=$(server_cpu) || cpu1=""
+	after=$(resp_key_total "$read_port") || after=""
+	if [[ -n $resp_slots ]]; then
+		slots_after=$(first_slots "$read_port")
+		if [[ $slots_after != "$resp_slots" ]]; then
+			log "$sys $wl: the slot ranges changed during the run ($resp_slots -> $slots_after); counter not checked"
+			before=""
+		fi
+	fi
+	[[ -n $before && -n $after ]] || log "$sys $wl: could not read the counter before and after"
+	[[ -n $cpu0 && -n $cpu1 ]] || log "$sys $wl: could not read the servers' CPU before and after"
+	jq -c --arg sys "$sys" --arg wl "$wl" --argjson pipeline "$pipeline" \
+		--arg before "$before" --arg after "$after" --arg cpu0 "$cpu0" --arg cpu1 "$cpu1" '
+		def num: if . == "" then null else tonumber end;
+		{table: "resp", system: $sys, workload: $wl, clients: [.processes[].clients], pipeline: $pipeline} + . +
+		{counter_before: ($before | num), counter_after: ($after | num),
+		 counter_delta: (if $before == "" or $after == "" then null else ($after | num) - ($before | num) end),
+		 server_cpu_seconds: (if $cpu0 == "" or $cpu1 == "" then null else ($cpu1 | num) - ($cpu0 | num) end)} |
+		.cpu_us_per_op = (if .server_cpu_seconds == null or .requests == 0 then null
+			else .server_cpu_seconds / .requests * 1e6 end)' <<<"$json" | tee -a "$resp_results" | cut -c1-200 >&2
+	if [[ -n $before && -n $after ]] && ! tail -n 1 "$resp_results" | jq -e '.counter_delta == .requests' >/dev/null; then
+		log "$sys $wl: the counter rose by $((after - before)), not by the $(jq -r .requests <<<"$json") INCRs sent"
+		failed+=("$sys/$wl(counter)")
+	fi
+}
+
+# resp_rows SYSTEM: every resp workload against SYSTEM; failures noted.
+resp_rows() {
+	local wl
+	for wl in $resp_workloads; do
+		if ! run_resp_row "$1" "$wl"; then
+			log "$1 $wl failed (see above); its row is missing"
+			failed+=("$1/$wl")
+		fi
+	done
+}
+
+# resp_targets_for SYSTEM: the redis-benchmark processes of SYSTEM's rows.
+resp_targets_for() {
+	local i c port
+	resp_targets=()
+	case $1 in
+	redis-always) resp_targets=("$redis_port:$resp_clients") ;;
+	tally-resp)
+		# One process per node, the clients dealt out (50: 17, 17, 16).
+		for i in 1 2 3; do
+			port=$(resp_port "n$i") || die "no RESP port for n$i in $work/tally/n$i.cmd"
+			c=$((resp_clients / 3 + (i <= resp_clients % 3 ? 1 : 0)))
+			resp_targets+=("$port:$c")
+		done
+		;;
+	tally-resp-cluster)
+		port=$(resp_port n1) || die "no RESP port for n1 in $work/tally/n1.cmd"
+		resp_targets=("$port:$resp_clients")
+		;;
+	esac
+}
+
+# resp_port NODE: the RESP port on the node's saved command line.
+resp_port() {
+	local line
+	line=$(<"$work/tally/$1.cmd") || return 1
+	[[ $line =~ --resp[[:space:]=]+[^[:space:]]*:([0-9]+) ]] || return 1
+	echo "${BASH_REMATCH[1]}"
+}
+
+run_resp() {
+	local sys
+	mkdir -p "$work/resp"
+	resp_secs=$(dur_secs "$duration") || exit 1
+	# A redis-benchmark that hangs is ended: after ten times the time a run
+	# is sized for, or an hour for fixed request counts.
+	rb_timeout=$(awk -v d="$resp_secs" 'BEGIN { printf "%d", d * 10 + 60 }')
+	[[ -z $resp_n && -z $resp_pn ]] || rb_timeout=3600
+	for sys in $resp_systems; do
+		case $sys in
+		redis-always)
+			((tally_up == 0)) || tally_stop
+			redis_start always resp-redis-always
+			resp_kind=redis
+			resp_targets_for "$sys"
+			resp_rows "$sys"
+			redis_stop
+			;;
+		tally-resp | tally-resp-cluster)
+			# Both run on one cluster, started the way the peers table's is.
+			((tally_up)) || tally_start
+			resp_kind=tally
+			resp_targets_for "$sys"
+			resp_rows "$sys"
+			;;
+		*) die "unknown resp system '$sys' (want redis-always, tally-resp or tally-resp-cluster)" ;;
+		esac
+	done
+	((tally_up == 0)) || tally_stop
+}
+
+resp_table() {
+	[[ -s $resp_results ]] || return 0
+	echo
+	echo "Redis protocol (redis-benchmark): INCR of one key, $resp_clients clients, -P 16 for incr-P16"
+	echo "tally-resp: one redis-benchmark per node at once; ops/s = all INCRs ÷ the slowest's seconds,"
+	echo "p50 the median and p99 the worst of the three. tally-resp-cluster: --cluster, one key per node."
+	echo "server CPU/op: user + system CPU of redis-server, or of all three tally nodes, per INCR sent."
+	"$peerbench" resptable --baseline redis-always --ratios "$out/resp-ratios.jsonl" "$resp_results"
+}
+
 # --- main
 
+tables=$(words "$tables")
+resp_systems=$(words "$resp_systems")
+resp_workloads=$(words "$resp_workloads")
+for t in $tables; do
+	case $t in peers | resp) ;; *) die "unknown table '$t' (want peers or resp)" ;; esac
+done
+for t in $resp_workloads; do
+	case $t in incr | incr-P16) ;; *) die "unknown resp workload '$t' (want incr or incr-P16)" ;; esac
+done
+for t in $resp_systems; do
+	case $t in redis-always | tally-resp | tally-resp-cluster) ;;
+	*) die "unknown resp system '$t' (want redis-always, tally-resp or tally-resp-cluster)" ;;
+	esac
+done
+if ! [[ $resp_clients =~ ^[1-9][0-9]*$ ]] || ((resp_clients < 3)); then
+	die "BENCH_RESP_CLIENTS must be a number of at least 3 (one a node)"
+fi
+for t in "$resp_n" "$resp_pn"; do
+	[[ -z $t || $t =~ ^[1-9][0-9]*$ ]] || die "BENCH_RESP_N and BENCH_RESP_PN must be positive numbers, not '$t'"
+done
+
 install_missing
-pgbin=$(pg_bindir) || die "no PostgreSQL binaries under /usr/lib/postgresql"
+if peer postgres; then
+	pgbin=$(pg_bindir) || die "no PostgreSQL binaries under /usr/lib/postgresql"
+fi
 
 log "building"
 (cd "$repo" && go build -o bin/tallyd ./cmd/tallyd && go build -o bin/tally ./cmd/tally)
@@ -363,32 +750,47 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 mkdir -p "$out"
 results=$out/results.jsonl
+resp_results=$out/resp.jsonl
 : >"$results"
+: >"$resp_results"
+: >"$out/resp-ratios.jsonl"
 declare -a failed=()
 # The load average before and after says whether something else shared
 # the machine during the runs (their timelines show when).
 load_start=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
 log "ports $base–$((base + 49)), work dir $work, results in $out"
-log "$clients clients, $duration per workload, workloads: $workloads"
+log "tables: $tables; $duration per workload"
 
-for sys in $systems; do
-	case $sys in
-	ceiling) run_ceiling ;;
-	tally) run_tally ;;
-	redis-always) run_redis always ;;
-	redis-everysec) run_redis everysec ;;
-	postgres) run_postgres ;;
-	etcd) run_etcd ;;
-	*) die "unknown system '$sys'" ;;
-	esac
-done
+if has peers "$tables"; then
+	log "peers: $clients clients, workloads: $workloads"
+	for sys in $systems; do
+		case $sys in
+		ceiling) run_ceiling ;;
+		tally) run_tally ;;
+		redis-always) run_redis always ;;
+		redis-everysec) run_redis everysec ;;
+		postgres) run_postgres ;;
+		etcd) run_etcd ;;
+		*) die "unknown system '$sys'" ;;
+		esac
+	done
+fi
+if has resp "$tables"; then
+	log "resp: redis-benchmark, $resp_clients clients, systems: $resp_systems, workloads: $resp_workloads"
+	run_resp
+fi
 
 echo
 {
-	echo "$(nproc) cores, $clients clients, $duration per run; ratio = tally ops/s ÷ the row's ops/s"
+	echo "$(nproc) cores, $duration per run"
 	echo "load average (1, 5, 15 min) at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
-	"$peerbench" table "$results"
-	node_cost_table
+	if has peers "$tables"; then
+		echo
+		echo "$clients clients; ratio = tally ops/s ÷ the row's ops/s"
+		"$peerbench" table "$results"
+		node_cost_table
+	fi
+	resp_table
 } | tee "$out/table.txt"
 if ((${#failed[@]} > 0)); then
 	die "failed runs: ${failed[*]}"

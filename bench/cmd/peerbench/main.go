@@ -1,12 +1,15 @@
 // Command peerbench drives other stores with the workload of `tally bench`
 // (same flags, same client loop, same report), serves the in-memory
-// HTTP ceiling, and prints the side-by-side table from the JSON reports.
+// HTTP ceiling, and prints the side-by-side table from the JSON reports,
+// and the table of redis-benchmark runs scripts/bench.sh records.
 //
 //	peerbench redis    --addr 127.0.0.1:6379[,...]    [workload flags]
 //	peerbench postgres --addr postgres://...          [workload flags]
 //	peerbench etcd     --addr 127.0.0.1:2379[,...]    [workload flags]
 //	peerbench serve    --listen 127.0.0.1:0 [--addr-file FILE]
 //	peerbench table    [--baseline tally] REPORTS.jsonl...
+//	peerbench resptable [--baseline redis-always] [--ratios FILE] ROWS.jsonl...
+//	peerbench slotkeys [--pattern KEY] SLOT...
 package main
 
 import (
@@ -42,6 +45,10 @@ func main() {
 		err = serve(args)
 	case "table":
 		err = table(args, os.Stdout)
+	case "resptable":
+		err = respTable(args, os.Stdout)
+	case "slotkeys":
+		err = slotKeysCmd(args, os.Stdout)
 	case "help", "-h", "--help":
 		usage(os.Stdout)
 		return
@@ -60,6 +67,10 @@ func usage(w io.Writer) {
   peerbench redis|postgres|etcd --addr ADDRS [workload flags of tally bench] [--json]
   peerbench serve [--listen 127.0.0.1:0] [--addr-file FILE]   in-memory HTTP ceiling
   peerbench table [--baseline tally] REPORTS.jsonl...          side-by-side table
+  peerbench resptable [--baseline redis-always] [--ratios FILE] ROWS.jsonl...
+                                                  the redis-benchmark table and its ratios
+  peerbench slotkeys [--pattern KEY] SLOT...      the keys redis-benchmark --cluster may
+                                                  use for these slots (KEY holds {tag})
 `)
 }
 
