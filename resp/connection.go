@@ -2,6 +2,7 @@ package resp
 
 import (
 	"context"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -245,6 +246,19 @@ func cmdInfo(_ context.Context, c *conn, _ [][]byte) {
 
 // CONFIG GET answers nothing (tally has no Redis settings; redis-benchmark
 // asks for "save" and "appendonly" and takes an empty answer).
+// configParams are the Redis settings whose meaning tally has, with
+// tally's answer: every write is in an fsync'd log on a quorum before it is
+// acknowledged (appendonly, appendfsync always), there are no RDB
+// snapshots to configure, and there is one database. Clients such as
+// redis-benchmark read them; anything else reads as absent.
+var configParams = [][2]string{
+	{"appendfsync", "always"},
+	{"appendonly", "yes"},
+	{"databases", "1"},
+	{"save", ""},
+}
+
+// CONFIG GET pattern [pattern ...]
 func cmdConfig(_ context.Context, c *conn, args [][]byte) {
 	switch upper(args[1]) {
 	case "GET":
@@ -252,7 +266,20 @@ func cmdConfig(_ context.Context, c *conn, args [][]byte) {
 			c.wr.Error("ERR wrong number of arguments for 'config|get' command")
 			return
 		}
-		c.wr.Map(0)
+		var found [][2]string
+		for _, p := range configParams {
+			for _, pat := range args[2:] {
+				if ok, _ := path.Match(strings.ToLower(string(pat)), p[0]); ok {
+					found = append(found, p)
+					break
+				}
+			}
+		}
+		c.wr.Map(len(found))
+		for _, p := range found {
+			c.wr.BulkString(p[0])
+			c.wr.BulkString(p[1])
+		}
 	default:
 		c.wr.Error("ERR CONFIG " + clip(args[1]) + " is not supported: tally is configured by tallyd's flags")
 	}

@@ -386,8 +386,14 @@ func TestConnectionCommands(t *testing.T) {
 	if v, err := c.Info(ctx).Result(); err != nil || !strings.Contains(v, "redis_version:") {
 		t.Fatalf("INFO %q %v", v, err)
 	}
-	if v, err := c.ConfigGet(ctx, "save").Result(); err != nil || len(v) != 0 {
-		t.Fatalf("CONFIG GET %v %v", v, err)
+	if v, err := c.ConfigGet(ctx, "save").Result(); err != nil || len(v) != 1 || v["save"] != "" {
+		t.Fatalf("CONFIG GET save: %v %v", v, err)
+	}
+	if v, err := c.ConfigGet(ctx, "append*").Result(); err != nil || len(v) != 2 || v["appendonly"] != "yes" || v["appendfsync"] != "always" {
+		t.Fatalf("CONFIG GET append*: %v %v", v, err)
+	}
+	if v, err := c.ConfigGet(ctx, "maxmemory").Result(); err != nil || len(v) != 0 {
+		t.Fatalf("CONFIG GET maxmemory: %v %v", v, err)
 	}
 	if err := c.Do(ctx, "HELLO", "4").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOPROTO") {
 		t.Fatalf("HELLO 4: %v", err)
