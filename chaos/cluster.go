@@ -44,6 +44,7 @@ type Cluster struct {
 	Dir     string // data and logs of a managed cluster
 	managed bool
 	hc      *http.Client
+	lazy    *lazyMount // the nodes' data dirs are on it (ClusterConfig.LazyFS)
 }
 
 // ClusterConfig describes a managed cluster.
@@ -55,6 +56,11 @@ type ClusterConfig struct {
 	SnapshotThreshold uint64 // 0: tallyd's default
 	LogLevel          string
 	ExtraArgs         []string // more tallyd flags for every node
+	// LazyFS, if set, is a tally-lazyfs binary: the nodes' data dirs are
+	// then on one lazyfs mount (Dir/data over Dir/disk), so PowerLoss can
+	// drop what they have not fsynced. Failing to mount it is a
+	// *LazyFSError.
+	LazyFS string
 }
 
 var errNotManaged = errors.New("this fault needs a cluster started by tally chaos (not --attach)")
@@ -63,10 +69,19 @@ var errNotManaged = errors.New("this fault needs a cluster started by tally chao
 // with --enable-faults, and waits until every node is ready.
 func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 	c := &Cluster{Shards: cfg.Shards, Dir: cfg.Dir, managed: true, hc: &http.Client{Timeout: 2 * time.Second}}
+	dataRoot := cfg.Dir
+	if cfg.LazyFS != "" {
+		m, err := startLazyFS(ctx, cfg.LazyFS, cfg.Dir)
+		if err != nil {
+			return nil, err
+		}
+		c.lazy, dataRoot = m, m.mnt
+	}
 	// Every node joins all the others, so any of them can restart alone.
 	var gossip []string
 	ports, err := freePorts(4 * cfg.Nodes) // held together: all distinct
 	if err != nil {
+		c.Close()
 		return nil, err
 	}
 	for i := 0; i < cfg.Nodes; i++ {
@@ -83,7 +98,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 	}
 	for i, n := range c.Nodes {
 		n.args = []string{cfg.Bin,
-			"--id", n.ID, "--data-dir", filepath.Join(cfg.Dir, n.ID),
+			"--id", n.ID, "--data-dir", filepath.Join(dataRoot, n.ID),
 			"--http", n.HTTP, "--raft", n.Raft, "--gossip", gossip[i], "--resp", n.RESP,
 			"--bootstrap-expect", strconv.Itoa(cfg.Nodes), "--shards", strconv.Itoa(cfg.Shards),
 			"--enable-faults",
@@ -260,14 +275,34 @@ func (c *Cluster) signal(n *Node, sig syscall.Signal, paused bool) error {
 }
 
 // Close SIGKILLs every process this cluster started (resuming paused ones
-// is not needed: SIGKILL ends a stopped process too).
-func (c *Cluster) Close() {
+// is not needed: SIGKILL ends a stopped process too), then unmounts its
+// lazyfs.
+func (c *Cluster) Close() error {
 	if !c.managed {
-		return
+		return nil
 	}
 	for _, n := range c.Nodes {
 		c.Kill(n)
 	}
+	if c.lazy == nil {
+		return nil
+	}
+	err := c.lazy.close()
+	c.lazy = nil
+	return err
+}
+
+// OnLazyFS reports whether the nodes' data dirs are on a lazyfs mount.
+func (c *Cluster) OnLazyFS() bool { return c.lazy != nil }
+
+// PowerLoss drops every write the nodes have not fsynced (the nodes
+// should be dead) and returns how many files and bytes were lost.
+func (c *Cluster) PowerLoss(ctx context.Context) (files int, bytes int64, err error) {
+	if c.lazy == nil {
+		return 0, 0, errors.New("power loss needs the nodes' data dirs on lazyfs (ClusterConfig.LazyFS)")
+	}
+	a, err := c.lazy.command(ctx, "drop")
+	return a.Files, a.Bytes, err
 }
 
 // Addrs are the nodes' HTTP addresses.

@@ -22,10 +22,14 @@ const (
 	PauseLeader     = "pause-leader"     // SIGSTOP the busy shard's leader until another is elected, then SIGCONT
 	PartitionLeader = "partition-leader" // cut the busy shard's leader off from the others, then heal
 	SnapshotInstall = "snapshot-install" // SIGKILL a follower until the leader's log is compacted past it, restart it
+	// PowerLoss SIGKILLs every node, drops every write they did not fsync
+	// (their data dirs are on lazyfs), and restarts them all. Where FUSE
+	// is unavailable it is skipped, with a message.
+	PowerLoss = "power-loss"
 )
 
 // AllFaults lists every kind, in the order a mixed schedule uses them.
-var AllFaults = []string{KillLeader, KillNode, PauseLeader, KillLeader, PartitionLeader, KillLeader, SnapshotInstall, KillLeader, RestartAll}
+var AllFaults = []string{KillLeader, KillNode, PauseLeader, KillLeader, PartitionLeader, KillLeader, SnapshotInstall, KillLeader, RestartAll, KillLeader, PowerLoss}
 
 // FaultRecord is one injected fault.
 type FaultRecord struct {
@@ -81,6 +85,8 @@ func (nm *nemesis) inject(ctx context.Context, kind string) FaultRecord {
 		err = nm.partitionLeader(ctx, &rec)
 	case SnapshotInstall:
 		err = nm.snapshotInstall(ctx, &rec)
+	case PowerLoss:
+		err = nm.powerLoss(ctx, &rec)
 	default:
 		err = fmt.Errorf("unknown fault %q", kind)
 	}
@@ -200,6 +206,35 @@ func (nm *nemesis) restartAll(ctx context.Context, rec *FaultRecord) error {
 	var err error
 	rec.Recovery, err = nm.firstWrite(ctx, nil, at)
 	rec.Note = "recovery includes process start"
+	return err
+}
+
+// powerLoss is restartAll with the unsynced writes lost in between: a
+// SIGKILL alone leaves them in the page cache (here, in lazyfs' memory),
+// so only this fault tests that a node fsyncs what it acknowledges.
+func (nm *nemesis) powerLoss(ctx context.Context, rec *FaultRecord) error {
+	if !nm.c.OnLazyFS() {
+		return fmt.Errorf("needs the nodes' data dirs on lazyfs")
+	}
+	rec.Node = "all"
+	at := time.Now()
+	for _, n := range nm.c.Nodes {
+		if err := nm.c.Kill(n); err != nil {
+			return err
+		}
+	}
+	// Every node is dead (Kill waits for the exit, and the kernel answers
+	// a dying process's pending writes first), so nothing is in flight.
+	files, bytes, err := nm.c.PowerLoss(ctx)
+	if err != nil {
+		nm.restart(ctx, nm.c.Nodes...)
+		return err
+	}
+	if err := nm.restart(ctx, nm.c.Nodes...); err != nil {
+		return err
+	}
+	rec.Recovery, err = nm.firstWrite(ctx, nil, at)
+	rec.Note = fmt.Sprintf("dropped %d unsynced bytes of %d files; recovery includes process start", bytes, files)
 	return err
 }
 

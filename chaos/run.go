@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -29,6 +30,16 @@ type Config struct {
 	Shards            int
 	SnapshotThreshold uint64
 	TallydArgs        []string // extra flags for every started tallyd
+	// LazyFS is the tally-lazyfs binary power-loss faults need (default:
+	// next to Bin, else on PATH). Where it, FUSE or mounting is missing,
+	// power-loss faults are skipped (Summary.Skipped says why) and the
+	// other faults run.
+	LazyFS string
+	// FakeFsync (testing the campaign itself): once the cluster is up,
+	// lazyfs answers fsyncs of files whose base name matches this glob
+	// without persisting them ("*.log": pebble's WAL), so a power loss
+	// must show acknowledged writes lost.
+	FakeFsync string
 
 	Dir  string // run directory: node data and logs, failing rounds' evidence
 	Keep bool   // keep Dir even when every check passed
@@ -100,6 +111,7 @@ type Summary struct {
 	Dir              string                     `json:"dir"`
 	Elapsed          time.Duration              `json:"elapsed_ns"`
 	Failover         map[string][]time.Duration `json:"failover_ns"`
+	Skipped          map[string]string          `json:"skipped,omitempty"` // fault kind -> why it could not be injected
 }
 
 // OK reports whether the campaign passed every check.
@@ -130,19 +142,69 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	logf := func(format string, a ...any) {
 		fmt.Fprintf(cfg.Log, "%6.1fs  %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, a...))
 	}
+	// Power losses need the nodes' data on lazyfs; without it they are
+	// skipped, loudly, and the other faults still run.
+	skip := func(kind string, why error) error {
+		logf("%s faults SKIPPED: %v", kind, why)
+		if sum.Skipped == nil {
+			sum.Skipped = map[string]string{}
+		}
+		sum.Skipped[kind] = why.Error()
+		cfg.Faults = slices.DeleteFunc(slices.Clone(cfg.Faults), func(k string) bool { return k == kind })
+		if len(cfg.Faults) == 0 {
+			return fmt.Errorf("no fault kinds left to inject: %s skipped: %w", kind, why)
+		}
+		return nil
+	}
+	lazyBin := ""
+	if slices.Contains(cfg.Faults, PowerLoss) {
+		var why error
+		if len(cfg.Addrs) > 0 {
+			why = errNotManaged
+		} else {
+			lazyBin, why = findLazyFS(cfg.LazyFS, cfg.Bin)
+		}
+		if why != nil {
+			if err := skip(PowerLoss, why); err != nil {
+				return nil, err
+			}
+		}
+	}
 
 	var c *Cluster
 	var err error
 	if len(cfg.Addrs) > 0 {
 		c, err = Attach(ctx, cfg.Addrs, cfg.Shards)
 	} else {
-		logf("starting %d tallyd nodes, %d shards, in %s", cfg.Nodes, cfg.Shards, cfg.Dir)
-		c, err = StartCluster(ctx, ClusterConfig{Bin: cfg.Bin, Dir: cfg.Dir, Nodes: cfg.Nodes, Shards: cfg.Shards, SnapshotThreshold: cfg.SnapshotThreshold, ExtraArgs: cfg.TallydArgs})
+		ccfg := ClusterConfig{Bin: cfg.Bin, Dir: cfg.Dir, Nodes: cfg.Nodes, Shards: cfg.Shards, SnapshotThreshold: cfg.SnapshotThreshold, ExtraArgs: cfg.TallydArgs, LazyFS: lazyBin}
+		where := ""
+		if lazyBin != "" {
+			where = ", data dirs on lazyfs"
+		}
+		logf("starting %d tallyd nodes, %d shards, in %s%s", cfg.Nodes, cfg.Shards, cfg.Dir, where)
+		c, err = StartCluster(ctx, ccfg)
+		var lerr *LazyFSError
+		if errors.As(err, &lerr) {
+			if err := skip(PowerLoss, lerr); err != nil {
+				return nil, err
+			}
+			ccfg.LazyFS = ""
+			c, err = StartCluster(ctx, ccfg)
+		}
 	}
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
+	if cfg.FakeFsync != "" {
+		if !c.OnLazyFS() {
+			return nil, &LazyFSError{fmt.Errorf("fake fsync needs the nodes on lazyfs, and power-loss faults were skipped: %s", sum.Skipped[PowerLoss])}
+		}
+		if _, err := c.lazy.command(ctx, "fake-fsync "+cfg.FakeFsync); err != nil {
+			return nil, err
+		}
+		logf("TESTING: lazyfs now fakes the fsyncs of files matching %q; power losses must lose acknowledged writes", cfg.FakeFsync)
+	}
 
 	prefix := fmt.Sprintf("chaos:%d", time.Now().UnixNano())
 	faultNo := 0
@@ -159,8 +221,12 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	sum.Elapsed = time.Since(start)
 	if sum.OK() && !cfg.Keep {
-		c.Close() // an attached cluster is left running; its dir holds only evidence
-		os.RemoveAll(cfg.Dir)
+		// An attached cluster is left running; its dir holds only evidence.
+		if err := c.Close(); err != nil {
+			logf("closing the cluster: %v", err)
+		} else {
+			os.RemoveAll(cfg.Dir)
+		}
 	}
 	return sum, nil
 }
@@ -235,7 +301,14 @@ func runRound(ctx context.Context, cfg Config, c *Cluster, prefix string, round 
 		}
 		kind := schedule(cfg.Faults, *faultNo)
 		*faultNo++
+		acked := w.Acks()
 		rec := nm.inject(ctx, kind)
+		if kind == PowerLoss {
+			if rec.Note != "" {
+				rec.Note += "; "
+			}
+			rec.Note += fmt.Sprintf("%d writes of this round acknowledged before it", acked)
+		}
 		sum.Faults = append(sum.Faults, rec)
 		line := fmt.Sprintf("round %d fault %d: %s on %s", round, *faultNo, kind, rec.Node)
 		if rec.Recovery > 0 {
@@ -455,6 +528,14 @@ func (s *Summary) Table(w io.Writer) {
 	for _, k := range kinds {
 		fmt.Fprintf(tw, "  %s\t%d\n", k, byKind[k])
 	}
+	var skipped []string
+	for k := range s.Skipped {
+		skipped = append(skipped, k)
+	}
+	sort.Strings(skipped)
+	for _, k := range skipped {
+		fmt.Fprintf(tw, "  %s\tSKIPPED: %s\n", k, s.Skipped[k])
+	}
 	fmt.Fprintf(tw, "writes attempted\t%d\n", s.Attempted)
 	fmt.Fprintf(tw, "writes acknowledged\t%d (%d of them settled by a keyed retry after an unknown outcome)\n", s.Acked, s.Resolved)
 	fmt.Fprintf(tw, "writes unknown\t%d (after settling; %d were also checked as unknown before)\n", s.Unknown, s.UnsettledChecked)
@@ -474,7 +555,7 @@ func (s *Summary) Table(w io.Writer) {
 	for _, k := range fk {
 		med, mx := MedianMax(s.Failover[k])
 		fmt.Fprintf(tw, "failover %s\tmedian %v, max %v (n=%d)\n", k, med.Round(time.Millisecond), mx.Round(time.Millisecond), len(s.Failover[k]))
-		if k != RestartAll {
+		if k != RestartAll && k != PowerLoss {
 			all = append(all, s.Failover[k]...)
 		}
 	}
