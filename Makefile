@@ -10,6 +10,7 @@ TESTFLAGS ?= -race -count=1 -timeout 8m
 build:
 	$(GO) build -o $(BIN)/tallyd ./cmd/tallyd
 	$(GO) build -o $(BIN)/tally ./cmd/tally
+	$(GO) build -o $(BIN)/tally-lazyfs ./cmd/tally-lazyfs
 
 ## run: start a 3-node local cluster (scripts/cluster.sh up) and print examples.
 run: build
