@@ -121,12 +121,14 @@ func TestRoutes(t *testing.T) {
 	a, b := newFakeNode(t), newFakeNode(t)
 	addrs := []string{a.hostPort(), b.hostPort()}
 	leaders := []string{"n0", "n1", "", "n1"}
-	a.set(clusterJSON(shards, addrs, leaders))
 	tb := New([]string{a.URL}, nil)
+	// The node has no answer yet, so this use cannot race the map's
+	// loading: its fetch fails.
 	if got := tb.Home("x"); got != "" {
 		t.Fatalf("Home before loading = %q, want none", got)
 	}
-	waitFor(t, "the first use to load the map", func() bool { _, ok := tb.Map(); return ok })
+	a.set(clusterJSON(shards, addrs, leaders))
+	waitFor(t, "a use to load the map", func() bool { tb.Home("x"); _, ok := tb.Map(); return ok })
 	tb.SetTiming(time.Hour, time.Hour) // no refresh from here on: the picks are what is tested
 	waitFor(t, "the first refresh to end", func() bool { return !tb.refreshing.Load() })
 	if err := tb.Refresh(context.Background()); err != nil { // so the next one is due in an hour
