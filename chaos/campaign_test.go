@@ -21,7 +21,7 @@ var ciSchedule = []string{
 
 // TestChaosCampaign is the short campaign CI runs: real tallyd processes
 // (built here without the race detector), the faults above over two
-// rounds, and every check. Failover times are logged, not asserted: this
+// rounds, clients over HTTP and over RESP, and every check. Failover times are logged, not asserted: this
 // machine is shared.
 func TestChaosCampaign(t *testing.T) {
 	if testing.Short() {
@@ -34,7 +34,7 @@ func TestChaosCampaign(t *testing.T) {
 	sum, err := Run(ctx, Config{
 		Bin: bin, Nodes: 3, Shards: 4, SnapshotThreshold: 64,
 		Faults: ciSchedule, MinFaults: len(ciSchedule), FaultsPerRound: 8,
-		Clients: 6, Rate: 150, Log: &log,
+		Clients: 6, RESPClients: 2, Rate: 150, Log: &log,
 	})
 	t.Logf("campaign log:\n%s", log.String())
 	if err != nil {
@@ -55,6 +55,11 @@ func TestChaosCampaign(t *testing.T) {
 	}
 	if sum.Acked == 0 || sum.Reads == 0 || sum.Lost != 0 || sum.Duplicated != 0 || !sum.Linearizable || !sum.ReplicasAgree {
 		t.Fatalf("summary does not add up: %+v", sum)
+	}
+	// Two of the six clients spoke RESP: their writes and reads were in
+	// the checked histories.
+	if sum.RESPAcked == 0 || sum.RESPReads == 0 || sum.RESPAcked >= sum.Acked {
+		t.Fatalf("RESP clients: %d writes acknowledged of %d sent, %d reads; want some of the %d acknowledged", sum.RESPAcked, sum.RESPAttempted, sum.RESPReads, sum.Acked)
 	}
 }
 

@@ -314,6 +314,19 @@ func (c *Cluster) Addrs() []string {
 	return out
 }
 
+// RESPAddrs are the nodes' Redis-protocol addresses, nil where any is
+// unknown (an attached cluster).
+func (c *Cluster) RESPAddrs() []string {
+	out := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		if n.RESP == "" {
+			return nil
+		}
+		out[i] = n.RESP
+	}
+	return out
+}
+
 // Node returns the node with the given id, or nil.
 func (c *Cluster) Node(id string) *Node {
 	for _, n := range c.Nodes {

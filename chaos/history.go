@@ -50,6 +50,9 @@ type Op struct {
 	// the sub-counter it landed on, not the counter's, so only its effect
 	// (Delta, between Call and Return) is checked.
 	Inexact bool `json:"inexact,omitempty"`
+	// RESP marks an op sent over the Redis protocol (and, if it was
+	// settled, settled over it too).
+	RESP bool `json:"resp,omitempty"`
 }
 
 // History records operations from many goroutines.

@@ -49,9 +49,15 @@ type Config struct {
 	MinFaults      int           // ... and until at least this many faults were injected
 	FaultsPerRound int
 	Clients        int
-	Rate           int // ops/s over all clients
-	Hot, Cold      int // counters per round
-	CheckTimeout   time.Duration
+	// RESPClients of the Clients send their increments (TALLY.INCRBY
+	// with an IDEMPOTENCY id) and reads (GET) over the Redis protocol, to
+	// a random node's RESP port, instead of over HTTP. 0: a quarter of
+	// them, at least one; negative: none. An attached cluster's RESP ports
+	// are not known: there every client speaks HTTP.
+	RESPClients  int
+	Rate         int // ops/s over all clients
+	Hot, Cold    int // counters per round
+	CheckTimeout time.Duration
 
 	Log io.Writer // progress lines; nil: none
 }
@@ -72,6 +78,13 @@ func (c *Config) defaults() {
 	if c.Clients == 0 {
 		c.Clients = 8
 	}
+	switch {
+	case c.RESPClients == 0:
+		c.RESPClients = max(1, c.Clients/4)
+	case c.RESPClients < 0:
+		c.RESPClients = 0
+	}
+	c.RESPClients = min(c.RESPClients, c.Clients)
 	if c.Rate == 0 {
 		c.Rate = 200
 	}
@@ -96,7 +109,13 @@ type Summary struct {
 	Attempted int           `json:"attempted"` // writes sent (acked + unknown + failed)
 	Acked     int           `json:"acked"`
 	Resolved  int           `json:"resolved"`
-	Unknown   int           `json:"unknown"`
+	// The RESP clients' share: writes sent, acknowledged (settled ones
+	// included), settled by a keyed RESP retry; linearizable reads.
+	RESPAttempted int `json:"resp_attempted"`
+	RESPAcked     int `json:"resp_acked"`
+	RESPResolved  int `json:"resp_resolved"`
+	RESPReads     int `json:"resp_reads"`
+	Unknown       int `json:"unknown"`
 	// UnsettledChecked counts unknown writes also checked as unknown (in
 	// the history before settling: may have happened or not).
 	UnsettledChecked int                        `json:"unsettled_checked"`
@@ -196,6 +215,10 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, err
 	}
 	defer c.Close()
+	if cfg.RESPClients > 0 && c.RESPAddrs() == nil {
+		logf("the nodes' RESP addresses are not known (attached cluster): all %d clients speak HTTP", cfg.Clients)
+		cfg.RESPClients = 0
+	}
 	if cfg.FakeFsync != "" {
 		if !c.OnLazyFS() {
 			return nil, &LazyFSError{fmt.Errorf("fake fsync needs the nodes on lazyfs, and power-loss faults were skipped: %s", sum.Skipped[PowerLoss])}
@@ -262,6 +285,9 @@ func splitCounter(prefix string, busy, shards int) string {
 func runRound(ctx context.Context, cfg Config, c *Cluster, prefix string, round int, faultNo *int, over func() bool, sum *Summary, logf func(string, ...any)) error {
 	hot, busy := hotCounters(prefix, cfg.Hot, c.Shards)
 	w := NewWorkload(prefix, hot, cfg.Cold, cfg.Clients, cfg.Rate)
+	if cfg.RESPClients > 0 {
+		w.RESP, w.RESPClients = c.RESPAddrs(), cfg.RESPClients
+	}
 	// One more counter is split over shards, starting with the busy one,
 	// so faults hit its sub-counters too. It gets a cold counter's share
 	// of the ops: its adds answer a sub-counter's value, which does not
@@ -343,10 +369,13 @@ func runRound(ctx context.Context, cfg Config, c *Cluster, prefix string, round 
 	left := w.Resolve(ctx)
 	finals, ferr := w.FinalReads(ctx, cfg.Clients)
 	ops, failed := h.Ops()
+	w.MarkSplit(ops)
+	w.MarkSplit(unsettled)
 	rep, info := Check(ops, finals, failed, cfg.CheckTimeout)
 	if ferr != nil {
 		rep.Problems = append(rep.Problems, ferr.Error())
 	}
+	rep.Problems = append(rep.Problems, w.Problems()...)
 	// The same history before the unknown writes were settled, with the
 	// final reads, is valid too (a settling retry applies an unknown write
 	// at most once, somewhere after its call): checking it exercises
@@ -372,7 +401,12 @@ func runRound(ctx context.Context, cfg Config, c *Cluster, prefix string, round 
 		rep.Problems = append(rep.Problems, "fault injection: "+roundErr.Error())
 	}
 
+	ra := respTally(ops)
 	sum.Attempted += rep.Adds + h.FailedWrites()
+	sum.RESPAttempted += ra.adds + int(w.RESPFailedWrites())
+	sum.RESPAcked += ra.acked
+	sum.RESPResolved += ra.resolved
+	sum.RESPReads += ra.reads
 	sum.Acked += rep.Acked
 	sum.Resolved += rep.Resolved
 	sum.Unknown += rep.Unknown
@@ -384,8 +418,8 @@ func runRound(ctx context.Context, cfg Config, c *Cluster, prefix string, round 
 	sum.Backwards += rep.Backwards
 	sum.Linearizable = sum.Linearizable && rep.Linearizable == porcupine.Ok
 	sum.ReplicasAgree = sum.ReplicasAgree && agree
-	logf("round %d checked: %d ops (%d acked, %d resolved by retry, %d unknown, %d reads, %d failed), linearizable %s, replicas agree %v, %d still unknown after resolve; before settling: %d counters with %d unknown writes checked, linearizable %s",
-		round, len(ops), rep.Acked, rep.Resolved, rep.Unknown, rep.Reads, rep.Failed, rep.Linearizable, agree, left, rep2.Counters, rep2.Unknown, rep2.Linearizable)
+	logf("round %d checked: %d ops (%d acked, %d resolved by retry, %d unknown, %d reads, %d failed; over RESP %d acked, %d resolved, %d reads), linearizable %s, replicas agree %v, %d still unknown after resolve; before settling: %d counters with %d unknown writes checked, linearizable %s",
+		round, len(ops), rep.Acked, rep.Resolved, rep.Unknown, rep.Reads, rep.Failed, ra.acked, ra.resolved, ra.reads, rep.Linearizable, agree, left, rep2.Counters, rep2.Unknown, rep2.Linearizable)
 	if len(rep.Problems) == 0 {
 		return nil
 	}
@@ -393,6 +427,29 @@ func runRound(ctx context.Context, cfg Config, c *Cluster, prefix string, round 
 		sum.Problems = append(sum.Problems, fmt.Sprintf("round %d: %s", round, p))
 	}
 	return keepEvidence(cfg.Dir, round, ops, unsettled, rep, info)
+}
+
+// respCounts are the RESP clients' ops in a history.
+type respCounts struct{ adds, acked, resolved, reads int }
+
+func respTally(ops []Op) respCounts {
+	var n respCounts
+	for _, op := range ops {
+		switch {
+		case !op.RESP:
+		case op.Kind == Read:
+			n.reads++
+		default:
+			n.adds++
+			if op.Outcome == OK {
+				n.acked++
+			}
+			if op.Resolved {
+				n.resolved++
+			}
+		}
+	}
+	return n
 }
 
 // fewUnknowns keeps the ops of the counters with at most max unknown writes.
@@ -538,6 +595,7 @@ func (s *Summary) Table(w io.Writer) {
 	}
 	fmt.Fprintf(tw, "writes attempted\t%d\n", s.Attempted)
 	fmt.Fprintf(tw, "writes acknowledged\t%d (%d of them settled by a keyed retry after an unknown outcome)\n", s.Acked, s.Resolved)
+	fmt.Fprintf(tw, "  over RESP\t%d of %d sent (%d settled by a keyed RESP retry); %d linearizable reads\n", s.RESPAcked, s.RESPAttempted, s.RESPResolved, s.RESPReads)
 	fmt.Fprintf(tw, "writes unknown\t%d (after settling; %d were also checked as unknown before)\n", s.Unknown, s.UnsettledChecked)
 	fmt.Fprintf(tw, "linearizable reads\t%d\n", s.Reads)
 	fmt.Fprintf(tw, "ops failed (not applied)\t%d\n", s.Failed)
