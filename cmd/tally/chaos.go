@@ -35,6 +35,7 @@ func runChaos(e *env, args []string) error {
 	fs.IntVar(&cfg.FaultsPerRound, "faults-per-round", 10, "faults per round; each round is healed, settled and checked on its own counters")
 	fs.IntVar(&cfg.Nodes, "nodes", 3, "nodes to start")
 	fs.IntVar(&cfg.Shards, "shards", 4, "shards of the started cluster")
+	fs.IntVar(&cfg.RESPClients, "resp-clients", 0, "of the clients, how many speak RESP (TALLY.INCRBY, GET) to a random node's RESP port (0: a quarter, at least one; negative: none)")
 	threshold := fs.Uint64("snapshot-threshold", 64, "the started nodes' --snapshot-threshold (under 1024 makes snapshot-install possible)")
 	fs.StringVar(&cfg.Bin, "tallyd", "", "tallyd binary (default: next to this tally binary, else tallyd on PATH)")
 	tallydArgs := fs.String("tallyd-args", "", "extra flags for every started tallyd, space-separated (e.g. \"--log-level debug\")")
