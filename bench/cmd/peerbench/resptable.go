@@ -53,18 +53,9 @@ func respTable(args []string, w io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var rows []respRow
-	for _, path := range fs.Args() {
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		r, err := readRespRows(f)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		rows = append(rows, r...)
+	rows, err := readFiles(fs.Args(), readRespRows)
+	if err != nil {
+		return err
 	}
 	ratios := respRatios(rows, *baseline)
 	if err := writeRespTable(w, rows, ratios, *baseline); err != nil {

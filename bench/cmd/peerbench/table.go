@@ -21,20 +21,29 @@ func table(args []string, w io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var reps []loadgen.Report
-	for _, path := range fs.Args() {
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		r, err := readReports(f)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		reps = append(reps, r...)
+	reps, err := readFiles(fs.Args(), readReports)
+	if err != nil {
+		return err
 	}
 	return writeTable(w, reps, *baseline)
+}
+
+// readFiles reads every file at paths with read and joins what they hold.
+func readFiles[T any](paths []string, read func(io.Reader) ([]T, error)) ([]T, error) {
+	var all []T
+	for _, path := range paths {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		r, err := read(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		all = append(all, r...)
+	}
+	return all, nil
 }
 
 // readReports reads one JSON report per line; other lines (a tool's
