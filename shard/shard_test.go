@@ -574,3 +574,47 @@ func TestCloseFailsPendingProposals(t *testing.T) {
 		t.Fatalf("Propose after Close succeeded: %v", r.res)
 	}
 }
+
+// TestBatchLingerWaitsForCallersUnderLoad: after an entry of several ops,
+// the next entry, starting with one op, waits (up to BatchLinger) for the
+// callers still on their way, so a proposal arriving a moment later rides
+// in the same entry instead of costing one of its own.
+func TestBatchLingerWaitsForCallersUnderLoad(t *testing.T) {
+	t.Parallel()
+	g := startGroup(t, 1, func(_ int, c *Config) { c.BatchLinger = time.Second })
+	s := g.nodes[0].sh
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+
+	mustPropose(t, s, add("c", 1), add("c", 1), add("c", 1), add("c", 1)) // an entry of 4: load
+	mark := g.batchMark()
+	lingers := s.prop.lingers.Load()
+	a := proposeAsync(ctx, s, add("c", 1))
+	waitFor(t, waitTimeout, "the proposer to take the first proposal and wait for more", func() bool { return s.prop.lingers.Load() > lingers })
+	b := proposeAsync(ctx, s, add("c", 1))
+	for _, ch := range []<-chan asyncResult{a, b} {
+		if r := await(t, ch, "a proposal"); r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	if got := g.batchesSince(mark); !slices.Equal(got, []int{2}) {
+		t.Fatalf("entries of %v ops after an entry of 4, want one of 2: the second proposal should have joined the lingering entry", got)
+	}
+}
+
+// TestBatchLingerDoesNotDelayALoneCaller: one caller at a time never
+// waits for company (the last entry had one op), however long the linger.
+func TestBatchLingerDoesNotDelayALoneCaller(t *testing.T) {
+	t.Parallel()
+	const linger = 2 * time.Second
+	g := startGroup(t, 1, func(_ int, c *Config) { c.BatchLinger = linger })
+	s := g.nodes[0].sh
+	mustPropose(t, s, add("c", 1))
+	start := time.Now()
+	for range 5 {
+		mustPropose(t, s, add("c", 1))
+	}
+	if d := time.Since(start); d >= linger {
+		t.Fatalf("5 proposals one after another took %v: a lone caller waited for the %v linger", d, linger)
+	}
+}
