@@ -93,6 +93,9 @@ func (p *pipeline) deliver() {
 				continue
 			case <-p.closed:
 				return
+			case <-p.cc.done:
+				p.deliverLost()
+				return
 			}
 		}
 		select {
@@ -109,6 +112,26 @@ func (p *pipeline) deliver() {
 		p.fifo[0] = nil
 		p.fifo = p.fifo[1:]
 		p.mu.Unlock()
+	}
+}
+
+// deliverLost tells raft that the connection failed while nothing was in
+// flight, with a failed future: raft's decoder then ends the pipeline and
+// replication goes on over a new connection. Without it, a group with
+// nothing to send keeps a pipeline that can never deliver (raft sends an
+// idle group's followers nothing but heartbeats, which use their own
+// calls), and a follower that restarted would not hear the commit index
+// until the group's next write.
+func (p *pipeline) deliverLost() {
+	done := make(chan struct{})
+	close(done)
+	p.cc.mu.Lock()
+	err := p.cc.err
+	p.cc.mu.Unlock()
+	lost := &appendFuture{start: time.Now(), args: &raft.AppendEntriesRequest{}, resp: &raft.AppendEntriesResponse{}, err: err, done: done}
+	select {
+	case p.doneCh <- lost:
+	case <-p.closed:
 	}
 }
 

@@ -507,3 +507,40 @@ func TestCoalescerLazyFramesShareOneWrite(t *testing.T) {
 		t.Fatalf("after a heartbeat and an append: %d writes, second %q; want 2, the second %q", n, second, want)
 	}
 }
+
+// TestRaftNetIdlePipelineReportsConnectionLoss: a pipeline with nothing in
+// flight whose connection fails hands raft a failed future, so raft ends
+// it and replicates over a new connection. Raft sends an idle group's
+// followers nothing on the pipeline, so without this it would never learn
+// the pipeline is dead, and a restarted follower would not hear the
+// commit index until the group's next write.
+func TestRaftNetIdlePipelineReportsConnectionLoss(t *testing.T) {
+	p := newPair(t, true, RaftNetConfig{MaxInflight: 2, Timeout: time.Minute})
+	follow(t, p.b.Shard(2), ackAppends)
+	pl, err := p.a.Shard(2).AppendEntriesPipeline("b", p.target())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pl.Close()
+	f, err := pl.AppendEntries(appendReq(1, 1), &raft.AppendEntriesResponse{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-pl.Consumer():
+		if got != f || got.Error() != nil || !got.Response().Success {
+			t.Fatalf("first append: %v %+v", got.Error(), got.Response())
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("no answer to the first append")
+	}
+	p.mb.Faults().Block(p.ma.Addr()) // cuts the connection; nothing is in flight
+	select {
+	case got := <-pl.Consumer():
+		if got.Error() == nil || got.Response().Success {
+			t.Fatalf("after the connection was cut: %v %+v, want a failed future", got.Error(), got.Response())
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("an idle pipeline whose connection was cut delivered nothing")
+	}
+}

@@ -76,6 +76,10 @@ type followerReplication struct {
 	lastContact time.Time
 	// lastContactLock protects 'lastContact'.
 	lastContactLock sync.RWMutex
+	// lastAck (tally) is when the follower last accepted a request (unix
+	// nanoseconds): unlike lastContact, not moved by rejections or failed
+	// requests, which do not reset the follower's election timer.
+	lastAck atomic.Int64
 
 	// failures counts the number of failed RPCs since the last success, which is
 	// used to apply backoff.
@@ -250,6 +254,7 @@ START:
 
 	// Update s based on success
 	if resp.Success {
+		s.lastAck.Store(time.Now().UnixNano())
 		// Update our replication state
 		updateLastAppended(s, &req)
 
@@ -405,11 +410,11 @@ func (r *Raft) heartbeat(s *followerReplication, stopCh chan struct{}) {
 		select {
 		case <-s.notifyCh:
 		case <-heartbeatTick(interval):
-			// tally: a follower that answered a request within the last
+			// tally: a follower that accepted a request within the last
 			// half interval has heard from this leader since, which
 			// resets its election timer as a heartbeat would; a busy
 			// group's heartbeats would only add messages.
-			if time.Since(s.LastContact()) < interval/2 {
+			if time.Since(time.Unix(0, s.lastAck.Load())) < interval/2 {
 				continue
 			}
 		case <-stopCh:
@@ -616,6 +621,7 @@ func (r *Raft) pipelineDecode(s *followerReplication, p AppendPipeline, stopCh, 
 				return
 			}
 
+			s.lastAck.Store(time.Now().UnixNano())
 			// Update our replication state
 			updateLastAppended(s, req)
 		case <-stopCh:
