@@ -244,8 +244,6 @@ func cmdInfo(_ context.Context, c *conn, _ [][]byte) {
 	c.wr.Verbatim(b.String())
 }
 
-// CONFIG GET answers nothing (tally has no Redis settings; redis-benchmark
-// asks for "save" and "appendonly" and takes an empty answer).
 // configParams are the Redis settings whose meaning tally has, with
 // tally's answer: every write is in an fsync'd log on a quorum before it is
 // acknowledged (appendonly, appendfsync always), there are no RDB

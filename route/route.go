@@ -64,6 +64,7 @@ type Table struct {
 	due        atomic.Int64  // unix ns from which a pick starts a refresh
 	started    atomic.Int64  // unix ns the last refresh started
 	failures   atomic.Uint64 // failures reported (Failed), ever
+	seen       atomic.Uint64 // failures when the last refresh started
 	nextSeed   atomic.Uint32
 	lastErr    atomic.Pointer[error]
 
@@ -201,13 +202,6 @@ func (t *Table) Learn(name string, k int) {
 // lost), or a 5xx. It asks for a refresh at once, rate-limited (see SetTiming).
 func (t *Table) Failed() {
 	t.failures.Add(1)
-	soon := t.started.Load() + t.minGap.Load()
-	for {
-		due := t.due.Load()
-		if due <= soon || t.due.CompareAndSwap(due, soon) {
-			break
-		}
-	}
 	t.maybeRefresh(time.Now().UnixNano())
 }
 
@@ -226,8 +220,16 @@ func (t *Table) use() *state {
 	return t.st.Load()
 }
 
+// maybeRefresh starts a refresh when one is due: the map is older than the
+// interval, or a failure was reported since the last refresh started (it
+// may have been answered with the route that failed) and minGap has passed
+// since that start.
 func (t *Table) maybeRefresh(now int64) {
-	if now < t.due.Load() || !t.refreshing.CompareAndSwap(false, true) {
+	due := t.due.Load()
+	if t.failures.Load() != t.seen.Load() {
+		due = min(due, t.started.Load()+t.minGap.Load())
+	}
+	if now < due || !t.refreshing.CompareAndSwap(false, true) {
 		return
 	}
 	go func() {
@@ -243,7 +245,7 @@ func (t *Table) maybeRefresh(now int64) {
 func (t *Table) Refresh(ctx context.Context) error {
 	start := time.Now().UnixNano()
 	t.started.Store(start)
-	failures := t.failures.Load()
+	t.seen.Store(t.failures.Load())
 	st, err := t.fetchAny(ctx)
 	if err == nil {
 		t.st.Store(st)
@@ -251,13 +253,7 @@ func (t *Table) Refresh(ctx context.Context) error {
 	} else {
 		t.lastErr.Store(&err)
 	}
-	due := time.Now().UnixNano() + t.interval.Load()
-	if t.failures.Load() != failures {
-		// A failure during the fetch may have been answered with the
-		// route that just failed: look again soon.
-		due = start + t.minGap.Load()
-	}
-	t.due.Store(due)
+	t.due.Store(time.Now().UnixNano() + t.interval.Load())
 	return err
 }
 
