@@ -298,7 +298,7 @@ func TestRefreshTiming(t *testing.T) {
 		tb.Home("x")
 	}
 	got := a.fetches.Load() - n
-	// One fetch per gap, plus one of slack (a CI run once saw 12 in 501 ms
+	// One fetch per gap, plus one of slack (a test run once saw 12 in 501 ms
 	// at a 50 ms gap; the fake counts requests, and net/http may send a
 	// GET twice). Without the limit this loop fetches back to back,
 	// hundreds of times.
