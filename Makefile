@@ -43,7 +43,7 @@ lint:
 	staticcheck $(PKGS)
 	cd bench && $(GO) vet ./... && staticcheck ./...
 
-## bench: tally side by side with Redis, PostgreSQL, etcd and a bare HTTP server (scripts/bench.sh).
+## bench: tally side by side with Redis, PostgreSQL, etcd and a bare HTTP server, then tally over RESP against Redis with redis-benchmark (scripts/bench.sh).
 bench: build
 	scripts/bench.sh
 
