@@ -120,6 +120,15 @@ func (c *Client) Split(ctx context.Context, addr string, req SplitRequest) (Spli
 	return *r.(*SplitResponse), nil
 }
 
+// Replica asks the node at addr which incarnation of node id it knows.
+func (c *Client) Replica(ctx context.Context, addr string, id string) (string, error) {
+	r, err := c.do(ctx, addr, &ReplicaRequest{ID: id})
+	if err != nil {
+		return "", err
+	}
+	return r.(*ReplicaResponse).Incarnation, nil
+}
+
 func readOnly(err error) error {
 	if errors.Is(err, shard.ErrOutcomeUnknown) {
 		return shard.ErrUnavailable

@@ -66,6 +66,13 @@ func (fakeLocal) Card(_ context.Context, req CardRequest) (CardResponse, error) 
 	return CardResponse{Actors: n + int(req.Shard)}, nil
 }
 
+func (fakeLocal) Replica(_ context.Context, req ReplicaRequest) (ReplicaResponse, error) {
+	if req.ID == "n9" {
+		return ReplicaResponse{}, nil
+	}
+	return ReplicaResponse{Incarnation: "inc-of-" + req.ID}, nil
+}
+
 func startPair(t *testing.T) (*Client, string) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -110,6 +117,12 @@ func TestEveryMessageRoundTrips(t *testing.T) {
 	}
 	if n, err := c.Card(ctx, addr, CardRequest{Shard: 2, Name: "ab"}); err != nil || n.Actors != 2002 {
 		t.Fatalf("stale card: %+v, %v; want 2002", n, err)
+	}
+	if inc, err := c.Replica(ctx, addr, "n2"); err != nil || inc != "inc-of-n2" {
+		t.Fatalf("replica: %q, %v; want inc-of-n2", inc, err)
+	}
+	if inc, err := c.Replica(ctx, addr, "n9"); err != nil || inc != "" {
+		t.Fatalf("replica of an unknown id: %q, %v; want none", inc, err)
 	}
 	s, err := c.Split(ctx, addr, SplitRequest{Shard: 2, Name: "hot", Factor: 4})
 	if err != nil || s.Factor != 7 || s.Code != fsm.ErrSplitShrink {

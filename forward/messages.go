@@ -71,6 +71,21 @@ type SplitResponse struct {
 	Code   fsm.Code
 }
 
+// ReplicaRequest asks which incarnation of node ID the receiver knows as
+// a member of the cluster. A node starting on an empty data dir asks
+// before it takes part in any shard: if the cluster knows another
+// incarnation under its id, its disk was wiped or replaced, and joining as
+// the old replica could cast a second vote in a term it already voted in.
+type ReplicaRequest struct {
+	ID string
+}
+
+// ReplicaResponse answers a ReplicaRequest: Incarnation is "" when the
+// receiver knows none for that id.
+type ReplicaResponse struct {
+	Incarnation string
+}
+
 // request is a typed request as the client and server handle it.
 type request interface {
 	kind() uint8
@@ -85,21 +100,24 @@ type response interface {
 	decode(d *dec)
 }
 
-func (r *WriteRequest) kind() uint8            { return reqWrite }
-func (r *WriteRequest) shardID() uint32        { return r.Shard }
-func (r *WriteRequest) newResponse() response  { return &WriteResponse{} }
-func (r *ReadRequest) kind() uint8             { return reqRead }
-func (r *ReadRequest) shardID() uint32         { return r.Shard }
-func (r *ReadRequest) newResponse() response   { return &ReadResponse{} }
-func (r *MemberRequest) kind() uint8           { return reqMember }
-func (r *MemberRequest) shardID() uint32       { return r.Shard }
-func (r *MemberRequest) newResponse() response { return &MemberResponse{} }
-func (r *CardRequest) kind() uint8             { return reqCard }
-func (r *CardRequest) shardID() uint32         { return r.Shard }
-func (r *CardRequest) newResponse() response   { return &CardResponse{} }
-func (r *SplitRequest) kind() uint8            { return reqSplit }
-func (r *SplitRequest) shardID() uint32        { return r.Shard }
-func (r *SplitRequest) newResponse() response  { return &SplitResponse{} }
+func (r *WriteRequest) kind() uint8             { return reqWrite }
+func (r *WriteRequest) shardID() uint32         { return r.Shard }
+func (r *WriteRequest) newResponse() response   { return &WriteResponse{} }
+func (r *ReadRequest) kind() uint8              { return reqRead }
+func (r *ReadRequest) shardID() uint32          { return r.Shard }
+func (r *ReadRequest) newResponse() response    { return &ReadResponse{} }
+func (r *MemberRequest) kind() uint8            { return reqMember }
+func (r *MemberRequest) shardID() uint32        { return r.Shard }
+func (r *MemberRequest) newResponse() response  { return &MemberResponse{} }
+func (r *CardRequest) kind() uint8              { return reqCard }
+func (r *CardRequest) shardID() uint32          { return r.Shard }
+func (r *CardRequest) newResponse() response    { return &CardResponse{} }
+func (r *SplitRequest) kind() uint8             { return reqSplit }
+func (r *SplitRequest) shardID() uint32         { return r.Shard }
+func (r *SplitRequest) newResponse() response   { return &SplitResponse{} }
+func (r *ReplicaRequest) kind() uint8           { return reqReplica }
+func (r *ReplicaRequest) shardID() uint32       { return 0 }
+func (r *ReplicaRequest) newResponse() response { return &ReplicaResponse{} }
 
 // The ops travel in the fsm's own entry encoding (time unset: the leader
 // stamps its own when it proposes).
@@ -125,6 +143,8 @@ func (r *SplitRequest) encode(e *enc) {
 	e.Str(r.Name)
 	e.Uv(uint64(r.Factor))
 }
+
+func (r *ReplicaRequest) encode(e *enc) { e.Str(r.ID) }
 
 func (r *CardRequest) encode(e *enc) {
 	e.Bool(r.Linearizable)
@@ -167,6 +187,8 @@ func decodeRequest(d *dec, kind uint8, sh uint32) request {
 	case reqCard:
 		linear := d.U8() == 1
 		return &CardRequest{Shard: sh, Name: d.Str(), Linearizable: linear}
+	case reqReplica:
+		return &ReplicaRequest{ID: d.Str()}
 	}
 	d.Fail()
 	return nil
@@ -229,3 +251,6 @@ func (r *SplitResponse) decode(d *dec) {
 	r.Factor = int(d.Uv())
 	r.Code = fsm.Code(d.U8())
 }
+
+func (r *ReplicaResponse) encode(e *enc) { e.Str(r.Incarnation) }
+func (r *ReplicaResponse) decode(d *dec) { r.Incarnation = d.Str() }

@@ -22,6 +22,7 @@ type Local interface {
 	Member(ctx context.Context, req MemberRequest) (MemberResponse, error)
 	Split(ctx context.Context, req SplitRequest) (SplitResponse, error)
 	Card(ctx context.Context, req CardRequest) (CardResponse, error)
+	Replica(ctx context.Context, req ReplicaRequest) (ReplicaResponse, error)
 }
 
 // Serve answers forwarded requests on every connection l accepts, until l
@@ -120,6 +121,9 @@ func dispatch(ctx context.Context, h Local, req request) (response, error) {
 		return &resp, err
 	case *CardRequest:
 		resp, err := h.Card(ctx, *req)
+		return &resp, err
+	case *ReplicaRequest:
+		resp, err := h.Replica(ctx, *req)
 		return &resp, err
 	}
 	return nil, errors.New("forward: unknown request type")

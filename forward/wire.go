@@ -21,11 +21,12 @@ const (
 	frameRequests  = 1
 	frameResponses = 2
 
-	reqWrite  = 1
-	reqRead   = 2 // counter values with their expiry
-	reqMember = 3 // is an actor in a counter's actor set
-	reqSplit  = 4 // run the split protocol on a counter's home shard
-	reqCard   = 5 // the size of a counter's actor set
+	reqWrite   = 1
+	reqRead    = 2 // counter values with their expiry
+	reqMember  = 3 // is an actor in a counter's actor set
+	reqSplit   = 4 // run the split protocol on a counter's home shard
+	reqCard    = 5 // the size of a counter's actor set
+	reqReplica = 6 // which incarnation of a node the receiver knows as a replica
 
 	statusOK          = 0
 	statusNotLeader   = 1 // nothing done; leader hint follows

@@ -25,6 +25,10 @@ type clusterState struct {
 	// Keys is how counter names map to shards. A file without it is from
 	// a cluster formed before slots: placement.FNV.
 	Keys placement.Scheme `json:"key_placement,omitempty"`
+	// Incarnations is each member's data dir incarnation (incarnation.go),
+	// recorded at formation or, for a cluster formed before they were,
+	// learnt from gossip afterwards.
+	Incarnations map[string]string `json:"incarnations,omitempty"`
 }
 
 func (c *clusterState) hosts(id string, s int) bool {
@@ -57,13 +61,20 @@ func loadState(dataDir string) (*clusterState, error) {
 	return &c, nil
 }
 
-// saveState writes the file durably: temp file, fsync, rename, fsync dir.
+// saveState writes the file durably.
 func saveState(dataDir string, c *clusterState) error {
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp := statePath(dataDir) + ".tmp"
+	return writeFileDurably(dataDir, "cluster.json", b)
+}
+
+// writeFileDurably replaces dir/name with b: temp file, fsync, rename,
+// fsync dir.
+func writeFileDurably(dir, name string, b []byte) error {
+	path := filepath.Join(dir, name)
+	tmp := path + ".tmp"
 	f, err := os.Create(tmp)
 	if err != nil {
 		return err
@@ -79,10 +90,10 @@ func saveState(dataDir string, c *clusterState) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, statePath(dataDir)); err != nil {
+	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	d, err := os.Open(dataDir)
+	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
@@ -107,6 +118,7 @@ func (n *Node) awaitFormation(stop <-chan struct{}) (*clusterState, error) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	lastLog := time.Time{}
+	verified := map[string]bool{} // members that know this node's incarnation, or none
 	for {
 		members := n.ms.snapshot()
 		var alive []member
@@ -120,6 +132,7 @@ func (n *Node) awaitFormation(stop <-chan struct{}) (*clusterState, error) {
 			byID[m.ID] = m
 		}
 		var group []string // the members to form with
+		askLater := false  // a member that formed with this node could not be asked about it
 		for _, m := range alive {
 			if !m.Formed || m.ID == n.cfg.ID {
 				continue
@@ -128,18 +141,32 @@ func (n *Node) awaitFormation(stop <-chan struct{}) (*clusterState, error) {
 				n.log.Info("joining a formed cluster; this node routes requests and hosts no shard replicas", "via", m.ID, "key_placement", m.keys())
 				return &clusterState{Shards: m.Shards, Replicas: n.cfg.Replicas, Placement: make([][]string, m.Shards), Addrs: map[string]string{}, Keys: m.keys()}, nil
 			}
-			// The others formed the cluster with this node in it before
-			// this node saw them all: take the same member list.
+			// The others formed the cluster with this node in it: either
+			// before this node saw them all (take the same member list),
+			// or long ago, and this node's data dir is not the one it had
+			// then (refuse).
+			if !verified[m.ID] {
+				if err := n.checkIncarnation(m); err != nil {
+					if errors.Is(err, ErrReplicaReplaced) {
+						return nil, err
+					}
+					n.log.Info("bootstrap: cannot ask a member about this node yet", "member", m.ID, "err", err)
+					askLater = true
+					break
+				}
+				verified[m.ID] = true
+			}
 			group = m.Peers
 			break
 		}
-		if group == nil && len(alive) >= n.cfg.BootstrapExpect {
+		if !askLater && group == nil && len(alive) >= n.cfg.BootstrapExpect {
 			for _, m := range alive {
 				group = append(group, m.ID)
 			}
 		}
-		if group != nil && allPresent(group, byID) {
+		if !askLater && group != nil && allPresent(group, byID) {
 			addrs := map[string]string{}
+			incs := map[string]string{}
 			// A new cluster places keys by slot, unless a member is of a
 			// version that only knows FNV: all must agree.
 			keys := placement.Slots
@@ -149,6 +176,9 @@ func (n *Node) awaitFormation(stop <-chan struct{}) (*clusterState, error) {
 					return nil, fmt.Errorf("member %s was started with --shards %d, this node with %d", m.ID, m.Shards, n.cfg.Shards)
 				}
 				addrs[id] = m.Raft
+				if m.Incarnation != "" {
+					incs[id] = m.Incarnation
+				}
 				if m.keys() == placement.FNV {
 					keys = placement.FNV
 				}
@@ -157,12 +187,13 @@ func (n *Node) awaitFormation(stop <-chan struct{}) (*clusterState, error) {
 			sort.Strings(ids)
 			n.log.Info("bootstrap: forming cluster", "members", ids, "shards", n.cfg.Shards, "key_placement", keys)
 			return &clusterState{
-				Shards:    n.cfg.Shards,
-				Replicas:  n.cfg.Replicas,
-				Members:   ids,
-				Placement: placement.Place(ids, n.cfg.Shards, n.cfg.Replicas),
-				Addrs:     addrs,
-				Keys:      keys,
+				Shards:       n.cfg.Shards,
+				Replicas:     n.cfg.Replicas,
+				Members:      ids,
+				Placement:    placement.Place(ids, n.cfg.Shards, n.cfg.Replicas),
+				Addrs:        addrs,
+				Keys:         keys,
+				Incarnations: incs,
 			}, nil
 		}
 		if time.Since(lastLog) > 5*time.Second {

@@ -34,3 +34,7 @@ func (l forwardLocal) Card(ctx context.Context, req forward.CardRequest) (forwar
 	n, err := l.n.localCard(ctx, req.Shard, req.Name, req.Linearizable)
 	return forward.CardResponse{Actors: n}, err
 }
+
+func (l forwardLocal) Replica(_ context.Context, req forward.ReplicaRequest) (forward.ReplicaResponse, error) {
+	return forward.ReplicaResponse{Incarnation: l.n.knownIncarnation(req.ID)}, nil
+}

@@ -35,6 +35,8 @@ type meta struct {
 	// reading: a meta without them is from such a version.
 	Keys placement.Scheme // the cluster's key placement ("" before slots, or before formed)
 	RESP string           // the RESP listener's address; "" when off
+	// Incarnation names the life of the node's data dir (incarnation.go).
+	Incarnation string
 }
 
 // keys is the key placement a member's meta implies: one without the
@@ -87,6 +89,7 @@ func (m *meta) encode() []byte {
 	}
 	e.Str(string(m.Keys))
 	e.Str(m.RESP)
+	e.Str(m.Incarnation)
 	return e.B
 }
 
@@ -116,6 +119,9 @@ func decodeMeta(b []byte) (meta, error) {
 	if len(d.B) > 0 {
 		m.Keys = placement.Scheme(d.Str())
 		m.RESP = d.Str()
+	}
+	if len(d.B) > 0 {
+		m.Incarnation = d.Str()
 	}
 	if d.Err != nil {
 		return meta{}, d.Err

@@ -118,11 +118,13 @@ type Node struct {
 
 	logs *raftstore.Store // every local shard's raft log, one file
 
-	mu      sync.RWMutex
-	state   *clusterState
-	shards  map[uint32]*shard.Shard
-	nshards int
-	scheme  placement.Scheme // key placement; set with state
+	mu    sync.RWMutex
+	state *clusterState
+	// incarnation names this life of the data dir (incarnation.go).
+	incarnation string
+	shards      map[uint32]*shard.Shard
+	nshards     int
+	scheme      placement.Scheme // key placement; set with state
 
 	// Split counters: the factors this node knows, the shards it leads
 	// (bit s set: it leads shard s; a node places unkeyed writes of a
@@ -142,7 +144,8 @@ type Node struct {
 	wg       sync.WaitGroup
 	done     chan struct{}
 	doneOnce sync.Once
-	formErr  atomic.Value // error from formation, if it failed
+	formErr  atomic.Value  // error from formation, if it failed
+	failed   chan struct{} // closed when formation has failed
 }
 
 // Start brings a node up: listeners first (so tests and scripts can learn
@@ -157,7 +160,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	log := cfg.Logger.With("node", cfg.ID)
-	n := &Node{cfg: cfg, log: log, shards: map[uint32]*shard.Shard{}, stop: make(chan struct{}), done: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, shards: map[uint32]*shard.Shard{}, stop: make(chan struct{}), done: make(chan struct{}), failed: make(chan struct{})}
 	n.idHash = placement.Hash(cfg.ID)
 	if !cfg.NoAutoSplit {
 		n.tracker = hot.New(hot.Config{Threshold: cfg.SplitThreshold, Sustain: cfg.SplitSustain}, time.Now())
@@ -167,6 +170,9 @@ func Start(cfg Config) (*Node, error) {
 	state, err := loadState(cfg.DataDir)
 	if err != nil {
 		return nil, err
+	}
+	if n.incarnation, err = loadIncarnation(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("data dir incarnation: %w", err)
 	}
 	n.nshards, n.scheme = cfg.Shards, placement.Slots
 	if state != nil {
@@ -187,7 +193,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	// Before formation Keys says which placement this node would form
 	// with; afterwards, the cluster's.
-	self := meta{ID: cfg.ID, HTTP: n.http.ln.Addr().String(), Raft: n.mux.Addr(), Shards: n.nshards, Keys: n.scheme}
+	self := meta{ID: cfg.ID, HTTP: n.http.ln.Addr().String(), Raft: n.mux.Addr(), Shards: n.nshards, Keys: n.scheme, Incarnation: n.incarnation}
 	if cfg.RESPAddr != "" {
 		if n.resp.ln, err = net.Listen("tcp", cfg.RESPAddr); err != nil {
 			n.http.ln.Close()
@@ -215,6 +221,18 @@ func Start(cfg Config) (*Node, error) {
 	go n.run(state)
 	return n, nil
 }
+
+// fail records why the node cannot take part in the cluster and closes
+// Failed.
+func (n *Node) fail(what string, err error) {
+	n.log.Error(what, "err", err)
+	n.formErr.Store(fmt.Errorf("%s: %w", what, err))
+	close(n.failed)
+}
+
+// Failed is closed when the node has given up joining the cluster
+// (FormationError tells why): its process should exit.
+func (n *Node) Failed() <-chan struct{} { return n.failed }
 
 // HTTPAddr, RaftAddr and GossipAddr are the bound addresses.
 func (n *Node) HTTPAddr() string   { return n.http.ln.Addr().String() }
@@ -246,22 +264,24 @@ func (n *Node) run(state *clusterState) {
 		state, err = n.awaitFormation(n.stop)
 		if err != nil {
 			if !n.stopping.Load() {
-				n.log.Error("cluster formation failed", "err", err)
-				n.formErr.Store(err)
+				n.fail("cluster formation failed", err)
 			}
 			return
 		}
 		if err := saveState(n.cfg.DataDir, state); err != nil {
-			n.log.Error("saving cluster state", "err", err)
-			n.formErr.Store(err)
+			n.fail("saving cluster state", err)
 			return
 		}
 	}
 	if err := n.openShards(state); err != nil {
-		n.log.Error("opening shards", "err", err)
-		n.formErr.Store(err)
+		n.fail("opening shards", err)
 		return
 	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.recordIncarnations()
+	}()
 	n.formed.Store(true)
 	n.wg.Add(1)
 	go n.splitLoop()

@@ -125,15 +125,22 @@ func run(args []string) int {
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	s := <-sig
-	logger.Info("signal received; shutting down", "signal", s.String())
+	code := 0
+	select {
+	case s := <-sig:
+		logger.Info("signal received; shutting down", "signal", s.String())
+	case <-n.Failed():
+		logger.Error("this node cannot take part in the cluster; exiting", "err", n.FormationError())
+		fmt.Fprintln(os.Stderr, "tallyd:", n.FormationError())
+		code = 1
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := n.Shutdown(ctx); err != nil {
 		logger.Error("shutdown", "err", err)
 		return 1
 	}
-	return 0
+	return code
 }
 
 // applyEnv sets each flag from TALLY_<FLAG> when that variable is set, so
