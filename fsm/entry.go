@@ -194,7 +194,10 @@ func (op Op) Validate() error {
 // validateSplit checks the fields of the split kinds.
 func (op Op) validateSplit() error {
 	base, sub := placement.ParseSubName(op.Name)
-	ok := op.Actor == "" && op.TTL == 0
+	ok := op.TTL == 0
+	if op.Kind != OpImportKey {
+		ok = ok && op.Actor == ""
+	}
 	switch op.Kind {
 	case OpSplitBegin:
 		ok = ok && sub == 0 && len(base) <= MaxNameLen && op.Key == "" &&
@@ -204,7 +207,9 @@ func (op Op) validateSplit() error {
 		ok = ok && sub == 0 && len(base) <= MaxNameLen && op.Key == "" &&
 			op.Delta >= 2 && op.Delta <= MaxSplit && !op.HasMin && op.Min == 0 && !op.HasMax && op.Max == 0
 	case OpImportKey:
-		ok = ok && sub > 0 && len(base) <= MaxNameLen && op.Key != "" && op.HasMin && !op.HasMax && op.Max == 0
+		// The key itself, or its hash (see ImportKeyHash): one of them.
+		key := (op.Key != "" && op.Actor == "") || (op.Key == "" && len(op.Actor) == hashedKeyLen)
+		ok = ok && sub > 0 && len(base) <= MaxNameLen && key && op.HasMin && !op.HasMax && op.Max == 0
 	}
 	if !ok {
 		return errSplitOp

@@ -3,7 +3,7 @@ package fsm
 import (
 	"maps"
 	"math"
-	"math/bits"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -136,15 +136,10 @@ type Machine struct {
 	// read lock, concurrently with other reads or Snapshots.
 	gen atomic.Uint64
 
-	// The dedup table. Records live in ring, a power-of-two circular buffer
-	// kept in insertion order, so expiry only ever pops from the front and
-	// costs O(expired) per Apply. Records are numbered by a sequence number
-	// that never changes (the live ones are [head, tail)), and keys maps an
-	// idempotency key to its record's number: the ring can then grow or
-	// shrink without rewriting the map.
-	keys       map[string]uint64
-	ring       []dedupRec
-	head, tail uint64
+	// dedup remembers the idempotency keys applied within the TTL (see
+	// dedup.go). The pointer never changes (Restore swaps what it points
+	// to), so a cleanup can free its off-heap memory with the Machine.
+	dedup *dedupTable
 
 	// splits holds the split state of the counters whose home shard this
 	// is and that were ever split (see split.go). Entries are never
@@ -260,98 +255,20 @@ func (a *expiry) less(b *expiry) bool {
 	return a.at < b.at || (a.at == b.at && a.name < b.name)
 }
 
-// dedupRec remembers the first application of a keyed op: the op's fields,
-// to tell a retry from a reuse, and its Result. The fields that only ops
-// with an actor, bounds or TTL (or results with an expiry) use are kept
-// aside in ext, so that a plain add's record stays at 72 bytes.
-type dedupRec struct {
-	key     string
-	name    string
-	ext     *recExt // nil if all its fields are zero
-	delta   int64
-	time    int64 // Time of the entry that first carried the key
-	value   int64 // the first Result
-	code    Code
-	kind    OpKind
-	changed bool
-}
-
-// recExt is the rarely used part of a dedupRec. It is never changed once
-// made, so Snapshots can share it.
-type recExt struct {
-	actor          string
-	min, max, ttl  int64
-	expiresAt      int64 // the first Result's
-	hasMin, hasMax bool
-}
-
-func newRec(op *Op, res Result, now int64) dedupRec {
-	r := dedupRec{
-		key:     op.Key,
-		name:    op.Name,
-		delta:   op.Delta,
-		time:    now,
-		value:   res.Value,
-		code:    res.Code,
-		kind:    op.Kind,
-		changed: res.Changed,
-	}
-	// (Tested field by field: taking the address of a local recExt would
-	// make every record allocate one.)
-	if op.Actor != "" || op.HasMin || op.HasMax || op.Min != 0 || op.Max != 0 || op.TTL != 0 || res.ExpiresAt != 0 {
-		r.ext = &recExt{
-			actor: op.Actor, min: op.Min, max: op.Max, ttl: op.TTL,
-			expiresAt: res.ExpiresAt, hasMin: op.HasMin, hasMax: op.HasMax,
-		}
-	}
-	return r
-}
-
-func (r *dedupRec) result() Result {
-	res := Result{Value: r.value, Code: r.code, Changed: r.changed}
-	if r.ext != nil {
-		res.ExpiresAt = r.ext.expiresAt
-	}
-	return res
-}
-
-// op returns the op the record remembers.
-func (r *dedupRec) op() Op {
-	op := Op{Kind: r.kind, Name: r.name, Delta: r.delta, Key: r.key}
-	if x := r.ext; x != nil {
-		op.Actor, op.Min, op.Max, op.TTL, op.HasMin, op.HasMax = x.actor, x.min, x.max, x.ttl, x.hasMin, x.hasMax
-	}
-	return op
-}
-
-// matches reports whether op is a retry of the remembered op: every field
-// the same.
-func (r *dedupRec) matches(op *Op) bool {
-	if r.kind != op.Kind || r.name != op.Name || r.delta != op.Delta {
-		return false
-	}
-	if x := r.ext; x != nil {
-		return x.actor == op.Actor && x.min == op.Min && x.max == op.Max && x.ttl == op.TTL &&
-			x.hasMin == op.HasMin && x.hasMax == op.HasMax
-	}
-	return op.Actor == "" && op.Min == 0 && op.Max == 0 && op.TTL == 0 && !op.HasMin && !op.HasMax
-}
-
-// minRing is the smallest ring allocated; below it, shrinking isn't worth it.
-const minRing = 64
-
 // New returns an empty Machine.
 func New(cfg Config) *Machine {
 	ttl := int64(cfg.DedupTTL)
 	if ttl <= 0 {
 		ttl = int64(DefaultDedupTTL)
 	}
-	return &Machine{
+	m := &Machine{
 		ttl:      ttl,
 		counters: make(map[string]counter),
-		keys:     make(map[string]uint64),
+		dedup:    newDedupTable(),
 		splits:   make(map[string]splitState),
 	}
+	runtime.AddCleanup(m, (*dedupTable).free, m.dedup)
+	return m
 }
 
 // Apply applies e and returns one Result per op, in order.
@@ -394,14 +311,16 @@ func (m *Machine) apply(op *Op, keyTime int64) Result {
 	case OpExpire:
 		return m.expireCounter(op)
 	}
+	var kh keyHash
+	var print uint64
 	if op.Key != "" {
-		if seq, ok := m.keys[op.Key]; ok {
-			r := m.rec(seq)
-			if r.matches(op) {
+		kh, print = hashKey(op.Key), opPrint(op)
+		if seq, ok := m.dedup.lookup(kh); ok {
+			if m.dedup.rec(seq).matches(op, print) {
 				// A retry: answer as the first time, change nothing; but say
 				// whether the counter is split now, or a router that does not
 				// know it would call the answer exact.
-				res := r.result()
+				res := m.dedup.result(seq)
 				res.Split = m.splitOf(op.Name)
 				return res
 			}
@@ -424,7 +343,7 @@ func (m *Machine) apply(op *Op, keyTime int64) Result {
 		// Remembered even on ErrOverflow and ErrOutOfBounds, so a retry
 		// gets the same answer even if the counter has since moved enough
 		// for the op to fit.
-		m.remember(op, res, keyTime)
+		m.remember(kh, print, op, res, keyTime)
 	}
 	return res
 }
@@ -548,7 +467,7 @@ func (m *Machine) reclaim(now int64) {
 		n++
 	}
 	// Give the memory of a burst back once the heap is under 1/4 full.
-	if n > 0 && cap(m.expiries) > 2*minRing && len(m.expiries) < cap(m.expiries)/4 {
+	if n > 0 && cap(m.expiries) > 128 && len(m.expiries) < cap(m.expiries)/4 {
 		m.expiries = append(make([]expiry, 0, 2*len(m.expiries)), m.expiries...)
 	}
 }
@@ -593,68 +512,24 @@ func (m *Machine) pop() expiry {
 	return top
 }
 
-func (m *Machine) rec(seq uint64) *dedupRec {
-	return &m.ring[seq&uint64(len(m.ring)-1)]
-}
-
-func (m *Machine) remember(op *Op, res Result, now int64) {
-	if m.tail-m.head == uint64(len(m.ring)) {
-		m.resize(max(minRing, 2*len(m.ring)))
+// remember records the first application of a keyed op.
+func (m *Machine) remember(kh keyHash, print uint64, op *Op, res Result, now int64) {
+	r := dedupRec{
+		key: kh.lo, key2: kh.hi, print: print, delta: op.Delta, time: now,
+		value: res.Value, code: res.Code, kind: op.Kind,
 	}
-	*m.rec(m.tail) = newRec(op, res, now)
-	m.keys[op.Key] = m.tail
-	m.tail++
+	if res.Changed {
+		r.flags |= recChanged
+	}
+	m.dedup.push(r, res.ExpiresAt)
 }
 
-// expire forgets keys whose time+TTL <= now, oldest first. It stops at the
-// first record still live: a record behind it with an earlier time (the
-// leader's clock stepped back) waits its turn, which is a little late but the
-// same on every replica.
+// expire forgets keys whose time+TTL <= now, oldest first.
 func (m *Machine) expire(now int64) {
 	if now < math.MinInt64+m.ttl {
 		return // now-ttl would underflow: nothing can have expired yet
 	}
-	cutoff := now - m.ttl // time+ttl <= now, rearranged so it cannot overflow
-	n := 0
-	for ; m.head != m.tail; m.head++ {
-		r := m.rec(m.head)
-		if r.time > cutoff {
-			break
-		}
-		delete(m.keys, r.key)
-		*r = dedupRec{} // drop the strings for the GC
-		n++
-	}
-	// After a burst of keys, give the memory back once the ring is less than
-	// 1/8 full, shrinking it to 1/4 full. Go maps never shrink, so rebuild keys
-	// at the same time. Both cost O(live), which is amortized over the pushes
-	// that grew the ring, since each shrink at least halves it.
-	if live := int(m.tail - m.head); n > 0 && len(m.ring) > minRing && live < len(m.ring)/8 {
-		m.resize(ringSize(4 * live))
-		m.keys = make(map[string]uint64, live)
-		for s := m.head; s != m.tail; s++ {
-			m.keys[m.rec(s).key] = s
-		}
-	}
-}
-
-// ringSize returns the ring length for n records: a power of two >= n, at
-// least minRing.
-func ringSize(n int) int {
-	if n <= minRing {
-		return minRing
-	}
-	return 1 << bits.Len(uint(n-1))
-}
-
-// resize moves the live records to a ring of size n (a power of two holding
-// them all). Sequence numbers don't change, so keys stays valid.
-func (m *Machine) resize(n int) {
-	ring := make([]dedupRec, n)
-	for s := m.head; s != m.tail; s++ {
-		ring[s&uint64(n-1)] = *m.rec(s)
-	}
-	m.ring = ring
+	m.dedup.expire(now - m.ttl) // time+ttl <= now, rearranged so it cannot overflow
 }
 
 // Get returns the named counter's value and expiry (Unix nanoseconds, 0 =
@@ -714,7 +589,20 @@ func (m *Machine) NextExpiry() int64 {
 func (m *Machine) Counters() int { return len(m.counters) }
 
 // DedupKeys returns the number of idempotency keys remembered.
-func (m *Machine) DedupKeys() int { return int(m.tail - m.head) }
+func (m *Machine) DedupKeys() int { return m.dedup.len() }
+
+// DedupBytes returns about how many bytes the dedup table holds, for a
+// proposer that caps it (Apply itself never refuses a key: it must apply
+// what the log says, the same on every replica).
+func (m *Machine) DedupBytes() int64 { return m.dedup.bytes() }
+
+// HasKey reports whether the idempotency key is remembered: whether an op
+// carrying it would be answered from the dedup table (a retry, or a reuse)
+// rather than applied. A proposer that caps the table admits such ops.
+func (m *Machine) HasKey(key string) bool {
+	_, ok := m.dedup.lookup(hashKey(key))
+	return ok
+}
 
 // LastTime returns the largest entry Time applied so far (0 before any).
 func (m *Machine) LastTime() int64 { return m.lastTime }

@@ -31,9 +31,15 @@ type counterState struct {
 // heap and copy-on-write generations are internal and left out.
 type state struct {
 	Counters map[string]counterState
-	Dedup    []dedupRec // oldest first
+	Dedup    []dedupState // oldest first
 	LastTime int64
 	Splits   map[string]splitState
+}
+
+// dedupState is a remembered key in comparable form.
+type dedupState struct {
+	Rec       dedupRec
+	ExpiresAt int64
 }
 
 // values returns the counters' values.
@@ -48,19 +54,7 @@ func (s state) values() map[string]int64 {
 // stateOf returns m's state, panicking if m breaks an internal invariant.
 func stateOf(m *Machine) state {
 	s := state{Counters: make(map[string]counterState, len(m.counters)), LastTime: m.lastTime, Splits: maps.Clone(m.splits)}
-	for seq := m.head; seq != m.tail; seq++ {
-		r := *m.rec(seq)
-		if got, ok := m.keys[r.key]; !ok || got != seq {
-			panic(fmt.Sprintf("keys[%q] = %d, %v; want %d", r.key, got, ok, seq))
-		}
-		if r.ext != nil && *r.ext == (recExt{}) {
-			panic(fmt.Sprintf("record %q has an empty ext", r.key))
-		}
-		s.Dedup = append(s.Dedup, r)
-	}
-	if len(m.keys) != len(s.Dedup) {
-		panic(fmt.Sprintf("%d keys for %d dedup records", len(m.keys), len(s.Dedup)))
-	}
+	s.Dedup = checkDedup(m.dedup)
 	// The heap is a heap, and each counter with an expiry has its item.
 	items := map[expiry]bool{}
 	for i := range m.expiries {
@@ -417,27 +411,30 @@ func TestExpiryIsFIFO(t *testing.T) {
 	}
 }
 
-func TestDedupRingGrowsAndShrinks(t *testing.T) {
+func TestDedupTableGrowsAndShrinks(t *testing.T) {
 	m := New(Config{DedupTTL: 10 * time.Second})
-	const n = 5000
+	const n = 3*chunkRecs + 100
 	for i := range n {
 		m.Apply(&Entry{Time: sec, Ops: []Op{keyed("a", 1, fmt.Sprint("old", i))}})
 	}
 	for i := range 10 {
 		m.Apply(&Entry{Time: 5 * sec, Ops: []Op{keyed("a", 1, fmt.Sprint("new", i))}})
 	}
-	big := len(m.ring)
-	if big < n {
-		t.Fatalf("ring of %d holds %d keys", big, n+10)
+	big := len(m.dedup.slots)
+	if big < n || len(m.dedup.chunks) != 4 {
+		t.Fatalf("index of %d, %d chunks, hold %d keys", big, len(m.dedup.chunks), n+10)
 	}
 	m.Apply(&Entry{Time: 11 * sec}) // expires the old keys only
 	if m.DedupKeys() != 10 {
 		t.Fatalf("DedupKeys = %d, want 10", m.DedupKeys())
 	}
-	if len(m.ring) >= big/8 {
-		t.Fatalf("ring did not shrink: %d -> %d", big, len(m.ring))
+	if len(m.dedup.slots) >= big/8 {
+		t.Fatalf("index did not shrink: %d -> %d", big, len(m.dedup.slots))
 	}
-	stateOf(m) // checks keys and ring agree after the rebuild
+	if len(m.dedup.chunks) != 1 {
+		t.Fatalf("%d chunks kept for 10 keys: the expired one was not freed", len(m.dedup.chunks))
+	}
+	stateOf(m) // checks the index and the records agree after the rebuild
 	res := m.Apply(&Entry{Time: 12 * sec, Ops: []Op{keyed("a", 1, "new3"), keyed("a", 1, "old3")}})
 	want := []Result{ok(n + 4), ok(n + 11)}
 	if !reflect.DeepEqual(res, want) {

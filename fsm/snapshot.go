@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 )
@@ -60,13 +61,29 @@ import (
 //	            pending  uvarint (0, or n+1..MaxSplit)
 //	            slots    uvarint (n..MaxSplit, >= pending)
 //
+// Version 4 is version 3 with compact dedup records, which hold a hash of
+// the key and a print of the op rather than the key and the op (see
+// dedup.go), so a version 4 stream cannot be rewritten as an older one. Per
+// record:
+//
+//	key       8 bytes little-endian: FNV-64a of the key
+//	key2      4 bytes little-endian: CRC-32C of the key
+//	print     8 bytes little-endian: the op's print (opPrint)
+//	kind      byte
+//	delta     varint
+//	time      varint (entry Time when the key was first seen)
+//	value     varint  \
+//	code      byte     | the first Result
+//	flags     byte     | 0x01 Changed, 0x02 expiresAt follows
+//	expiresAt varint  /  (> 0)
+//
 // Varints are zigzag for signed values, as in encoding/binary. The stream
 // must end right after the checksum. The expiry heap is not written: Restore
 // rebuilds it from the counters' expiries.
 //
-// WriteTo writes version 1 when the state fits in it (no counter has actors
-// or an expiry, no dedup record has an actor op, bounds, TTL, expiry or
-// Changed), so that nodes that only know version 1 can still install
+// WriteTo writes version 4 while any idempotency key is remembered. Without
+// one, it writes version 1 when the state fits in it (no counter has actors
+// or an expiry), so that nodes that only know version 1 can still install
 // snapshots of a cluster not using the new features; otherwise version 2,
 // or version 3 when a counter is split.
 //
@@ -78,6 +95,7 @@ const (
 	snapV1    = 1
 	snapV2    = 2
 	snapV3    = 3
+	snapV4    = 4
 )
 
 // Version 2 counter flags.
@@ -100,38 +118,34 @@ var (
 
 // Snapshot is an immutable point-in-time copy of a Machine's state. It shares
 // nothing mutable with the Machine, so WriteTo may run on another goroutine
-// while Apply goes on (and several WriteTo calls may run at once).
+// while Apply goes on (and several WriteTo calls may run at once). It holds
+// on to the dedup table's memory that it shares until Release (or, failing
+// that, until it is garbage collected).
 type Snapshot struct {
 	lastTime int64
 	counters map[string]counter
-	dedup    []dedupRec // oldest first
+	dedup    *dedupView
 	splits   map[string]splitState
 }
 
+// Release lets go of the memory the Snapshot shares with its Machine. The
+// Snapshot must not be written after.
+func (s *Snapshot) Release() { s.dedup.release() }
+
 // Snapshot copies the state. It runs on the apply goroutine, so it only
-// copies (a map clone and one or two slice copies; strings are immutable and
-// shared); the sorting and encoding are left to WriteTo. Actor sets are
+// copies (map clones; strings are immutable and shared, and so are the dedup
+// table's chunks); the sorting and encoding are left to WriteTo. Actor sets are
 // shared, not copied: Apply copies a set the first time it changes it after
 // a Snapshot (copy on write), so the cost is paid only for sets that change.
 func (m *Machine) Snapshot() *Snapshot {
 	s := &Snapshot{
 		lastTime: m.lastTime,
 		counters: maps.Clone(m.counters),
-		dedup:    make([]dedupRec, 0, m.tail-m.head),
+		dedup:    m.dedup.view(),
 		splits:   maps.Clone(m.splits),
 	}
+	runtime.AddCleanup(s, (*dedupView).release, s.dedup)
 	m.gen.Add(1) // every existing actor set is now shared
-	if m.head != m.tail {
-		// The live records are one run of the ring, or two when they wrap.
-		mask := uint64(len(m.ring) - 1)
-		i, j := int(m.head&mask), int(m.tail&mask)
-		if i < j {
-			s.dedup = append(s.dedup, m.ring[i:j]...)
-		} else {
-			s.dedup = append(s.dedup, m.ring[i:]...)
-			s.dedup = append(s.dedup, m.ring[:j]...)
-		}
-	}
 	return s
 }
 
@@ -146,13 +160,7 @@ func (s *Snapshot) fitsV1() bool {
 			return false
 		}
 	}
-	for i := range s.dedup {
-		r := &s.dedup[i]
-		if r.ext != nil || r.kind != OpAdd || r.changed || (r.code != OK && r.code != ErrOverflow) {
-			return false
-		}
-	}
-	return true
+	return s.dedup.len() == 0
 }
 
 // WriteTo writes the snapshot stream to w and returns the bytes written.
@@ -161,6 +169,8 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	sw := snapWriter{bw: bufio.NewWriterSize(cw, 64<<10)}
 	version := byte(snapV2)
 	switch {
+	case s.dedup.len() > 0:
+		version = snapV4
 	case len(s.splits) > 0:
 		version = snapV3
 	case s.fitsV1():
@@ -207,33 +217,24 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 			sw.write(appendString(sw.buf(), a))
 		}
 	}
-	sw.write(binary.AppendUvarint(sw.buf(), uint64(len(s.dedup))))
-	var opBuf []byte
-	for i := range s.dedup {
-		r := &s.dedup[i]
-		if version == snapV1 {
-			b := appendString(sw.buf(), r.key)
-			b = append(b, byte(r.kind))
-			b = appendString(b, r.name)
-			b = binary.AppendVarint(b, r.delta)
-			b = binary.AppendVarint(b, r.time)
-			b = binary.AppendVarint(b, r.value)
-			b = append(b, byte(r.code))
-			sw.write(b)
-			continue
-		}
-		op := r.op()
-		opBuf = appendOpV2(opBuf[:0], &op)
-		res := r.result()
-		b := binary.AppendUvarint(sw.buf(), uint64(len(opBuf)))
-		b = append(b, opBuf...)
+	d := s.dedup
+	sw.write(binary.AppendUvarint(sw.buf(), uint64(d.len())))
+	for seq := d.head; seq != d.tail; seq++ {
+		r := d.rec(seq)
+		b := binary.LittleEndian.AppendUint64(sw.buf(), r.key)
+		b = binary.LittleEndian.AppendUint32(b, r.key2)
+		b = binary.LittleEndian.AppendUint64(b, r.print)
+		b = append(b, byte(r.kind))
+		b = binary.AppendVarint(b, r.delta)
 		b = binary.AppendVarint(b, r.time)
-		b = binary.AppendVarint(b, res.Value)
-		b = binary.AppendVarint(b, res.ExpiresAt)
-		b = append(b, byte(res.Code), b2byte(res.Changed))
+		b = binary.AppendVarint(b, r.value)
+		b = append(b, byte(r.code), r.flags)
+		if r.flags&recExpires != 0 {
+			b = binary.AppendVarint(b, d.expires[seq])
+		}
 		sw.write(b)
 	}
-	if version == snapV3 {
+	if version >= snapV3 {
 		sw.write(binary.AppendUvarint(sw.buf(), uint64(len(s.splits))))
 		for _, name := range slices.Sorted(maps.Keys(s.splits)) {
 			st := s.splits[name]
@@ -253,13 +254,6 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		sw.err = sw.bw.Flush()
 	}
 	return cw.n, sw.err
-}
-
-func b2byte(b bool) byte {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // snapWriter checksums what it writes. Records are appended straight into
@@ -301,13 +295,6 @@ func (m *Machine) Restore(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	n := len(s.dedup)
-	ring := make([]dedupRec, ringSize(n))
-	copy(ring, s.dedup)
-	keys := make(map[string]uint64, n)
-	for i := range s.dedup {
-		keys[s.dedup[i].key] = uint64(i)
-	}
 	// The heap holds exactly the counters' expiries; sorted, it is a heap.
 	var exps []expiry
 	gen := m.gen.Load()
@@ -328,10 +315,21 @@ func (m *Machine) Restore(r io.Reader) error {
 	m.counters = s.counters
 	m.expiries = exps
 	m.lastTime = s.lastTime
-	m.ring, m.keys = ring, keys
-	m.head, m.tail = 0, uint64(n)
+	old := *m.dedup
+	*m.dedup = *s.dedup
+	old.free()
 	m.splits = s.splits
 	return nil
+}
+
+// restoredState is the state a snapshot stream holds, as readSnapshot
+// builds it: the dedup table is built in place, record by record, not
+// copied afterwards.
+type restoredState struct {
+	lastTime int64
+	counters map[string]counter
+	dedup    *dedupTable
+	splits   map[string]splitState
 }
 
 // maxPrealloc caps how much a count read from the stream may preallocate:
@@ -339,7 +337,7 @@ func (m *Machine) Restore(r io.Reader) error {
 // out the stream is short. Larger states simply grow as they are read.
 const maxPrealloc = 1 << 16
 
-func readSnapshot(r io.Reader) (*Snapshot, error) {
+func readSnapshot(r io.Reader) (*restoredState, error) {
 	sr := snapReader{br: bufio.NewReaderSize(r, 64<<10)}
 
 	var magic [len(snapMagic)]byte
@@ -348,10 +346,16 @@ func readSnapshot(r io.Reader) (*Snapshot, error) {
 		return nil, errSnapMagic
 	}
 	version := sr.byte()
-	if sr.err == nil && version != snapV1 && version != snapV2 && version != snapV3 {
+	if sr.err == nil && (version < snapV1 || version > snapV4) {
 		return nil, fmt.Errorf("%w %d", errSnapVersion, version)
 	}
-	s := &Snapshot{lastTime: sr.varint()}
+	s := &restoredState{lastTime: sr.varint(), dedup: newDedupTable()}
+	ok := false
+	defer func() {
+		if !ok {
+			s.dedup.free()
+		}
+	}()
 
 	n := sr.uvarint()
 	s.counters = make(map[string]counter, min(n, maxPrealloc))
@@ -378,27 +382,29 @@ func readSnapshot(r io.Reader) (*Snapshot, error) {
 	}
 
 	n = sr.uvarint()
-	s.dedup = make([]dedupRec, 0, min(n, maxPrealloc))
-	seen := make(map[string]struct{}, min(n, maxPrealloc))
 	for i := uint64(0); i < n && sr.err == nil; i++ {
 		var rec dedupRec
-		if version == snapV1 {
-			rec = sr.recV1()
-		} else {
-			rec = sr.recV2()
+		var expiresAt int64
+		switch version {
+		case snapV1:
+			rec, expiresAt = sr.recV1()
+		case snapV2, snapV3:
+			rec, expiresAt = sr.recV2()
+		default:
+			rec, expiresAt = sr.recV4()
 		}
 		if sr.err != nil {
 			break
 		}
-		if _, dup := seen[rec.key]; dup {
-			sr.corrupt(fmt.Sprintf("duplicate idempotency key %q", rec.key))
+		if _, dup := s.dedup.lookup(keyHash{lo: rec.key, hi: rec.key2}); dup {
+			sr.corrupt(fmt.Sprintf("duplicate idempotency key (hash %016x%08x)", rec.key, rec.key2))
+			break
 		}
-		seen[rec.key] = struct{}{}
-		s.dedup = append(s.dedup, rec)
+		s.dedup.push(rec, expiresAt)
 	}
 
 	s.splits = make(map[string]splitState)
-	if version == snapV3 {
+	if version >= snapV3 {
 		sr.splits(s.splits)
 	}
 
@@ -416,6 +422,7 @@ func readSnapshot(r io.Reader) (*Snapshot, error) {
 	}
 	switch _, err := sr.br.ReadByte(); err {
 	case io.EOF:
+		ok = true
 		return s, nil
 	case nil:
 		return nil, errSnapTrailing
@@ -487,8 +494,21 @@ func (sr *snapReader) counterV2(c *counter) {
 	c.actors = set
 }
 
+// newRec is the record of op's first application, answered res at time.
+func newRec(op *Op, res Result, time int64) (dedupRec, int64) {
+	kh := hashKey(op.Key)
+	r := dedupRec{
+		key: kh.lo, key2: kh.hi, print: opPrint(op), delta: op.Delta, time: time,
+		value: res.Value, code: res.Code, kind: op.Kind,
+	}
+	if res.Changed {
+		r.flags |= recChanged
+	}
+	return r, res.ExpiresAt
+}
+
 // recV1 reads a version 1 dedup record.
-func (sr *snapReader) recV1() dedupRec {
+func (sr *snapReader) recV1() (dedupRec, int64) {
 	var op Op
 	op.Key = sr.str(MaxKeyLen)
 	op.Kind = OpKind(sr.byte())
@@ -497,7 +517,7 @@ func (sr *snapReader) recV1() dedupRec {
 	time := sr.varint()
 	res := Result{Value: sr.varint(), Code: Code(sr.byte())}
 	if sr.err != nil {
-		return dedupRec{}
+		return dedupRec{}, 0
 	}
 	switch err := op.Validate(); {
 	case op.Key == "":
@@ -513,8 +533,8 @@ func (sr *snapReader) recV1() dedupRec {
 	return newRec(&op, res, time)
 }
 
-// recV2 reads a version 2 dedup record.
-func (sr *snapReader) recV2() dedupRec {
+// recV2 reads a version 2 (or 3) dedup record.
+func (sr *snapReader) recV2() (dedupRec, int64) {
 	enc := sr.str(maxOpLenV2)
 	time := sr.varint()
 	var res Result
@@ -523,7 +543,7 @@ func (sr *snapReader) recV2() dedupRec {
 	res.Code = Code(sr.byte())
 	changed := sr.byte()
 	if sr.err != nil {
-		return dedupRec{}
+		return dedupRec{}, 0
 	}
 	d := decoder{b: []byte(enc)}
 	var op Op
@@ -552,6 +572,47 @@ func (sr *snapReader) recV2() dedupRec {
 		sr.corrupt(fmt.Sprintf("remembered expiry %d", res.ExpiresAt))
 	}
 	return newRec(&op, res, time)
+}
+
+// recV4 reads a version 4 dedup record.
+func (sr *snapReader) recV4() (dedupRec, int64) {
+	var fixed [20]byte
+	sr.full(fixed[:])
+	r := dedupRec{
+		key:   binary.LittleEndian.Uint64(fixed[:]),
+		key2:  binary.LittleEndian.Uint32(fixed[8:]),
+		print: binary.LittleEndian.Uint64(fixed[12:]),
+	}
+	r.kind = OpKind(sr.byte())
+	r.delta = sr.varint()
+	r.time = sr.varint()
+	r.value = sr.varint()
+	r.code = Code(sr.byte())
+	r.flags = sr.byte()
+	var expiresAt int64
+	if r.flags&recExpires != 0 {
+		expiresAt = sr.varint()
+	}
+	if sr.err != nil {
+		return dedupRec{}, 0
+	}
+	changed := r.flags&recChanged != 0
+	switch {
+	case r.kind != OpAdd && r.kind != OpActorAdd && r.kind != OpActorRemove:
+		sr.corrupt(fmt.Sprintf("remembered op kind %d", r.kind))
+	case r.code != OK && r.code != ErrOverflow && r.code != ErrOutOfBounds:
+		sr.corrupt(fmt.Sprintf("remembered result code %d", r.code))
+	case r.flags&^(recChanged|recExpires) != 0:
+		sr.corrupt(fmt.Sprintf("remembered flags %#x", r.flags))
+	case changed && (r.kind == OpAdd || r.code != OK):
+		sr.corrupt("remembered changed on an add or an error")
+	case r.kind != OpAdd && r.delta != 0:
+		sr.corrupt("remembered delta on an actor op")
+	case r.flags&recExpires != 0 && expiresAt <= 0:
+		sr.corrupt(fmt.Sprintf("remembered expiry %d", expiresAt))
+	}
+	r.flags &^= recExpires // push sets it again from expiresAt
+	return r, expiresAt
 }
 
 // snapReader reads the snapshot fields, checksumming every byte it consumes.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -17,7 +18,15 @@ import (
 // held only by its window), and remembered actor ops, bounded and TTL ops,
 // out-of-bounds answers and results with expiries.
 func engagedMachine(t testing.TB) *Machine {
-	m := busyMachine(t)
+	m := engage(busyMachine(t))
+	if m.Counters() < 8 || m.NextExpiry() == 0 {
+		t.Fatalf("engagedMachine lacks state: %+v", stateOf(m).Counters)
+	}
+	return m
+}
+
+// engage applies engagedMachine's entries to a busy machine.
+func engage(m *Machine) *Machine {
 	now := 12 * sec
 	var likes []Op
 	for i := range 300 {
@@ -35,17 +44,46 @@ func engagedMachine(t testing.TB) *Machine {
 		withTTL(add("liked-window", 0), 4000), like("liked-window", "a"),
 		withKey(Op{Kind: OpAdd, Name: "band", Delta: -3, HasMin: true, Min: -3, HasMax: true, Max: 3}, "b1"),
 	}})
-	if m.Counters() < 8 || m.NextExpiry() == 0 {
-		t.Fatalf("engagedMachine lacks state: %+v", stateOf(m).Counters)
-	}
 	return m
+}
+
+// A version 2 stream with every kind of remembered key (actor ops, bounds,
+// TTLs, out-of-bounds answers, results with expiries), written before
+// version 4 existed, restores to the state its entries reach today: the
+// keys hashed on load, so retries and reuses still answer as they did.
+func TestSnapshotV2Golden(t *testing.T) {
+	b, err := os.ReadFile("testdata/engaged-v2.snap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[len(snapMagic)] != snapV2 {
+		t.Fatalf("golden file is version %d", b[len(snapMagic)])
+	}
+	r := restored(t, Config{DedupTTL: 10 * time.Second}, b)
+	m := engage(fillBusy(40))
+	if !reflect.DeepEqual(stateOf(r), stateOf(m)) {
+		t.Fatalf("golden v2 restores to\n %+v\nwant %+v", stateOf(r), stateOf(m))
+	}
+	e := Entry{Time: 12*sec + 2, Ops: []Op{
+		withKey(like("post", "user-000"), "like-again"),
+		withKey(withTTL(atMost("rate", 1, 2), 5000), "r3"),
+		withKey(withTTL(atMost("rate", 1, 3), 5000), "r2"),
+		keyed("c", 7, "late7"), keyed("c", 8, "late7"),
+	}}
+	got, want := r.Apply(&e), m.Apply(&e)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("after restoring the golden v2 snapshot: %v, want %v", got, want)
+	}
+	if want[0] != ok(300) || want[1].Code != ErrOutOfBounds || want[2].Code != ErrKeyReused || want[3] != ok(28) || want[4].Code != ErrKeyReused {
+		t.Fatalf("retries answered %v", want)
+	}
 }
 
 func TestSnapshotV2RoundTrip(t *testing.T) {
 	cfg := Config{DedupTTL: 10 * time.Second}
 	m := engagedMachine(t)
 	b := snapBytes(t, m.Snapshot())
-	if b[len(snapMagic)] != snapV2 {
+	if b[len(snapMagic)] != snapV4 {
 		t.Fatalf("wrote version %d", b[len(snapMagic)])
 	}
 	r := restored(t, cfg, b)
@@ -103,20 +141,37 @@ func TestSnapshotLayoutV2(t *testing.T) {
 	}})
 	body := binary.AppendVarint(append([]byte(snapMagic), snapV2), 7)
 	body = append(body, 3)
-	body = append(body, 1, 'a', ctrActors, 2, 1, 'x', 1, 'y')                                       // value 0: held by its actors
-	body = append(body, 1, 'b', ctrExpiry, 0x8e, 0x89, 0x7a)                                        // expiry 7 + 1e6
-	body = append(body, 1, 'c', ctrValue, 2)                                                        // value 1
+	body = append(body, 1, 'a', ctrActors, 2, 1, 'x', 1, 'y') // value 0: held by its actors
+	body = append(body, 1, 'b', ctrExpiry, 0x8e, 0x89, 0x7a)  // expiry 7 + 1e6
+	body = append(body, 1, 'c', ctrValue, 2)                  // value 1
+	counters := bytes.Clone(body)
 	body = append(body, 1)                                                                          // one dedup record
 	body = append(body, 8, byte(OpAdd), 1, 'c', flagDelta|flagKey|flagHasMax|flagMax, 2, 1, 'k', 2) // op
 	body = append(body, 14, 2, 0, byte(OK), 0)                                                      // time, value, expiresAt, code, changed
+	r := restored(t, Config{}, withCRC(body))
+	if !reflect.DeepEqual(stateOf(r), stateOf(m)) {
+		t.Fatalf("version 2 layout restores to\n %+v\nwant %+v", stateOf(r), stateOf(m))
+	}
+
+	// Today the same state is written as version 4: version 2's counters,
+	// the compact record, and an empty split table.
+	counters[len(snapMagic)] = snapV4
+	kh := hashKey("k")
+	body = append(counters, 1)
+	body = binary.LittleEndian.AppendUint64(body, kh.lo)
+	body = binary.LittleEndian.AppendUint32(body, kh.hi)
+	body = binary.LittleEndian.AppendUint64(body, opPrint(&Op{Kind: OpAdd, Name: "c", HasMax: true, Max: 1}))
+	body = append(body, byte(OpAdd), 2, 14, 2, byte(OK), 0) // kind, delta, time, value, code, flags
+	body = append(body, 0)                                  // no splits
 	if got := snapBytes(t, m.Snapshot()); !bytes.Equal(got, withCRC(body)) {
 		t.Fatalf("got  % x\nwant % x", got, withCRC(body))
 	}
 }
 
 // WriteTo writes version 1 while the state fits in it, so nodes that only
-// know version 1 can install it, and version 2 from the first use of a new
-// feature until the state no longer holds any.
+// know version 1 can install it, version 2 from the first use of a new
+// feature until the state no longer holds any, and version 4 while any
+// idempotency key is remembered.
 func TestSnapshotVersionChoice(t *testing.T) {
 	version := func(m *Machine) byte { return snapBytes(t, m.Snapshot())[len(snapMagic)] }
 	cfg := Config{DedupTTL: 10 * time.Second}
@@ -134,7 +189,10 @@ func TestSnapshotVersionChoice(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := New(cfg)
 			m.Apply(&Entry{Time: sec, Ops: []Op{add("plain", 1), keyed("plain", 1, "pk"), withTTL(add("w", 0), 20_000)}})
-			m.Apply(&Entry{Time: 25 * sec}) // the window is over
+			if version(m) != snapV4 {
+				t.Fatal("remembered key not written as version 4")
+			}
+			m.Apply(&Entry{Time: 25 * sec}) // the window is over, and the key forgotten
 			if version(m) != snapV1 {
 				t.Fatal("plain state not written as version 1")
 			}
@@ -142,8 +200,12 @@ func TestSnapshotVersionChoice(t *testing.T) {
 				m.Apply(&Entry{Time: 26 * sec, Ops: []Op{withTTL(add("w", 0), 1000)}})
 			}
 			m.Apply(&Entry{Time: 26 * sec, Ops: []Op{tc.op}})
-			if version(m) != snapV2 {
-				t.Fatal("new state written as version 1")
+			want := byte(snapV2)
+			if tc.op.Key != "" {
+				want = snapV4
+			}
+			if version(m) != want {
+				t.Fatalf("new state written as version %d, want %d", version(m), want)
 			}
 			r := restored(t, cfg, snapBytes(t, m.Snapshot()))
 			if !reflect.DeepEqual(stateOf(r), stateOf(m)) {

@@ -38,10 +38,21 @@ func restored(t testing.TB, cfg Config, b []byte) *Machine {
 }
 
 // busyMachine holds every kind of state: extreme values, long names and
-// keys, an overflow result, and a dedup ring that has wrapped around.
+// keys, an overflow result, and dedup records that run over two chunks, the
+// front of the first one expired.
 func busyMachine(t testing.TB) *Machine {
+	m := fillBusy(chunkRecs - 20)
+	if d := m.dedup; len(d.chunks) != 2 || d.head == d.first {
+		t.Fatalf("records [%d, %d) in %d chunks from %d", d.head, d.tail, len(d.chunks), d.first)
+	}
+	return m
+}
+
+// fillBusy builds busyMachine's state with fillers keyed adds at the start
+// (the golden streams in testdata were written with 40).
+func fillBusy(fillers int) *Machine {
 	m := New(Config{DedupTTL: 10 * time.Second})
-	for i := range 40 {
+	for i := range fillers {
 		m.Apply(&Entry{Time: sec, Ops: []Op{keyed("filler", 1, fmt.Sprint("f", i))}})
 	}
 	m.Apply(&Entry{Time: 5 * sec, Ops: []Op{
@@ -51,13 +62,9 @@ func busyMachine(t testing.TB) *Machine {
 		keyed("max", 1, "overflowed"),
 		keyed("gone", 1, "z"), keyed("gone", -1, "z2"),
 	}})
-	m.Apply(&Entry{Time: 11 * sec}) // expires the fillers, freeing the front of the ring
+	m.Apply(&Entry{Time: 11 * sec}) // expires the fillers
 	for i := range 30 {
 		m.Apply(&Entry{Time: 12 * sec, Ops: []Op{keyed("c", int64(i), fmt.Sprint("late", i))}})
-	}
-	// The live records now run past the end of the ring and on at its start.
-	if mask := uint64(len(m.ring) - 1); m.head&mask <= m.tail&mask {
-		t.Fatalf("ring did not wrap: head %d tail %d len %d", m.head, m.tail, len(m.ring))
 	}
 	return m
 }
@@ -221,13 +228,23 @@ func header() []byte {
 }
 
 func TestSnapshotLayout(t *testing.T) {
-	// Pin the documented layout: old snapshots must keep restoring.
+	// Pin the documented layout: old snapshots must keep restoring, to the
+	// state applying their entries reaches today.
 	m := New(Config{})
 	m.Apply(&Entry{Time: 7, Ops: []Op{add("b", -1), keyed("a", 2, "k")}})
 	body := header()
 	body = append(body, 2, 1, 'a', 4, 1, 'b', 1)                     // counters, sorted
 	body = append(body, 1, 1, 'k', byte(OpAdd), 1, 'a', 4, 14, 4, 0) // dedup
-	if got := snapBytes(t, m.Snapshot()); !bytes.Equal(got, withCRC(body)) {
+	r := restored(t, Config{}, withCRC(body))
+	if !reflect.DeepEqual(stateOf(r), stateOf(m)) {
+		t.Fatalf("version 1 layout restores to\n %+v\nwant %+v", stateOf(r), stateOf(m))
+	}
+	// Without the key, today's writer still writes it byte for byte.
+	m2 := New(Config{})
+	m2.Apply(&Entry{Time: 7, Ops: []Op{add("b", -1), add("a", 2)}})
+	body = header()
+	body = append(body, 2, 1, 'a', 4, 1, 'b', 1, 0)
+	if got := snapBytes(t, m2.Snapshot()); !bytes.Equal(got, withCRC(body)) {
 		t.Fatalf("got  % x\nwant % x", got, withCRC(body))
 	}
 }
@@ -285,7 +302,7 @@ func TestRestoreRejects(t *testing.T) {
 		{"bad magic", bytes.NewReader(append([]byte("TALLYFSN"), good[8:]...)), errSnapMagic},
 		{"entry, not snapshot", bytes.NewReader(AppendEntry(nil, &Entry{Time: 1})), errSnapTruncated},
 		{"garbage", bytes.NewReader(bytes.Repeat([]byte("garbage!"), 100)), errSnapMagic},
-		{"bad version", bytes.NewReader(append(append([]byte(snapMagic), 4), good[9:]...)), errSnapVersion},
+		{"bad version", bytes.NewReader(append(append([]byte(snapMagic), 5), good[9:]...)), errSnapVersion},
 		{"version zero", bytes.NewReader(append(append([]byte(snapMagic), 0), good[9:]...)), errSnapVersion},
 		{"trailing byte", bytes.NewReader(append(bytes.Clone(good), 0)), errSnapTrailing},
 		{"flipped checksum", bytes.NewReader(flip(len(good) - 1)), errSnapChecksum},

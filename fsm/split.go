@@ -1,8 +1,6 @@
 package fsm
 
 import (
-	"hash/fnv"
-
 	"tally/placement"
 )
 
@@ -62,9 +60,15 @@ func KeySlot(key string, slots int) int {
 	if slots <= 1 {
 		return 0
 	}
-	h := fnv.New64a()
-	h.Write([]byte(key))
-	return int(h.Sum64() % uint64(slots))
+	return slotOf(hashKey(key).lo, slots)
+}
+
+// slotOf is KeySlot of the key whose keyHash.lo is lo.
+func slotOf(lo uint64, slots int) int {
+	if slots <= 1 {
+		return 0
+	}
+	return int(lo % uint64(slots))
 }
 
 // KeyRoute is the sub-counter a keyed add goes to on a counter split n ways
@@ -198,8 +202,10 @@ func (m *Machine) splitEnd(op *Op) Result {
 // Name += Delta had been applied here with the imported value as its
 // Result. A key this Machine already remembers keeps its own record.
 func (m *Machine) importKey(op *Op, keyTime int64) Result {
-	if _, ok := m.keys[op.Key]; !ok {
-		m.remember(&Op{Kind: OpAdd, Name: op.Name, Delta: op.Delta, Key: op.Key}, Result{Value: op.ImportedValue()}, keyTime)
+	kh := op.importedKey()
+	if _, ok := m.dedup.lookup(kh); !ok {
+		add := Op{Kind: OpAdd, Name: op.Name, Delta: op.Delta}
+		m.remember(kh, opPrint(&add), &add, Result{Value: op.ImportedValue()}, keyTime)
 	}
 	return Result{Code: OK}
 }
@@ -215,17 +221,21 @@ func (m *Machine) MovedKeys(name string) []Op {
 	if !ok || st.pending <= st.n {
 		return nil
 	}
+	// A plain add on name has this print (see opPrint); one with bounds
+	// or a TTL has another.
+	plain := opPrint(&Op{Kind: OpAdd, Name: name})
 	var out []Op
-	for s := m.head; s != m.tail; s++ {
-		r := m.rec(s)
-		if r.name != name || r.kind != OpAdd || r.ext != nil || r.code != OK {
+	t := m.dedup
+	for s := t.head; s != t.tail; s++ {
+		r := t.rec(s)
+		if r.kind != OpAdd || r.print != plain || r.code != OK || r.flags&recExpires != 0 {
 			continue
 		}
-		slot := KeySlot(r.key, int(st.slots))
+		slot := slotOf(r.key, int(st.slots))
 		if slot < int(st.n) || slot >= int(st.pending) {
 			continue
 		}
-		out = append(out, ImportKey(placement.SubName(name, slot), r.key, r.delta, r.value))
+		out = append(out, ImportKeyHash(placement.SubName(name, slot), keyHash{lo: r.key, hi: r.key2}, r.delta, r.value))
 	}
 	return out
 }

@@ -3,6 +3,8 @@ package fsm
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -104,11 +106,17 @@ func TestSplitProtocol(t *testing.T) {
 
 	// The moved records: exactly k2's (slot 2 is in [1,4); 5 is not).
 	moved := home.MovedKeys("hot")
-	want := []Op{ImportKey("hot/2", k2, 10, 20)}
+	want := []Op{ImportKeyHash("hot/2", hashKey(k2), 10, 20)}
 	if fmt.Sprint(moved) != fmt.Sprint(want) {
 		t.Fatalf("MovedKeys = %+v; want %+v", moved, want)
 	}
-	for _, op := range moved {
+	// They reach the sub-counter's shard through the log.
+	e := Entry{Time: 3 * sec, Ops: moved}
+	dec, err := DecodeEntry(AppendEntry(nil, &e))
+	if err != nil || !sameEntry(dec, e) {
+		t.Fatalf("moved ops do not survive the log: %v, %+v", err, dec)
+	}
+	for _, op := range dec.Ops {
 		if err := op.Validate(); err != nil {
 			t.Fatalf("moved op invalid: %v", err)
 		}
@@ -217,8 +225,17 @@ func TestSplitSnapshotRoundTrip(t *testing.T) {
 	apply1(m, sec, begin("warm", 2, 8)) // left pending
 	apply1(m, sec, ImportKey("other/3", "k9", 2, 7))
 	b := snapBytes(t, m.Snapshot())
-	if b[len(snapMagic)] != snapV3 {
-		t.Fatalf("snapshot version %d, want %d", b[len(snapMagic)], snapV3)
+	if b[len(snapMagic)] != snapV4 {
+		t.Fatalf("snapshot version %d, want %d", b[len(snapMagic)], snapV4)
+	}
+	// The same state, written as version 3 before version 4 existed,
+	// restores to it too.
+	golden, err := os.ReadFile("testdata/split-v3.snap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := restored(t, Config{DedupTTL: time.Minute}, golden); !reflect.DeepEqual(stateOf(g), stateOf(m)) {
+		t.Fatalf("golden v3 restores to\n%+v\nwant %+v", stateOf(g), stateOf(m))
 	}
 	r := restored(t, Config{DedupTTL: time.Minute}, b)
 	if fmt.Sprint(stateOf(r)) != fmt.Sprint(stateOf(m)) {

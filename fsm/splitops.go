@@ -8,7 +8,8 @@ package fsm
 //
 //	OpSplitBegin  factor in Delta, slots in Max (with HasMax)
 //	OpSplitEnd    factor in Delta
-//	OpImportKey   the add's delta in Delta, its first result's value in Min (with HasMin)
+//	OpImportKey   the add's delta in Delta, its first result's value in Min (with HasMin),
+//	              and the key either in Key or, hashed, in Actor (hashedKeyLen bytes)
 
 // SplitBegin returns the op that begins raising the split factor of the
 // counter name to factor (2..MaxSplit), with idempotency keys hashed over
@@ -28,6 +29,21 @@ func SplitEnd(name string, factor int) Op {
 // delta whose first result had value.
 func ImportKey(sub, key string, delta, value int64) Op {
 	return Op{Kind: OpImportKey, Name: sub, Delta: delta, Key: key, Min: value, HasMin: true}
+}
+
+// ImportKeyHash is ImportKey of the key whose hash the dedup table holds:
+// the table keeps hashes, not keys, so this is the form MovedKeys returns.
+// The hash rides in Actor, which OpImportKey has no other use for.
+func ImportKeyHash(sub string, kh keyHash, delta, value int64) Op {
+	return Op{Kind: OpImportKey, Name: sub, Delta: delta, Actor: kh.String(), Min: value, HasMin: true}
+}
+
+// importedKey is the hash of an OpImportKey's key, in either form.
+func (op *Op) importedKey() keyHash {
+	if op.Key != "" {
+		return hashKey(op.Key)
+	}
+	return parseKeyHash(op.Actor)
 }
 
 // SplitFactor is the factor of an OpSplitBegin or OpSplitEnd.

@@ -251,4 +251,5 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 	return sink.Close()
 }
 
-func (s *snapshot) Release() {}
+// Release frees the dedup memory the snapshot shared with the machine.
+func (s *snapshot) Release() { s.snap.Release() }
