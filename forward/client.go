@@ -70,8 +70,8 @@ type peer struct {
 }
 
 // Write forwards ops to the node at addr. Errors: ErrNotSent (nothing left
-// this node), *shard.NotLeaderError, shard.ErrUnavailable, or
-// shard.ErrOutcomeUnknown.
+// this node), *shard.NotLeaderError, shard.ErrUnavailable,
+// shard.ErrKeysFull, or shard.ErrOutcomeUnknown.
 func (c *Client) Write(ctx context.Context, addr string, req WriteRequest) (WriteResponse, error) {
 	r, err := c.do(ctx, addr, &req)
 	if err != nil {
@@ -367,6 +367,9 @@ func decodeReply(d *dec, req request) reply {
 	case statusUnknown:
 		d.Str()
 		return reply{err: shard.ErrOutcomeUnknown}
+	case statusKeysFull:
+		d.Str()
+		return reply{err: shard.ErrKeysFull}
 	case statusError:
 		return reply{err: fmt.Errorf("forwarded request failed: %s", d.Str())}
 	default:

@@ -177,6 +177,8 @@ func encodeAnswer(e *enc, a answer) {
 		switch {
 		case errors.Is(a.err, shard.ErrOutcomeUnknown):
 			e.U8(statusUnknown)
+		case errors.Is(a.err, shard.ErrKeysFull):
+			e.U8(statusKeysFull)
 		case errors.Is(a.err, shard.ErrUnavailable), errors.Is(a.err, shard.ErrClosed), errors.Is(a.err, ErrNoShard):
 			e.U8(statusUnavailable)
 		default:

@@ -33,6 +33,7 @@ const (
 	statusUnavailable = 2 // nothing done
 	statusUnknown     = 3 // a write that may or may not have committed
 	statusError       = 4 // nothing done; message follows
+	statusKeysFull    = 5 // nothing done: the leader's idempotency key tables are full
 
 	maxFrame = 64 << 20
 )

@@ -74,7 +74,7 @@ func status(c node.Code) int {
 		return http.StatusConflict
 	case node.CodeKeyReused:
 		return http.StatusUnprocessableEntity
-	case node.CodeNoLeader, node.CodeUnavailable, node.CodeOutcomeUnknown:
+	case node.CodeNoLeader, node.CodeUnavailable, node.CodeOutcomeUnknown, node.CodeKeysFull:
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError

@@ -38,6 +38,10 @@ const (
 	// Not applied: safe to retry, with or without an idempotency key.
 	CodeNoLeader    Code = "no_leader"
 	CodeUnavailable Code = "unavailable"
+	// The shard leader's idempotency key tables are at their cap
+	// (--dedup-max-keys) and the op's key is new: retry once keys expire,
+	// or send it without a key.
+	CodeKeysFull Code = "keys_full"
 
 	// A write that may or may not have committed: retry it only with the
 	// same idempotency key.
@@ -98,6 +102,8 @@ func clusterError(err error) *Error {
 		return e
 	case errors.Is(err, shard.ErrOutcomeUnknown):
 		e = &Error{Code: CodeOutcomeUnknown, Message: "the op may or may not have been applied; retry it with the same idempotency_key"}
+	case errors.Is(err, shard.ErrKeysFull):
+		e = &Error{Code: CodeKeysFull, Message: "the idempotency key table is full (--dedup-max-keys); nothing was applied: retry later, when older keys have expired"}
 	case errors.Is(err, errSplitting):
 		e = &Error{Code: CodeUnavailable, Message: "the counter is being split right now; nothing was applied, retry shortly"}
 	case errors.Is(err, errNoLeader):

@@ -46,6 +46,12 @@ func newMetrics(n *Node) *metrics {
 		}
 		return float64(k)
 	})
+	keys := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tally_dedup_keys", Help: "Idempotency keys this node's replicas remember.",
+	}, func() float64 { return float64(n.dedupKeys()) })
+	keyCap := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tally_dedup_max_keys", Help: "The cap on tally_dedup_keys past which new keys are refused (--dedup-max-keys).",
+	}, func() float64 { return float64(n.cfg.DedupMaxKeys) })
 	// The shared raft log's work: fsyncs per increment is syncs over the
 	// increments, summed over the nodes.
 	logStat := func(name, help string, pick func(raftstore.Stats) uint64) prometheus.CounterFunc {
@@ -68,7 +74,7 @@ func newMetrics(n *Node) *metrics {
 			func(s raftstore.Stats) uint64 { return s.Appends }),
 		logStat("tally_log_entries_total", "Raft log entries the commits carried.",
 			func(s raftstore.Stats) uint64 { return s.Entries }))
-	m.reg.MustRegister(m.batchOps, m.forwardedOut, m.forwardedIn, m.autoSplits, leading,
+	m.reg.MustRegister(m.batchOps, m.forwardedOut, m.forwardedIn, m.autoSplits, leading, keys, keyCap,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

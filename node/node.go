@@ -42,6 +42,7 @@ type Config struct {
 	Pprof           bool   // serve /debug/pprof on the HTTP address
 	RESPAddr        string // Redis-protocol listen address; "" = no RESP listener
 	DedupTTL        time.Duration
+	DedupMaxKeys    int64  // idempotency keys this node's replicas may remember in all; 0 = sized from memory (defaultKeyCap)
 	LogStore        string // the raft log's storage kind (raftstore.KindPebble, KindBolt); "" = the default
 	Logger          *slog.Logger
 
@@ -74,6 +75,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.BootstrapExpect <= 0 {
 		c.BootstrapExpect = 1
+	}
+	if c.DedupMaxKeys <= 0 {
+		c.DedupMaxKeys = defaultKeyCap()
 	}
 	if c.Shards <= 0 {
 		c.Shards = 8
@@ -347,6 +351,7 @@ func (n *Node) openShards(state *clusterState) error {
 			ObserveBatch:      n.metrics.observeBatch,
 			OnLeaderChange:    func(leader bool) { n.onLeaderChange(id, leader) },
 			OnSplit:           n.splits.learn,
+			AdmitKeys:         n.admitKeys,
 			Logs:              n.logs,
 		})
 		if err != nil {

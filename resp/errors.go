@@ -57,6 +57,9 @@ func errorText(err error) string {
 		// Not applied; clients and the Redis Cluster protocol retry
 		// TRYAGAIN after a short wait.
 		return "TRYAGAIN " + e.Message
+	case node.CodeKeysFull:
+		// Redis's word for a write refused for want of memory.
+		return "OOM " + e.Message
 	case node.CodeOutcomeUnknown:
 		return "UNKNOWN the write may or may not have committed; retry with the same IDEMPOTENCY id to learn its outcome"
 	}

@@ -239,6 +239,7 @@ func TestBackendErrorsInTheirOwnWords(t *testing.T) {
 		node.CodeNoLeader:       "TRYAGAIN ",
 		node.CodeOverflow:       errOverflow,
 		node.CodeKeyReused:      "KEYREUSED ",
+		node.CodeKeysFull:       "OOM ",
 		node.CodeBadName:        "ERR x",
 	} {
 		m.mu.Lock()

@@ -21,6 +21,10 @@ var (
 	// ErrInvalidOp: an op is malformed (empty or oversized name or key,
 	// unknown kind); nothing was proposed.
 	ErrInvalidOp = errors.New("invalid op")
+	// ErrKeysFull: the node's idempotency key tables are at their cap and
+	// an op carries a key they do not hold; nothing was proposed. Keys
+	// expire with the dedup TTL, so a retry later may be admitted.
+	ErrKeysFull = errors.New("idempotency key table full")
 )
 
 // NotLeaderError says this replica is not the shard's leader; nothing was

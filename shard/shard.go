@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,8 +58,13 @@ type Config struct {
 	// BatchLinger is how long, under load, an entry smaller than the last
 	// one waits for more ops (default 3 ms; negative: never). It never
 	// delays a lone caller: it applies only after an entry of several ops.
-	BatchLinger    time.Duration
-	ObserveBatch   func(ops int)            // optional: called with each entry's op count
+	BatchLinger  time.Duration
+	ObserveBatch func(ops int) // optional: called with each entry's op count
+	// AdmitKeys, if set, says whether new idempotency keys may be
+	// remembered (the node caps its dedup tables); while it says no,
+	// Propose refuses ops whose keys this replica does not hold with
+	// ErrKeysFull. Retries of remembered keys still go through.
+	AdmitKeys      func() bool
 	OnLeaderChange func(bool)               // optional: called (in order) when this replica gains or loses leadership
 	OnSplit        func(name string, n int) // optional: called when this replica applies the end of a split
 	InMemory       bool                     // tests: in-memory log and snapshots, nothing on disk
@@ -258,8 +264,32 @@ func (s *Shard) Propose(ctx context.Context, ops []fsm.Op) ([]fsm.Result, error)
 	if s.r.State() != raft.Leader {
 		return nil, s.notLeader()
 	}
+	if err := s.admit(ops); err != nil {
+		return nil, err
+	}
 	return s.prop.propose(ctx, ops)
 }
+
+// admit refuses ops carrying keys new to this replica while the node's
+// key tables are full (Config.AdmitKeys).
+func (s *Shard) admit(ops []fsm.Op) error {
+	keyed := func(op *fsm.Op) bool {
+		return op.Key != "" && op.Kind != fsm.OpImportKey // imported keys are moved, not new: a split must finish
+	}
+	if s.cfg.AdmitKeys == nil || !slices.ContainsFunc(ops, func(op fsm.Op) bool { return keyed(&op) }) || s.cfg.AdmitKeys() {
+		return nil
+	}
+	for i := range ops {
+		if keyed(&ops[i]) && !s.sm.hasKey(ops[i].Key) {
+			return ErrKeysFull
+		}
+	}
+	return nil
+}
+
+// DedupKeys returns how many idempotency keys this replica remembers, as of
+// its last applied entry, without taking the state machine's lock.
+func (s *Shard) DedupKeys() int64 { return s.sm.keys.Load() }
 
 // Lookup is what a read returns for one counter.
 type Lookup struct {

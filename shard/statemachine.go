@@ -24,6 +24,7 @@ type stateMachine struct {
 	mu      sync.RWMutex
 	m       *fsm.Machine
 	applied atomic.Uint64
+	keys    atomic.Int64 // m.DedupKeys() after the last apply or restore, read without the lock
 
 	// notify is closed and replaced after every applied batch, waking
 	// readers waiting for an index.
@@ -65,6 +66,7 @@ func (s *stateMachine) ApplyBatch(logs []*raft.Log) []interface{} {
 		}
 		res := s.m.Apply(&e)
 		out[i] = applyResult{results: res}
+		s.keys.Store(int64(s.m.DedupKeys()))
 		for j := range e.Ops {
 			if e.Ops[j].Kind == fsm.OpSplitEnd && res[j].Code == fsm.OK {
 				splits = append(splits, fsm.SplitEnd(e.Ops[j].Name, int(res[j].Split)))
@@ -179,6 +181,12 @@ func (s *stateMachine) movedKeys(name string) []fsm.Op {
 	return s.m.MovedKeys(name)
 }
 
+func (s *stateMachine) hasKey(key string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.m.HasKey(key)
+}
+
 func (s *stateMachine) stats() (counters, keys int) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -211,6 +219,7 @@ func (s *stateMachine) Restore(rc io.ReadCloser) error {
 	applied := binary.BigEndian.Uint64(hdr[5:])
 	s.mu.Lock()
 	err := s.m.Restore(br)
+	s.keys.Store(int64(s.m.DedupKeys()))
 	s.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)

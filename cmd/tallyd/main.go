@@ -44,6 +44,7 @@ func run(args []string) int {
 		faults    = fs.Bool("enable-faults", false, "enable the transport fault-injection switch (tests only)")
 		pprof     = fs.Bool("pprof", false, "serve Go profiles at /debug/pprof on the HTTP address")
 		dedupTTL  = fs.Duration("dedup-ttl", 10*time.Minute, "how long an Idempotency-Key is remembered")
+		dedupMax  = fs.Int64("dedup-max-keys", 0, "idempotency keys this node may remember in all before it refuses new ones (503 keys_full); 0: a quarter of its memory at 100 bytes a key")
 		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
 		snapEvery = fs.Uint64("snapshot-threshold", 8192, "raft log entries between snapshots")
 		autoSplit = fs.Bool("auto-split", true, "split hot counters into sub-counters on several shards automatically")
@@ -97,6 +98,7 @@ func run(args []string) int {
 		EnableFaults:      *faults,
 		Pprof:             *pprof,
 		DedupTTL:          *dedupTTL,
+		DedupMaxKeys:      *dedupMax,
 		SnapshotThreshold: *snapEvery,
 		NoAutoSplit:       !*autoSplit,
 		SplitThreshold:    *splitRate,
