@@ -159,25 +159,38 @@ func opPrint(op *Op) uint64 {
 	return fnvUint64(h, uint64(op.TTL))
 }
 
-// recChunk is chunkRecs records in off-heap memory.
-type recChunk struct {
+// block is off-heap memory shared by reference count: the table that made
+// it holds one reference, and each Snapshot sharing it one more. The last
+// release frees it.
+type block struct {
 	mem  []byte
+	refs atomic.Int32
+}
+
+func newBlock(n int) *block {
+	b := &block{mem: offHeap(n)}
+	b.refs.Store(1)
+	return b
+}
+
+func (b *block) retain() { b.refs.Add(1) }
+
+func (b *block) release() {
+	if b.refs.Add(-1) == 0 {
+		freeOffHeap(b.mem)
+		b.mem = nil
+	}
+}
+
+// recChunk is chunkRecs records in a block.
+type recChunk struct {
+	*block
 	recs *[chunkRecs]dedupRec
-	refs atomic.Int32 // the table's, and one per Snapshot holding it
 }
 
 func newChunk() *recChunk {
-	mem := offHeap(chunkBytes)
-	c := &recChunk{mem: mem, recs: (*[chunkRecs]dedupRec)(unsafe.Pointer(unsafe.SliceData(mem)))}
-	c.refs.Store(1)
-	return c
-}
-
-func (c *recChunk) release() {
-	if c.refs.Add(-1) == 0 {
-		freeOffHeap(c.mem)
-		c.mem, c.recs = nil, nil
-	}
+	b := newBlock(chunkBytes)
+	return &recChunk{block: b, recs: (*[chunkRecs]dedupRec)(unsafe.Pointer(unsafe.SliceData(b.mem)))}
 }
 
 func newDedupTable() *dedupTable {
@@ -379,7 +392,7 @@ func (t *dedupTable) view() *dedupView {
 		v.chunks = make([]*recChunk, (t.tail-1-t.first)/chunkRecs+1)
 		copy(v.chunks, t.chunks)
 		for _, c := range v.chunks {
-			c.refs.Add(1)
+			c.retain()
 		}
 	}
 	if len(t.expires) > 0 {

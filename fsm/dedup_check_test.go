@@ -37,3 +37,48 @@ func checkDedup(t *dedupTable) []dedupState {
 	}
 	return out
 }
+
+// checkCounters returns t's counters by name, panicking if t breaks an
+// internal invariant: every live record found through the index under its
+// own name, nothing else indexed, the free list exactly the free records,
+// actor sets exactly for the records flagged, and the live count right.
+func checkCounters(t *ctrTable) map[string]counter {
+	out := map[string]counter{}
+	free := map[uint32]bool{}
+	for _, r := range t.unused {
+		if free[r] || r >= t.n || t.rec(r).name != 0 {
+			panic(fmt.Sprintf("free list holds record %d badly", r))
+		}
+		free[r] = true
+	}
+	for r := uint32(0); r < t.n; r++ {
+		rec := t.rec(r)
+		if rec.name == 0 {
+			if !free[r] || *rec != (ctrRec{}) {
+				panic(fmt.Sprintf("record %d is neither live nor free", r))
+			}
+			continue
+		}
+		name := string(t.name(rec.name))
+		if got, tag, ok := t.find(name); !ok || got != r || tag != rec.tag {
+			panic(fmt.Sprintf("counter %q at %d found at %d, %v", name, r, got, ok))
+		}
+		if _, dup := out[name]; dup {
+			panic(fmt.Sprintf("counter %q twice", name))
+		}
+		if _, has := t.actors[r]; has != (rec.actors != 0) {
+			panic(fmt.Sprintf("counter %q actors flag %d, set %v", name, rec.actors, has))
+		}
+		out[name] = ctrOf(rec, t.actors, r)
+	}
+	used := 0
+	for _, v := range t.slots {
+		if v != 0 {
+			used++
+		}
+	}
+	if used != t.live || len(out) != t.live || len(t.actors) > t.live {
+		panic(fmt.Sprintf("index holds %d, records %d, actor sets %d, live %d", used, len(out), len(t.actors), t.live))
+	}
+	return out
+}

@@ -160,7 +160,7 @@ func TestSnapshotSharesChunks(t *testing.T) {
 	if m.DedupKeys() != 3*chunkRecs {
 		t.Fatalf("DedupKeys = %d", m.DedupKeys())
 	}
-	if held.recs == nil || held.refs.Load() != 1 {
+	if held.mem == nil || held.refs.Load() != 1 {
 		t.Fatalf("expired chunk held by the snapshot: refs %d", held.refs.Load())
 	}
 	if got := snapBytes(t, s); !bytes.Equal(got, want) {
@@ -177,7 +177,7 @@ func TestSnapshotSharesChunks(t *testing.T) {
 	}
 	s.Release()
 	s.Release() // twice is harmless
-	if held.recs != nil || held.refs.Load() != 0 {
+	if held.mem != nil || held.refs.Load() != 0 {
 		t.Fatalf("chunk not freed after release: refs %d", held.refs.Load())
 	}
 	// The restored machine answers retries from before the snapshot.

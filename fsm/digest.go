@@ -18,21 +18,21 @@ import (
 // Digest reads the whole state: it is meant for tests and debugging, not
 // for a request path. It is read-only, like Get.
 func (m *Machine) Digest() string {
-	names := make([]string, 0, len(m.counters))
-	for name, c := range m.counters {
-		if !c.expired(m.lastTime) {
-			names = append(names, name)
-		}
-	}
-	slices.Sort(names)
+	t := m.ctrs
+	ids := slices.DeleteFunc(t.sorted(t.n, t.live), func(r uint32) bool {
+		c := ctrOf(t.rec(r), t.actors, r)
+		return c.expired(m.lastTime)
+	})
 	h := sha256.New()
 	var buf [binary.MaxVarintLen64]byte
 	putU := func(v uint64) { h.Write(buf[:binary.PutUvarint(buf[:], v)]) }
 	putS := func(s string) { putU(uint64(len(s))); h.Write([]byte(s)) }
-	putU(uint64(len(names)))
-	for _, name := range names {
-		c := m.counters[name]
-		putS(name)
+	putU(uint64(len(ids)))
+	for _, r := range ids {
+		c := ctrOf(t.rec(r), t.actors, r)
+		name := t.name(t.rec(r).name)
+		putU(uint64(len(name)))
+		h.Write(name)
 		h.Write(buf[:binary.PutVarint(buf[:], c.value)])
 		h.Write(buf[:binary.PutVarint(buf[:], c.expiry)])
 		if c.actors == nil {

@@ -71,8 +71,8 @@ func TestActors(t *testing.T) {
 	// Removing the last actor drops the set, and at 0 the counter.
 	run(t, m, 5, []Op{unlike("p", "alice"), add("p", 1), unlike("p", "bob")}, changed(-1), ok(0), changed(-1))
 	run(t, m, 6, []Op{add("p", 1)}, ok(0))
-	if m.Counters() != 0 || m.counters["p"].actors != nil {
-		t.Fatalf("empty counter held: %+v", m.counters)
+	if c, _ := m.ctrs.get("p"); m.Counters() != 0 || c.actors != nil {
+		t.Fatalf("empty counter held: %+v", c)
 	}
 }
 
@@ -159,9 +159,9 @@ func TestActorSetCopyOnWrite(t *testing.T) {
 		t.Fatal("second snapshot changed")
 	}
 	// Sets made since the last Snapshot are changed in place.
-	set := m.counters["q"].actors
+	q, _ := m.ctrs.get("q")
 	run(t, m, 4, []Op{like("q", "z")}, changed(3))
-	if m.counters["q"].actors != set {
+	if q2, _ := m.ctrs.get("q"); q2.actors != q.actors {
 		t.Fatal("a set no snapshot shares was copied")
 	}
 }

@@ -19,7 +19,7 @@ func (m *Machine) deleteCounter(op *Op) Result {
 	_, held := m.load(op.Name)
 	// Drop even an expired entry the next reclaim would drop; its heap
 	// item goes stale (lazy deletion).
-	delete(m.counters, op.Name)
+	m.ctrs.del(op.Name)
 	return Result{Code: OK, Changed: held, Split: m.splitOf(op.Name)}
 }
 
@@ -34,7 +34,7 @@ func (m *Machine) setCounter(op *Op) Result {
 	if op.TTL > 0 {
 		c.expiry = expiryAt(m.lastTime, op.TTL)
 	}
-	delete(m.counters, op.Name) // store below keeps only what is held
+	m.ctrs.del(op.Name) // store below keeps only what is held
 	m.store(op.Name, c, true)
 	return Result{Value: c.value, ExpiresAt: c.expiry, Code: OK}
 }
@@ -58,7 +58,7 @@ func (m *Machine) expireCounter(op *Op) Result {
 // ActorCount returns the size of the named counter's actor set as of time
 // now (an expired counter has none); pass now as for Get.
 func (m *Machine) ActorCount(name string, now int64) int {
-	c := m.counters[name]
+	c, _ := m.ctrs.get(name)
 	if c.expired(now) || c.actors == nil {
 		return 0
 	}

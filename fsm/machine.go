@@ -119,8 +119,8 @@ type Config struct {
 // Apply on what has. (Idempotency keys expire on each entry's own Time, as
 // they always have.)
 type Machine struct {
-	ttl      int64              // dedup TTL in nanoseconds, > 0
-	counters map[string]counter // only counters held (see counter.held)
+	ttl      int64     // dedup TTL in nanoseconds, > 0
+	ctrs     *ctrTable // only counters held (see counter.held); see counters.go
 	lastTime int64
 
 	// expiries is a min-heap of the counters' expiries, ordered by (at,
@@ -262,12 +262,13 @@ func New(cfg Config) *Machine {
 		ttl = int64(DefaultDedupTTL)
 	}
 	m := &Machine{
-		ttl:      ttl,
-		counters: make(map[string]counter),
-		dedup:    newDedupTable(),
-		splits:   make(map[string]splitState),
+		ttl:    ttl,
+		ctrs:   newCtrTable(),
+		dedup:  newDedupTable(),
+		splits: make(map[string]splitState),
 	}
 	runtime.AddCleanup(m, (*dedupTable).free, m.dedup)
+	runtime.AddCleanup(m, (*ctrTable).free, m.ctrs)
 	return m
 }
 
@@ -357,7 +358,7 @@ func (m *Machine) current(name string, code Code) Result {
 // load returns the named counter as Apply sees it now, and whether it is
 // held: the zero counter and false if it is absent or expired.
 func (m *Machine) load(name string) (counter, bool) {
-	c, ok := m.counters[name]
+	c, ok := m.ctrs.getW(name)
 	if ok && c.expired(m.lastTime) {
 		// Only possible for a counter made in this Apply whose expiry
 		// saturated at math.MaxInt64 = lastTime; reclaim drops it later.
@@ -370,10 +371,10 @@ func (m *Machine) load(name string) (counter, bool) {
 // isNew says c's expiry was just set, so the heap needs an item for it.
 func (m *Machine) store(name string, c counter, isNew bool) {
 	if !c.held() {
-		delete(m.counters, name)
+		m.ctrs.del(name)
 		return
 	}
-	m.counters[name] = c
+	m.ctrs.put(name, c)
 	if isNew && c.expiry != 0 {
 		m.push(expiry{at: c.expiry, name: name})
 	}
@@ -461,8 +462,8 @@ func (m *Machine) reclaim(now int64) {
 	n := 0
 	for len(m.expiries) > 0 && m.expiries[0].at <= now {
 		it := m.pop()
-		if c, ok := m.counters[it.name]; ok && c.expiry == it.at {
-			delete(m.counters, it.name)
+		if c, ok := m.ctrs.get(it.name); ok && c.expiry == it.at {
+			m.ctrs.del(it.name)
 		}
 		n++
 	}
@@ -544,7 +545,7 @@ func (m *Machine) expire(now int64) {
 // next entry is applied; if the clock is ahead of the leader's, such a read
 // is early by that much, and a write may still find the counter live.
 func (m *Machine) Get(name string, now int64) (value int64, expiresAt int64) {
-	c := m.counters[name]
+	c, _ := m.ctrs.get(name)
 	if c.expired(now) {
 		return 0, 0
 	}
@@ -567,7 +568,7 @@ func (m *Machine) IsMember(name, actor string) bool {
 // IsMemberAt reports whether actor is in the named counter's actor set as of
 // time now (an expired counter has none); pass now as for Get.
 func (m *Machine) IsMemberAt(name, actor string, now int64) bool {
-	c := m.counters[name]
+	c, _ := m.ctrs.get(name)
 	return !c.expired(now) && c.actors != nil && c.actors.has(actor)
 }
 
@@ -586,7 +587,10 @@ func (m *Machine) NextExpiry() int64 {
 // Counters returns the number of counters held: those with a non-zero
 // value, an actor or an expiry (including expired ones the next Apply will
 // reclaim).
-func (m *Machine) Counters() int { return len(m.counters) }
+func (m *Machine) Counters() int { return m.ctrs.len() }
+
+// CounterBytes returns about how many bytes the counter table holds.
+func (m *Machine) CounterBytes() int64 { return m.ctrs.bytes() }
 
 // DedupKeys returns the number of idempotency keys remembered.
 func (m *Machine) DedupKeys() int { return m.dedup.len() }

@@ -53,7 +53,8 @@ func (s state) values() map[string]int64 {
 
 // stateOf returns m's state, panicking if m breaks an internal invariant.
 func stateOf(m *Machine) state {
-	s := state{Counters: make(map[string]counterState, len(m.counters)), LastTime: m.lastTime, Splits: maps.Clone(m.splits)}
+	held := checkCounters(m.ctrs)
+	s := state{Counters: make(map[string]counterState, len(held)), LastTime: m.lastTime, Splits: maps.Clone(m.splits)}
 	s.Dedup = checkDedup(m.dedup)
 	// The heap is a heap, and each counter with an expiry has its item.
 	items := map[expiry]bool{}
@@ -63,7 +64,7 @@ func stateOf(m *Machine) state {
 		}
 		items[m.expiries[i]] = true
 	}
-	for name, c := range m.counters {
+	for name, c := range held {
 		if !c.held() {
 			panic(fmt.Sprintf("counter %q held with nothing in it", name))
 		}
@@ -477,7 +478,7 @@ func TestStateOfChecksInvariants(t *testing.T) {
 	// stateOf must notice a zero counter; otherwise the tests relying on it
 	// for the "zero is deleted" invariant would pass vacuously.
 	m := New(Config{})
-	m.counters["z"] = counter{}
+	m.ctrs.put("z", counter{})
 	defer func() {
 		if recover() == nil {
 			t.Fatal("stateOf accepted a zero counter")

@@ -123,27 +123,33 @@ var (
 // that, until it is garbage collected).
 type Snapshot struct {
 	lastTime int64
-	counters map[string]counter
+	counters *ctrView
 	dedup    *dedupView
 	splits   map[string]splitState
 }
 
 // Release lets go of the memory the Snapshot shares with its Machine. The
 // Snapshot must not be written after.
-func (s *Snapshot) Release() { s.dedup.release() }
+func (s *Snapshot) Release() {
+	s.counters.release()
+	s.dedup.release()
+}
 
-// Snapshot copies the state. It runs on the apply goroutine, so it only
-// copies (map clones; strings are immutable and shared, and so are the dedup
-// table's chunks); the sorting and encoding are left to WriteTo. Actor sets are
-// shared, not copied: Apply copies a set the first time it changes it after
-// a Snapshot (copy on write), so the cost is paid only for sets that change.
+// Snapshot captures the state. It runs on the apply goroutine, so it copies
+// almost nothing: the counter table's record chunks and name arena and the
+// dedup table's chunks are shared by reference, the maps of actor sets and
+// splits cloned; the sorting and encoding are left to WriteTo. Shared
+// memory is copied on write: Apply copies a record chunk, or an actor set,
+// the first time it changes it while a Snapshot holds it, so the cost is
+// paid only for what changes while the snapshot is persisted.
 func (m *Machine) Snapshot() *Snapshot {
 	s := &Snapshot{
 		lastTime: m.lastTime,
-		counters: maps.Clone(m.counters),
+		counters: m.ctrs.view(),
 		dedup:    m.dedup.view(),
 		splits:   maps.Clone(m.splits),
 	}
+	runtime.AddCleanup(s, (*ctrView).release, s.counters)
 	runtime.AddCleanup(s, (*dedupView).release, s.dedup)
 	m.gen.Add(1) // every existing actor set is now shared
 	return s
@@ -155,8 +161,8 @@ func (s *Snapshot) fitsV1() bool {
 	if len(s.splits) > 0 {
 		return false
 	}
-	for _, c := range s.counters {
-		if c.expiry != 0 || c.actors != nil {
+	for r := uint32(0); r < s.counters.n; r++ {
+		if rec := s.counters.rec(r); rec.name != 0 && (rec.expiry != 0 || rec.actors != 0) {
 			return false
 		}
 	}
@@ -181,11 +187,14 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	b = append(b, snapMagic...)
 	b = append(b, version)
 	b = binary.AppendVarint(b, s.lastTime)
-	b = binary.AppendUvarint(b, uint64(len(s.counters)))
+	cv := s.counters
+	b = binary.AppendUvarint(b, uint64(cv.live))
 	sw.write(b)
-	for _, name := range slices.Sorted(maps.Keys(s.counters)) {
-		c := s.counters[name]
-		b := appendString(sw.buf(), name)
+	for _, r := range cv.sorted(cv.n, cv.live) {
+		rec := cv.rec(r)
+		c := ctrOf(rec, cv.actors, r)
+		name := cv.name(rec.name)
+		b := append(binary.AppendUvarint(sw.buf(), uint64(len(name))), name...)
 		if version == snapV1 {
 			sw.write(binary.AppendVarint(b, c.value))
 			continue
@@ -298,21 +307,23 @@ func (m *Machine) Restore(r io.Reader) error {
 	// The heap holds exactly the counters' expiries; sorted, it is a heap.
 	var exps []expiry
 	gen := m.gen.Load()
-	for name, c := range s.counters {
+	s.counters.each(s.counters.n, s.counters.actors, func(name []byte, c counter) {
 		if c.expiry != 0 {
-			exps = append(exps, expiry{at: c.expiry, name: name})
+			exps = append(exps, expiry{at: c.expiry, name: string(name)})
 		}
 		if c.actors != nil {
 			c.actors.gen = gen // the sets are new, and ours alone
 		}
-	}
+	})
 	slices.SortFunc(exps, func(a, b expiry) int {
 		if a.less(&b) {
 			return -1
 		}
 		return 1 // names are unique, so never equal
 	})
-	m.counters = s.counters
+	oldCtrs := *m.ctrs
+	*m.ctrs = *s.counters
+	oldCtrs.free()
 	m.expiries = exps
 	m.lastTime = s.lastTime
 	old := *m.dedup
@@ -327,15 +338,10 @@ func (m *Machine) Restore(r io.Reader) error {
 // copied afterwards.
 type restoredState struct {
 	lastTime int64
-	counters map[string]counter
+	counters *ctrTable
 	dedup    *dedupTable
 	splits   map[string]splitState
 }
-
-// maxPrealloc caps how much a count read from the stream may preallocate:
-// a corrupt count must not make Restore allocate gigabytes before it finds
-// out the stream is short. Larger states simply grow as they are read.
-const maxPrealloc = 1 << 16
 
 func readSnapshot(r io.Reader) (*restoredState, error) {
 	sr := snapReader{br: bufio.NewReaderSize(r, 64<<10)}
@@ -349,16 +355,16 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 	if sr.err == nil && (version < snapV1 || version > snapV4) {
 		return nil, fmt.Errorf("%w %d", errSnapVersion, version)
 	}
-	s := &restoredState{lastTime: sr.varint(), dedup: newDedupTable()}
+	s := &restoredState{lastTime: sr.varint(), counters: newCtrTable(), dedup: newDedupTable()}
 	ok := false
 	defer func() {
 		if !ok {
+			s.counters.free()
 			s.dedup.free()
 		}
 	}()
 
 	n := sr.uvarint()
-	s.counters = make(map[string]counter, min(n, maxPrealloc))
 	for i := uint64(0); i < n && sr.err == nil; i++ {
 		name := sr.str(maxStoredNameLen)
 		var c counter
@@ -374,10 +380,10 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 		case !c.held():
 			sr.corrupt(fmt.Sprintf("zero counter %q", name))
 		default:
-			if _, dup := s.counters[name]; dup {
+			if _, dup := s.counters.get(name); dup {
 				sr.corrupt(fmt.Sprintf("duplicate counter %q", name))
 			}
-			s.counters[name] = c
+			s.counters.put(name, c)
 		}
 	}
 

@@ -1,0 +1,431 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/binary"
+	"hash/maphash"
+	"maps"
+	"slices"
+	"sync"
+	"unsafe"
+)
+
+// The counter table holds every counter a shard replica stores, so a node
+// with ten million counters holds ten million records per replica; like the
+// dedup table (see dedup.go) it keeps them off the Go heap and free of
+// pointers, so they cost their bytes and nothing more: no collector
+// headroom, no scanning, no per-counter allocation.
+//
+//   - A record (32 bytes) holds the value, the expiry, the name's place in
+//     the name arena, a hash tag of the name and whether the counter has an
+//     actor set. Records live in fixed-size chunks; a freed record goes on
+//     a free list for the next new counter.
+//   - Names live in an append-only arena of large blocks, each name
+//     length-prefixed. A deleted counter's name is garbage until the arena
+//     is compacted, which happens once garbage is half of it.
+//   - An open-addressing index (linear probing, backward-shift deletion)
+//     maps a name to its record in 4 bytes a slot. It is local to the
+//     replica (its hash is seeded per table), so it is never written to a
+//     snapshot.
+//   - Actor sets stay Go objects, in a side map by record number: only
+//     liked counters have one.
+//
+// A Snapshot shares the record chunks and the arena instead of copying
+// them. The arena is append-only, so sharing it is free; a record chunk that
+// a Snapshot still holds is copied before Apply first changes it (copy on
+// write), so a snapshot costs a copy of only the chunks written while it is
+// being persisted.
+type ctrTable struct {
+	ctrData
+	seed    maphash.Seed
+	n       uint32   // records handed out: [0, n), the free ones included
+	unused  []uint32 // freed records, reused last in first out
+	live    int
+	aused   uint64 // next arena offset
+	garbage uint64 // arena bytes of names of deleted counters
+
+	slots []uint32 // index: 0 = empty, else record + 1
+	smem  []byte
+	soff  bool
+	shift uint
+
+	actors map[uint32]*actorSet // by record, for the counters that have one
+
+	// The last name Apply looked up, and what it found: an op loads its
+	// counter and then stores it, so the store need not probe again.
+	// Only Apply's methods (getW, put, del) use it; readers run
+	// concurrently and must not.
+	last      string
+	lastR     uint32
+	lastTag   uint32
+	lastFound bool
+}
+
+// ctrData is what a table and its views read records and names from.
+type ctrData struct {
+	chunks []*ctrChunk
+	arena  []*block // arena[i] holds offsets [i*arenaBlock, (i+1)*arenaBlock)
+}
+
+type ctrRec struct {
+	value  int64
+	expiry int64
+	name   uint64 // arena offset of the name; 0 = a free record
+	tag    uint32 // the high half of the name's hash
+	actors uint32 // 1 if the counter has an actor set
+}
+
+const (
+	ctrChunkRecs  = 2048
+	ctrChunkBytes = ctrChunkRecs * int(unsafe.Sizeof(ctrRec{}))
+	arenaBlock    = 1 << 20
+	arenaStart    = 8 // offset 0 means "no name"
+)
+
+type ctrChunk struct {
+	*block
+	recs *[ctrChunkRecs]ctrRec
+}
+
+func newCtrChunk() *ctrChunk {
+	b := newBlock(ctrChunkBytes)
+	return &ctrChunk{block: b, recs: (*[ctrChunkRecs]ctrRec)(unsafe.Pointer(unsafe.SliceData(b.mem)))}
+}
+
+func newCtrTable() *ctrTable {
+	return &ctrTable{seed: maphash.MakeSeed(), actors: make(map[uint32]*actorSet)}
+}
+
+func (d *ctrData) rec(r uint32) *ctrRec {
+	return &d.chunks[r/ctrChunkRecs].recs[r%ctrChunkRecs]
+}
+
+// name returns the name at arena offset off. The bytes are the arena's:
+// read only, valid while the arena block is held.
+func (d *ctrData) name(off uint64) []byte {
+	mem := d.arena[off/arenaBlock].mem
+	i := off % arenaBlock
+	n := uint64(binary.LittleEndian.Uint16(mem[i:]))
+	return mem[i+2 : i+2+n]
+}
+
+// counter returns record r as a counter.
+func ctrOf(rec *ctrRec, actors map[uint32]*actorSet, r uint32) counter {
+	c := counter{value: rec.value, expiry: rec.expiry}
+	if rec.actors != 0 {
+		c.actors = actors[r]
+	}
+	return c
+}
+
+func (t *ctrTable) len() int { return t.live }
+
+func (t *ctrTable) hash(name string) uint32 {
+	return uint32(maphash.String(t.seed, name) >> 32)
+}
+
+func (t *ctrTable) home(tag uint32) int {
+	return int((uint64(tag) * 0x9e3779b97f4a7c15) >> t.shift)
+}
+
+// find returns the record of the named counter, or the tag and false.
+func (t *ctrTable) find(name string) (r uint32, tag uint32, ok bool) {
+	tag = t.hash(name)
+	if len(t.slots) == 0 {
+		return 0, tag, false
+	}
+	mask := len(t.slots) - 1
+	for i := t.home(tag); ; i = (i + 1) & mask {
+		v := t.slots[i]
+		if v == 0 {
+			return 0, tag, false
+		}
+		if rec := t.rec(v - 1); rec.tag == tag && string(t.name(rec.name)) == name {
+			return v - 1, tag, true
+		}
+	}
+}
+
+// findW is find for Apply, through the cache of its last lookup. The cache
+// holds when name is the very string looked up last (same bytes in memory),
+// which is what an op's load and store pass.
+func (t *ctrTable) findW(name string) (r uint32, tag uint32, ok bool) {
+	if len(name) == len(t.last) && unsafe.StringData(name) == unsafe.StringData(t.last) && name != "" {
+		return t.lastR, t.lastTag, t.lastFound
+	}
+	r, tag, ok = t.find(name)
+	t.last, t.lastR, t.lastTag, t.lastFound = name, r, tag, ok
+	return r, tag, ok
+}
+
+// getW is get for Apply (see findW).
+func (t *ctrTable) getW(name string) (counter, bool) {
+	r, _, ok := t.findW(name)
+	if !ok {
+		return counter{}, false
+	}
+	return ctrOf(t.rec(r), t.actors, r), true
+}
+
+// get returns the named counter and whether the table holds it. It only
+// reads, so readers may call it concurrently.
+func (t *ctrTable) get(name string) (counter, bool) {
+	r, _, ok := t.find(name)
+	if !ok {
+		return counter{}, false
+	}
+	return ctrOf(t.rec(r), t.actors, r), true
+}
+
+// wrec returns record r for writing: its chunk is copied first if a
+// Snapshot shares it. (Only Apply writes, and only Snapshot, which never
+// runs alongside Apply, adds references, so a count of 1 cannot grow while
+// the record is written.)
+func (t *ctrTable) wrec(r uint32) *ctrRec {
+	i := r / ctrChunkRecs
+	if c := t.chunks[i]; c.refs.Load() > 1 {
+		nc := newCtrChunk()
+		copy(nc.mem, c.mem)
+		t.chunks[i] = nc
+		c.release()
+	}
+	return &t.chunks[i].recs[r%ctrChunkRecs]
+}
+
+// put stores c (which must be held) as the named counter.
+func (t *ctrTable) put(name string, c counter) {
+	r, tag, ok := t.findW(name)
+	if !ok {
+		if 4*(t.live+1) > 3*len(t.slots) {
+			t.reindex(slotsFor(t.live + 1))
+		}
+		r = t.alloc()
+		*t.wrec(r) = ctrRec{name: t.appendName(name), tag: tag}
+		t.insert(r, tag)
+		t.live++
+		t.lastR, t.lastFound = r, true // findW cached name
+	}
+	rec := t.wrec(r)
+	rec.value, rec.expiry = c.value, c.expiry
+	switch {
+	case c.actors != nil:
+		rec.actors = 1
+		t.actors[r] = c.actors
+	case rec.actors != 0:
+		rec.actors = 0
+		delete(t.actors, r)
+	}
+}
+
+// del removes the named counter; it reports whether there was one.
+func (t *ctrTable) del(name string) bool {
+	r, tag, ok := t.findW(name)
+	if !ok {
+		return false
+	}
+	t.last, t.lastFound = "", false
+	t.unindex(r, tag)
+	rec := t.wrec(r)
+	if rec.actors != 0 {
+		delete(t.actors, r)
+	}
+	t.garbage += 2 + uint64(len(name))
+	*rec = ctrRec{}
+	t.unused = append(t.unused, r)
+	t.live--
+	if t.garbage >= arenaBlock && 2*t.garbage > t.aused {
+		t.compact()
+	}
+	if len(t.slots) > minSlots && 8*t.live < len(t.slots) {
+		t.reindex(slotsFor(t.live))
+	}
+	return true
+}
+
+func (t *ctrTable) alloc() uint32 {
+	if k := len(t.unused); k > 0 {
+		r := t.unused[k-1]
+		t.unused = t.unused[:k-1]
+		return r
+	}
+	if t.n == uint32(len(t.chunks))*ctrChunkRecs {
+		t.chunks = append(t.chunks, newCtrChunk())
+	}
+	t.n++
+	return t.n - 1
+}
+
+// appendName copies name into the arena and returns its offset.
+func (t *ctrTable) appendName(name string) uint64 {
+	need := uint64(2 + len(name))
+	if t.aused == 0 {
+		t.aused = arenaStart
+	}
+	blk := t.aused / arenaBlock
+	if t.aused%arenaBlock+need > arenaBlock { // a name never spans blocks
+		blk++
+		t.aused = blk * arenaBlock
+	}
+	for uint64(len(t.arena)) <= blk {
+		t.arena = append(t.arena, newBlock(arenaBlock))
+	}
+	off := t.aused
+	mem := t.arena[blk].mem[off%arenaBlock:]
+	binary.LittleEndian.PutUint16(mem, uint16(len(name)))
+	copy(mem[2:], name)
+	t.aused += need
+	return off
+}
+
+// compact rewrites the arena with only the live counters' names. Snapshots
+// keep the old blocks they hold.
+func (t *ctrTable) compact() {
+	old := t.ctrData.arena
+	t.arena, t.aused, t.garbage = nil, 0, 0
+	oldData := ctrData{arena: old}
+	for r := uint32(0); r < t.n; r++ {
+		if off := t.rec(r).name; off != 0 {
+			nm := oldData.name(off)
+			t.wrec(r).name = t.appendName(unsafe.String(unsafe.SliceData(nm), len(nm)))
+		}
+	}
+	for _, b := range old {
+		b.release()
+	}
+}
+
+func (t *ctrTable) insert(r, tag uint32) {
+	mask := len(t.slots) - 1
+	i := t.home(tag)
+	for t.slots[i] != 0 {
+		i = (i + 1) & mask
+	}
+	t.slots[i] = r + 1
+}
+
+// unindex removes record r (whose name has tag) from the index, shifting
+// back the entries after it that may move closer to their home.
+func (t *ctrTable) unindex(r, tag uint32) {
+	mask := len(t.slots) - 1
+	i := t.home(tag)
+	for t.slots[i] != r+1 {
+		i = (i + 1) & mask
+	}
+	for j := i; ; {
+		j = (j + 1) & mask
+		v := t.slots[j]
+		if v == 0 {
+			break
+		}
+		k := t.home(t.rec(v - 1).tag)
+		if (i < j && (k <= i || k > j)) || (i > j && k <= i && k > j) {
+			t.slots[i] = v
+			i = j
+		}
+	}
+	t.slots[i] = 0
+}
+
+// reindex rebuilds the index with n slots (a power of two).
+func (t *ctrTable) reindex(n int) {
+	t.freeIndex()
+	if n > maxHeapSlots {
+		t.smem, t.soff = offHeap(4*n), true
+	} else {
+		t.smem, t.soff = make([]byte, 4*n), false
+	}
+	t.slots = unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(t.smem))), n)
+	t.shift = uint(64 - bitsLen(n))
+	for r := uint32(0); r < t.n; r++ {
+		if rec := t.rec(r); rec.name != 0 {
+			t.insert(r, rec.tag)
+		}
+	}
+}
+
+// bitsLen is log2 of n, a power of two.
+func bitsLen(n int) int {
+	k := 0
+	for n > 1 {
+		n >>= 1
+		k++
+	}
+	return k
+}
+
+func (t *ctrTable) freeIndex() {
+	if t.soff {
+		freeOffHeap(t.smem)
+	}
+	t.slots, t.smem, t.soff = nil, nil, false
+}
+
+// bytes returns about how much memory the table holds.
+func (t *ctrTable) bytes() int64 {
+	return int64(len(t.chunks))*int64(ctrChunkBytes) + int64(len(t.arena))*arenaBlock + 4*int64(len(t.slots)) + 4*int64(cap(t.unused))
+}
+
+// free lets go of the table's memory. The table must not be used after.
+func (t *ctrTable) free() {
+	for _, c := range t.chunks {
+		c.release()
+	}
+	for _, b := range t.arena {
+		b.release()
+	}
+	t.chunks, t.arena = nil, nil
+	t.freeIndex()
+}
+
+// each calls fn for every counter, in record order.
+func (d *ctrData) each(n uint32, actors map[uint32]*actorSet, fn func(name []byte, c counter)) {
+	for r := uint32(0); r < n; r++ {
+		if rec := d.rec(r); rec.name != 0 {
+			fn(d.name(rec.name), ctrOf(rec, actors, r))
+		}
+	}
+}
+
+// sorted returns the records of the live counters in name order.
+func (d *ctrData) sorted(n uint32, live int) []uint32 {
+	ids := make([]uint32, 0, live)
+	for r := uint32(0); r < n; r++ {
+		if d.rec(r).name != 0 {
+			ids = append(ids, r)
+		}
+	}
+	slices.SortFunc(ids, func(a, b uint32) int { return bytes.Compare(d.name(d.rec(a).name), d.name(d.rec(b).name)) })
+	return ids
+}
+
+// ctrView is a Snapshot's read-only share of a counter table.
+type ctrView struct {
+	ctrData
+	n      uint32
+	live   int
+	actors map[uint32]*actorSet
+	once   sync.Once
+}
+
+func (t *ctrTable) view() *ctrView {
+	v := &ctrView{ctrData: ctrData{chunks: slices.Clone(t.chunks), arena: slices.Clone(t.arena)}, n: t.n, live: t.live, actors: maps.Clone(t.actors)}
+	for _, c := range v.chunks {
+		c.retain()
+	}
+	for _, b := range v.arena {
+		b.retain()
+	}
+	return v
+}
+
+func (v *ctrView) release() {
+	v.once.Do(func() {
+		for _, c := range v.chunks {
+			c.release()
+		}
+		for _, b := range v.arena {
+			b.release()
+		}
+		v.chunks, v.arena = nil, nil
+	})
+}
