@@ -5,7 +5,7 @@ PKGS    := ./...
 # conditions with generous deadlines, so they stay correct, only slower.
 TESTFLAGS ?= -race -count=1 -timeout 8m
 
-.PHONY: build run stop test test-short fuzz lint bench bench-go clean
+.PHONY: build run stop test test-short fuzz lint bench bench-go scale clean
 
 build:
 	$(GO) build -o $(BIN)/tallyd ./cmd/tallyd
@@ -46,6 +46,10 @@ lint:
 ## bench: tally side by side with Redis, PostgreSQL, etcd and a bare HTTP server, then tally over RESP against Redis with redis-benchmark (scripts/bench.sh).
 bench: build
 	scripts/bench.sh
+
+## scale: memory per counter and per idempotency key, snapshot, restart and catch-up times (scripts/scale.sh; COUNTERS=, KEYS=).
+scale: build
+	scripts/scale.sh $(or $(COUNTERS),1000000) $(or $(KEYS),300000)
 
 ## bench-go: the Go benchmarks of the hot paths, with allocations.
 bench-go:

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"fmt"
 	"runtime"
 	"testing"
@@ -214,3 +215,36 @@ func BenchmarkSnapshot(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// BenchmarkSnapshotMillion: writing the snapshot of a million counters, and
+// restoring it.
+func BenchmarkSnapshotMillion(b *testing.B) {
+	m := New(Config{})
+	ops := make([]Op, 1000)
+	for i := 0; i < 1_000_000; i += len(ops) {
+		for j := range ops {
+			ops[j] = Op{Kind: OpAdd, Name: fmt.Sprintf("views:video:%d", i+j), Delta: 1}
+		}
+		m.Apply(&Entry{Time: 1, Ops: ops})
+	}
+	var buf bytes.Buffer
+	b.Run("write", func(b *testing.B) {
+		for b.Loop() {
+			buf.Reset()
+			s := m.Snapshot()
+			if _, err := s.WriteTo(&buf); err != nil {
+				b.Fatal(err)
+			}
+			s.Release()
+		}
+		b.ReportMetric(float64(buf.Len()), "bytes")
+	})
+	b.Run("restore", func(b *testing.B) {
+		r := New(Config{})
+		for b.Loop() {
+			if err := r.Restore(bytes.NewReader(buf.Bytes())); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -192,9 +192,30 @@ func (t *ctrTable) wrec(r uint32) *ctrRec {
 	return &t.chunks[i].recs[r%ctrChunkRecs]
 }
 
-// put stores c (which must be held) as the named counter.
+// put stores c (which must be held) as the named counter. The name must
+// not change afterwards (the lookup cache may keep it): see putCopy.
 func (t *ctrTable) put(name string, c counter) {
 	r, tag, ok := t.findW(name)
+	t.store(name, r, tag, ok, c, true)
+}
+
+// putCopy is put for a name in a buffer that will be reused: the table
+// keeps only its copy in the arena. It reports whether the name was new.
+func (t *ctrTable) putCopy(name string, c counter) bool {
+	r, tag, ok := t.find(name)
+	t.store(name, r, tag, ok, c, false)
+	return !ok
+}
+
+// reserve sizes the index for n counters, so that filling it (a Restore)
+// does not rebuild it on the way.
+func (t *ctrTable) reserve(n int) {
+	if 4*n > 3*len(t.slots) {
+		t.reindex(slotsFor(n))
+	}
+}
+
+func (t *ctrTable) store(name string, r, tag uint32, ok bool, c counter, cached bool) {
 	if !ok {
 		if 4*(t.live+1) > 3*len(t.slots) {
 			t.reindex(slotsFor(t.live + 1))
@@ -203,7 +224,9 @@ func (t *ctrTable) put(name string, c counter) {
 		*t.wrec(r) = ctrRec{name: t.appendName(name), tag: tag}
 		t.insert(r, tag)
 		t.live++
-		t.lastR, t.lastFound = r, true // findW cached name
+		if cached {
+			t.lastR, t.lastFound = r, true // findW cached name
+		}
 	}
 	rec := t.wrec(r)
 	rec.value, rec.expiry = c.value, c.expiry
@@ -395,6 +418,38 @@ func (d *ctrData) sorted(n uint32, live int) []uint32 {
 		}
 	}
 	slices.SortFunc(ids, func(a, b uint32) int { return bytes.Compare(d.name(d.rec(a).name), d.name(d.rec(b).name)) })
+	return ids
+}
+
+// canonical returns the records of the live counters in snapshot order:
+// by FNV-64a of the name, then by name. Any fixed order makes equal states
+// write equal bytes; this one sorts on integers, which for millions of
+// counters costs a small part of what sorting the names does.
+func (d *ctrData) canonical(n uint32, live int) []uint32 {
+	type key struct {
+		h uint64
+		r uint32
+	}
+	keys := make([]key, 0, live)
+	for r := uint32(0); r < n; r++ {
+		if rec := d.rec(r); rec.name != 0 {
+			nm := d.name(rec.name)
+			keys = append(keys, key{h: fnvString(fnvOffset, unsafe.String(unsafe.SliceData(nm), len(nm))), r: r})
+		}
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		switch {
+		case a.h < b.h:
+			return -1
+		case a.h > b.h:
+			return 1
+		}
+		return bytes.Compare(d.name(d.rec(a.r).name), d.name(d.rec(b.r).name))
+	})
+	ids := make([]uint32, len(keys))
+	for i, k := range keys {
+		ids[i] = k.r
+	}
 	return ids
 }
 

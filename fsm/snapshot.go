@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"unsafe"
 )
 
 // Snapshot stream, version 1 (no actors, expiries or new op fields):
@@ -18,7 +19,7 @@ import (
 //	magic     8 bytes "TALLYFSM"
 //	version   byte = 1
 //	lastTime  varint
-//	counters  uvarint count, then per counter (sorted by name):
+//	counters  uvarint count, then per counter (in a canonical order; see below):
 //	            name uvarint length + bytes, value varint (never 0)
 //	dedup     uvarint count, then per record (oldest first: the FIFO order
 //	          that drives expiry):
@@ -33,7 +34,7 @@ import (
 //	magic     8 bytes "TALLYFSM"
 //	version   byte = 2
 //	lastTime  varint
-//	counters  uvarint count, then per counter (sorted by name):
+//	counters  uvarint count, then per counter (canonical order):
 //	            name   uvarint length + bytes
 //	            flags  byte, non-zero: which of these follow, in order:
 //	              0x01 value   varint, non-zero
@@ -87,9 +88,11 @@ import (
 // snapshots of a cluster not using the new features; otherwise version 2,
 // or version 3 when a counter is split.
 //
-// Counters (and actors) are sorted so that replicas with equal state write
-// identical bytes, which makes comparing replicas (and testing) a byte
-// comparison.
+// Counters are written in a canonical order, by a hash of the name and then
+// the name (see ctrData.canonical), and actors sorted, so that replicas with
+// equal state write identical bytes, which makes comparing replicas (and
+// testing) a byte comparison. Version 1-3 writers sorted counters by name;
+// readers accept any order.
 const (
 	snapMagic = "TALLYFSM"
 	snapV1    = 1
@@ -190,7 +193,7 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	cv := s.counters
 	b = binary.AppendUvarint(b, uint64(cv.live))
 	sw.write(b)
-	for _, r := range cv.sorted(cv.n, cv.live) {
+	for _, r := range cv.canonical(cv.n, cv.live) {
 		rec := cv.rec(r)
 		c := ctrOf(rec, cv.actors, r)
 		name := cv.name(rec.name)
@@ -365,8 +368,13 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 	}()
 
 	n := sr.uvarint()
+	// Size the index up front, but not from a count a corrupt stream
+	// could make huge: past this, it grows as counters are read.
+	s.counters.reserve(int(min(n, 1<<24)))
 	for i := uint64(0); i < n && sr.err == nil; i++ {
-		name := sr.str(maxStoredNameLen)
+		// A view of the reader's buffer: the table copies the name into
+		// its arena, and nothing else keeps it.
+		name := sr.view(maxStoredNameLen)
 		var c counter
 		if version == snapV1 {
 			c.value = sr.varint()
@@ -380,10 +388,9 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 		case !c.held():
 			sr.corrupt(fmt.Sprintf("zero counter %q", name))
 		default:
-			if _, dup := s.counters.get(name); dup {
+			if !s.counters.putCopy(name, c) {
 				sr.corrupt(fmt.Sprintf("duplicate counter %q", name))
 			}
-			s.counters.put(name, c)
 		}
 	}
 
@@ -628,6 +635,7 @@ type snapReader struct {
 	crc uint32
 	err error
 	tmp [max(maxStoredNameLen, MaxKeyLen, MaxActorLen, maxOpLenV2)]byte
+	vb  [maxStoredNameLen]byte // view's, apart from tmp: a counter's name outlives reading its actors
 }
 
 func (sr *snapReader) fail(err error) {
@@ -697,6 +705,25 @@ func (sr *snapReader) varint() int64 {
 		x = ^x
 	}
 	return x
+}
+
+// view is str without the copy, for limit <= maxStoredNameLen: the string
+// shares a buffer of sr's and is valid until the next view.
+func (sr *snapReader) view(limit int) string {
+	n := sr.uvarint()
+	if sr.err != nil {
+		return ""
+	}
+	if n > uint64(limit) {
+		sr.corrupt(fmt.Sprintf("string of %d bytes", n))
+		return ""
+	}
+	p := sr.vb[:n]
+	sr.full(p)
+	if sr.err != nil || n == 0 {
+		return ""
+	}
+	return unsafe.String(&p[0], n)
 }
 
 // str reads a length-prefixed string, refusing lengths over limit before

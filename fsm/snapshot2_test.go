@@ -2,11 +2,13 @@ package fsm
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -139,12 +141,23 @@ func TestSnapshotLayoutV2(t *testing.T) {
 		withTTL(add("b", 0), 1),
 		withKey(atMost("c", 1, 1), "k"),
 	}})
+	ctr := map[byte][]byte{
+		'a': {1, 'a', ctrActors, 2, 1, 'x', 1, 'y'}, // value 0: held by its actors
+		'b': {1, 'b', ctrExpiry, 0x8e, 0x89, 0x7a},  // expiry 7 + 1e6
+		'c': {1, 'c', ctrValue, 2},                  // value 1
+	}
 	body := binary.AppendVarint(append([]byte(snapMagic), snapV2), 7)
 	body = append(body, 3)
-	body = append(body, 1, 'a', ctrActors, 2, 1, 'x', 1, 'y') // value 0: held by its actors
-	body = append(body, 1, 'b', ctrExpiry, 0x8e, 0x89, 0x7a)  // expiry 7 + 1e6
-	body = append(body, 1, 'c', ctrValue, 2)                  // value 1
 	counters := bytes.Clone(body)
+	body = slices.Concat(body, ctr['a'], ctr['b'], ctr['c']) // version 2 writers sorted by name
+	// Version 4 writes them in canonical order: by FNV-64a of the name.
+	names := []byte("abc")
+	slices.SortFunc(names, func(x, y byte) int {
+		return cmp.Compare(fnvString(fnvOffset, string(x)), fnvString(fnvOffset, string(y)))
+	})
+	for _, n := range names {
+		counters = append(counters, ctr[n]...)
+	}
 	body = append(body, 1)                                                                          // one dedup record
 	body = append(body, 8, byte(OpAdd), 1, 'c', flagDelta|flagKey|flagHasMax|flagMax, 2, 1, 'k', 2) // op
 	body = append(body, 14, 2, 0, byte(OK), 0)                                                      // time, value, expiresAt, code, changed

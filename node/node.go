@@ -50,6 +50,7 @@ type Config struct {
 	HeartbeatTimeout  time.Duration
 	ElectionTimeout   time.Duration
 	SnapshotThreshold uint64
+	SnapshotBytes     int64         // log bytes between snapshots (shard default when 0; negative: entries only)
 	BalanceInterval   time.Duration // 0: 5 s; negative: never rebalance leaders
 	RequestTimeout    time.Duration // per request deadline (default 5 s)
 
@@ -334,33 +335,52 @@ func (n *Node) openShards(state *clusterState) error {
 	}
 	var hosted []uint32
 	for s := 0; s < state.Shards; s++ {
-		if !state.hosts(n.cfg.ID, s) {
-			continue
+		if state.hosts(n.cfg.ID, s) {
+			hosted = append(hosted, uint32(s))
 		}
-		id := uint32(s)
-		sh, err := shard.Open(shard.Config{
-			ID:                id,
-			NodeID:            n.cfg.ID,
-			Dir:               filepath.Join(n.cfg.DataDir, fmt.Sprintf("shard-%d", s)),
-			Transport:         n.mux.RaftTransport(id),
-			Logger:            n.log,
-			DedupTTL:          n.cfg.DedupTTL,
-			SnapshotThreshold: n.cfg.SnapshotThreshold,
-			HeartbeatTimeout:  n.cfg.HeartbeatTimeout,
-			ElectionTimeout:   n.cfg.ElectionTimeout,
-			ObserveBatch:      n.metrics.observeBatch,
-			OnLeaderChange:    func(leader bool) { n.onLeaderChange(id, leader) },
-			OnSplit:           n.splits.learn,
-			AdmitKeys:         n.admitKeys,
-			Logs:              n.logs,
-		})
-		if err != nil {
-			return err
+	}
+	// Each replica restores its snapshot as it opens, which for a large
+	// shard takes a while; they share nothing, so open them side by side.
+	opened := make([]*shard.Shard, len(hosted))
+	errs := make([]error, len(hosted))
+	var wg sync.WaitGroup
+	for i, id := range hosted {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			opened[i], errs[i] = shard.Open(shard.Config{
+				ID:                id,
+				NodeID:            n.cfg.ID,
+				Dir:               filepath.Join(n.cfg.DataDir, fmt.Sprintf("shard-%d", id)),
+				Transport:         n.mux.RaftTransport(id),
+				Logger:            n.log,
+				DedupTTL:          n.cfg.DedupTTL,
+				SnapshotThreshold: n.cfg.SnapshotThreshold,
+				SnapshotBytes:     n.cfg.SnapshotBytes,
+				HeartbeatTimeout:  n.cfg.HeartbeatTimeout,
+				ElectionTimeout:   n.cfg.ElectionTimeout,
+				ObserveBatch:      n.metrics.observeBatch,
+				OnLeaderChange:    func(leader bool) { n.onLeaderChange(id, leader) },
+				OnSplit:           n.splits.learn,
+				AdmitKeys:         n.admitKeys,
+				Logs:              n.logs,
+			})
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, sh := range opened {
+			if sh != nil {
+				sh.Close()
+			}
 		}
+		return err
+	}
+	for i, id := range hosted {
+		sh, s := opened[i], int(id)
 		n.mu.Lock()
 		n.shards[id] = sh
 		n.mu.Unlock()
-		hosted = append(hosted, id)
 		// The lowest id among a new shard's replicas bootstraps it. A
 		// replica with state never does, so a restart cannot reset a shard.
 		if !sh.HasState() && state.Placement[s][0] == n.cfg.ID {

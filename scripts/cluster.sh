@@ -31,7 +31,7 @@ Commands:
   status             members and shard leaders, and which local nodes run
   stop NODE          SIGTERM a node and wait (up to ${stop_secs}s) for it to exit
   kill NODE          SIGKILL a node
-  start NODE         restart a node with its saved command line; wait until ready
+  start NODE...      restart nodes with their saved command lines; wait until ready
   kill-leader SHARD  SIGKILL the leader of shard SHARD; print its id
   down               SIGTERM every node and wait for all to exit
   logs NODE [ARGS]   tail a node's log (ARGS go to tail, e.g. -f)
@@ -342,16 +342,25 @@ cmd_stop() {
 
 cmd_start() {
 	local id p
-	id=$(node_id "$1")
-	known "$id"
-	running "$id" && die "$id is already running (pid $(pid_of "$id"))"
-	for p in $(ports "${id#n}"); do
-		# A SIGKILLed node's ports are free at once; this catches strays.
-		port_in_use "$p" && die "port $p is in use; is an old $id still running?"
+	local -a ids=()
+	(($# > 0)) || usage_error "start: which node?"
+	for id in "$@"; do
+		id=$(node_id "$id")
+		known "$id"
+		running "$id" && die "$id is already running (pid $(pid_of "$id"))"
+		for p in $(ports "${id#n}"); do
+			# A SIGKILLed node's ports are free at once; this catches strays.
+			port_in_use "$p" && die "port $p is in use; is an old $id still running?"
+		done
+		ids+=("$id")
 	done
-	launch "$id"
-	echo "started $id (pid $(pid_of "$id"))"
-	wait_ready "$id"
+	# All of them first, then the wait: a node is ready only once its
+	# shards have leaders, which may take the others.
+	for id in "${ids[@]}"; do
+		launch "$id"
+		echo "started $id (pid $(pid_of "$id"))"
+	done
+	wait_ready "${ids[@]}"
 }
 
 # leader_of SHARD: read `tally --json cluster` on stdin and print the
@@ -477,7 +486,7 @@ up) nargs 0 1 "$@" && cmd_up "$@" ;;
 status) nargs 0 0 "$@" && cmd_status ;;
 kill) nargs 1 1 "$@" && cmd_kill "$1" ;;
 stop) nargs 1 1 "$@" && cmd_stop "$1" ;;
-start) nargs 1 1 "$@" && cmd_start "$1" ;;
+start) nargs 1 99 "$@" && cmd_start "$@" ;;
 kill-leader) nargs 1 1 "$@" && cmd_kill_leader "$1" ;;
 down) nargs 0 0 "$@" && cmd_down ;;
 logs) nargs 1 99 "$@" && cmd_logs "$@" ;;

@@ -2,9 +2,12 @@ package shard
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -111,5 +114,30 @@ func TestRestartRecoversFromSnapshotAndLog(t *testing.T) {
 	}
 	if r := mustPropose(t, s, add("c", 1))[0]; r != (fsm.Result{Value: 501}) {
 		t.Fatalf("write after restart: %v, want {501 ok}", r)
+	}
+}
+
+// TestSnapshotByLogBytes: with a huge entry threshold, a replica still
+// snapshots once SnapshotBytes of log were applied since its last
+// snapshot, every replica on its own.
+func TestSnapshotByLogBytes(t *testing.T) {
+	g := startGroup(t, 3, func(i int, c *Config) {
+		c.SnapshotThreshold = 1 << 40
+		c.SnapshotBytes = 32 << 10
+	})
+	leader := g.nodes[g.waitLeader()].sh
+	if leader.LastSnapshotIndex() != 0 {
+		t.Fatal("snapshot before any write")
+	}
+	long := strings.Repeat("n", 200)
+	for i := range 40 { // about 40 entries of 4 KB
+		ops := make([]fsm.Op, 16)
+		for j := range ops {
+			ops[j] = add(fmt.Sprintf("%s-%d-%d", long, i, j), 1)
+		}
+		mustPropose(t, leader, ops...)
+	}
+	for _, nd := range g.nodes {
+		waitFor(t, 30*time.Second, nd.id+" snapshots for log bytes", func() bool { return nd.sh.LastSnapshotIndex() > 0 })
 	}
 }

@@ -38,7 +38,13 @@ type Config struct {
 
 	DedupTTL          time.Duration // idempotency key lifetime (fsm default when 0)
 	SnapshotThreshold uint64        // log entries between snapshots (default 8192)
-	TrailingLogs      uint64        // entries kept after a snapshot (default 4096)
+	// SnapshotBytes: a snapshot is also taken once this many bytes of log
+	// entries were applied since the last one (default 32 MiB; negative
+	// counts as never). Group commit puts thousands of ops in one entry,
+	// so entries alone would let a busy shard's log, and a restart's
+	// replay, grow without bound.
+	SnapshotBytes int64
+	TrailingLogs  uint64 // entries kept after a snapshot (default 4096)
 	// Timing: HeartbeatTimeout and ElectionTimeout default to 300 ms
 	// (leader lease 150 ms), which elects a new leader and serves writes
 	// again within about a second of a leader's death on a LAN (chaos
@@ -90,6 +96,7 @@ type Shard struct {
 	trans     raft.Transport
 	store     *raftboltdb.BoltStore
 	readyTerm atomic.Uint64
+	snapping  atomic.Bool // a snapshot for log bytes is running
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -104,6 +111,9 @@ func Open(cfg Config) (*Shard, error) {
 	}
 	if cfg.SnapshotThreshold == 0 {
 		cfg.SnapshotThreshold = 8192
+	}
+	if cfg.SnapshotBytes == 0 {
+		cfg.SnapshotBytes = 32 << 20
 	}
 	if cfg.TrailingLogs == 0 {
 		cfg.TrailingLogs = 4096
@@ -213,6 +223,18 @@ func Open(cfg Config) (*Shard, error) {
 	}
 	sm := newStateMachine(fsm.Config{DedupTTL: cfg.DedupTTL})
 	sm.onSplit = cfg.OnSplit
+	sm.log = logger
+	// Raft may apply entries (replaying its log) before Open returns the
+	// Shard; until then, nothing to call.
+	var opened atomic.Pointer[Shard]
+	if cfg.SnapshotBytes > 0 {
+		sm.snapBytes = uint64(cfg.SnapshotBytes)
+		sm.onLogBytes = func() {
+			if sh := opened.Load(); sh != nil {
+				sh.snapshotForBytes()
+			}
+		}
+	}
 	r, err := raft.NewRaft(rc, sm, logs, stable, snaps, trans)
 	if err != nil {
 		closeTransport(trans)
@@ -227,6 +249,7 @@ func Open(cfg Config) (*Shard, error) {
 	s.wg.Add(2)
 	go s.watchLeadership()
 	go s.reclaimExpired()
+	opened.Store(s)
 	return s, nil
 }
 
@@ -486,6 +509,30 @@ func (s *Shard) Ready() bool {
 // Close stops the replica: pending proposals fail, raft shuts down, stores
 // close. It does not transfer leadership; call TransferLeadership first
 // for a graceful stop.
+// snapshotForBytes takes a snapshot, in the background, once the state
+// machine has applied Config.SnapshotBytes of log since the last one. Raft
+// then compacts the log behind it as after any snapshot.
+func (s *Shard) snapshotForBytes() {
+	if !s.snapping.CompareAndSwap(false, true) {
+		return // one is running
+	}
+	select {
+	case <-s.stop:
+		s.snapping.Store(false)
+		return
+	default:
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer s.snapping.Store(false)
+		err := s.r.Snapshot().Error()
+		if err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) && !errors.Is(err, raft.ErrRaftShutdown) {
+			s.log.Warn("snapshot for log bytes failed", "err", err)
+		}
+	}()
+}
+
 func (s *Shard) Close() error {
 	var err error
 	s.closeOnce.Do(func() {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,14 @@ type stateMachine struct {
 	// onSplit, if set, is called after a batch whose entries ended a split
 	// (outside the lock), with the counter and its new factor.
 	onSplit func(name string, n int)
+
+	log *slog.Logger // snapshot persists and restores, one line each; nil: none
+
+	// sinceSnap counts the log bytes applied since the last snapshot;
+	// past snapBytes (if set), onLogBytes is called after each batch.
+	sinceSnap  atomic.Uint64
+	snapBytes  uint64
+	onLogBytes func()
 }
 
 func newStateMachine(cfg fsm.Config) *stateMachine {
@@ -53,11 +62,13 @@ func (s *stateMachine) Apply(l *raft.Log) interface{} {
 func (s *stateMachine) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
 	var splits []fsm.Op
+	var bytes uint64
 	s.mu.Lock()
 	for i, l := range logs {
 		if l.Type != raft.LogCommand {
 			continue // configuration changes: only the index matters to us
 		}
+		bytes += uint64(len(l.Data))
 		e, err := fsm.DecodeEntry(l.Data)
 		if err != nil {
 			// Deterministic on every replica: a corrupt entry applies nothing.
@@ -81,6 +92,9 @@ func (s *stateMachine) ApplyBatch(logs []*raft.Log) []interface{} {
 	}
 	if n := len(logs); n > 0 {
 		s.setApplied(logs[n-1].Index)
+	}
+	if s.sinceSnap.Add(bytes) >= s.snapBytes && s.snapBytes > 0 && s.onLogBytes != nil {
+		s.onLogBytes()
 	}
 	return out
 }
@@ -203,7 +217,8 @@ const snapVersion = 1
 func (s *stateMachine) Snapshot() (raft.FSMSnapshot, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return &snapshot{applied: s.applied.Load(), snap: s.m.Snapshot()}, nil
+	s.sinceSnap.Store(0)
+	return &snapshot{applied: s.applied.Load(), snap: s.m.Snapshot(), log: s.log}, nil
 }
 
 func (s *stateMachine) Restore(rc io.ReadCloser) error {
@@ -217,12 +232,17 @@ func (s *stateMachine) Restore(rc io.ReadCloser) error {
 		return errors.New("restore: not a tally shard snapshot (bad magic or version)")
 	}
 	applied := binary.BigEndian.Uint64(hdr[5:])
+	start := time.Now()
 	s.mu.Lock()
 	err := s.m.Restore(br)
 	s.keys.Store(int64(s.m.DedupKeys()))
+	s.sinceSnap.Store(0)
 	s.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
+	}
+	if s.log != nil {
+		s.log.Info("snapshot restored", "index", applied, "ms", time.Since(start).Milliseconds())
 	}
 	// A restore replaces state wholesale; the index may go backwards only
 	// when raft restores at startup, before anyone reads.
@@ -237,6 +257,7 @@ func (s *stateMachine) Restore(rc io.ReadCloser) error {
 type snapshot struct {
 	applied uint64
 	snap    *fsm.Snapshot
+	log     *slog.Logger
 }
 
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
@@ -249,7 +270,9 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 		sink.Cancel()
 		return err
 	}
-	if _, err := s.snap.WriteTo(bw); err != nil {
+	start := time.Now()
+	n, err := s.snap.WriteTo(bw)
+	if err != nil {
 		sink.Cancel()
 		return err
 	}
@@ -257,7 +280,13 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 		sink.Cancel()
 		return err
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return err
+	}
+	if s.log != nil {
+		s.log.Info("snapshot persisted", "index", s.applied, "bytes", n+int64(len(hdr)), "ms", time.Since(start).Milliseconds())
+	}
+	return nil
 }
 
 // Release frees the dedup memory the snapshot shared with the machine.

@@ -47,6 +47,7 @@ func run(args []string) int {
 		dedupMax  = fs.Int64("dedup-max-keys", 0, "idempotency keys this node may remember in all before it refuses new ones (503 keys_full); 0: a quarter of its memory at 100 bytes a key")
 		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
 		snapEvery = fs.Uint64("snapshot-threshold", 8192, "raft log entries between snapshots")
+		snapBytes = fs.Int64("snapshot-bytes", 32<<20, "raft log bytes between snapshots, whichever of the two comes first (negative: entries only)")
 		autoSplit = fs.Bool("auto-split", true, "split hot counters into sub-counters on several shards automatically")
 		splitRate = fs.Float64("split-threshold", 2000, "writes per second on one counter that make it hot")
 		splitFor  = fs.Duration("split-sustain", 5*time.Second, "how long a counter must stay hot before it is split")
@@ -100,6 +101,7 @@ func run(args []string) int {
 		DedupTTL:          *dedupTTL,
 		DedupMaxKeys:      *dedupMax,
 		SnapshotThreshold: *snapEvery,
+		SnapshotBytes:     *snapBytes,
 		NoAutoSplit:       !*autoSplit,
 		SplitThreshold:    *splitRate,
 		SplitSustain:      *splitFor,
