@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,9 @@ var ciSchedule = []string{
 	KillLeader, KillLeader, PartitionLeader, KillLeader, KillLeader, PauseLeader, KillLeader, KillLeader,
 	SnapshotInstall, KillLeader, KillLeader, RestartAll, KillLeader, KillLeader, KillNode,
 }
+
+// dedupCap is the campaign nodes' --dedup-max-keys.
+const dedupCap = 1000
 
 // TestChaosCampaign is the short campaign CI runs: real tallyd processes
 // (built here without the race detector), the faults above over two
@@ -35,6 +39,12 @@ func TestChaosCampaign(t *testing.T) {
 		Bin: bin, Nodes: 3, Shards: 4, SnapshotThreshold: 64,
 		Faults: ciSchedule, MinFaults: len(ciSchedule), FaultsPerRound: 8,
 		Clients: 6, RESPClients: 2, Rate: 150, Log: &log,
+		// A key table the second round fills (a round sends about 650
+		// keyed writes): keys past the cap are refused, and must not
+		// count, until the first round's keys expire. Every keyed retry
+		// (by the client, or settling an unknown write after its round)
+		// comes well within the 30 s window.
+		TallydArgs: []string{"--dedup-max-keys", strconv.Itoa(dedupCap), "--dedup-ttl", "30s"},
 	})
 	t.Logf("campaign log:\n%s", log.String())
 	if err != nil {
@@ -55,6 +65,9 @@ func TestChaosCampaign(t *testing.T) {
 	}
 	if sum.Acked == 0 || sum.Reads == 0 || sum.Lost != 0 || sum.Duplicated != 0 || !sum.Linearizable || !sum.ReplicasAgree {
 		t.Fatalf("summary does not add up: %+v", sum)
+	}
+	if sum.KeysFull == 0 {
+		t.Fatalf("no write refused for a full key table: the cap of %d was never reached", dedupCap)
 	}
 	// Two of the six clients spoke RESP: their writes and reads were in
 	// the checked histories.

@@ -63,6 +63,7 @@ type History struct {
 	ops          []Op
 	failed       int
 	failedWrites int
+	keysFull     int // of the failed writes, those refused with keys_full
 }
 
 // NewHistory starts a history; timestamps are measured from now with the
@@ -91,6 +92,22 @@ func (h *History) Failed(k Kind) {
 		h.failedWrites++
 	}
 	h.mu.Unlock()
+}
+
+// KeysFull counts a write refused because the node's idempotency key table
+// was full (keys_full, -OOM): one that did not happen, counted by Failed
+// too.
+func (h *History) KeysFull() {
+	h.mu.Lock()
+	h.keysFull++
+	h.mu.Unlock()
+}
+
+// KeysFullWrites counts the writes refused with keys_full.
+func (h *History) KeysFullWrites() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.keysFull
 }
 
 // FailedWrites counts the failed ops that were writes.

@@ -20,15 +20,16 @@ import (
 type respOutcome uint8
 
 const (
-	respOK      respOutcome = iota
-	respFailed              // definitely not applied
-	respUnknown             // may or may not have applied
-	respBug                 // an answer tally should never give here
+	respOK       respOutcome = iota
+	respFailed               // definitely not applied
+	respUnknown              // may or may not have applied
+	respKeysFull             // not applied: the node's idempotency key table is full
+	respBug                  // an answer tally should never give here
 )
 
 // classifyAdd maps a TALLY.INCRBY reply (or its failure) to an outcome:
-// an integer is the counter's value right after the add; TRYAGAIN applied
-// nothing; UNKNOWN may have committed (a retry with the same id tells);
+// an integer is the counter's value right after the add; TRYAGAIN and OOM
+// (the key table is full) applied nothing; UNKNOWN may have committed (a retry with the same id tells);
 // a connection that failed after the command was handed to it may have
 // delivered it, one that failed before cannot have. Anything else is a
 // bug, and its text says which.
@@ -42,6 +43,8 @@ func classifyAdd(r respclient.Reply, err error) (int64, respOutcome, string) {
 		return 0, respBug, fmt.Sprintf("TALLY.INCRBY answered a %s (%q), not an integer", r.Kind, r.Str)
 	case errors.As(err, &se) && se.Code() == "TRYAGAIN":
 		return 0, respFailed, ""
+	case errors.As(err, &se) && se.Code() == "OOM":
+		return 0, respKeysFull, ""
 	case errors.As(err, &se) && se.Code() == "UNKNOWN":
 		return 0, respUnknown, ""
 	case errors.As(err, &se):
@@ -142,9 +145,12 @@ func (w *Workload) addRESP(ctx context.Context, rc *respConn, id int, name strin
 	case respUnknown:
 		op.Outcome = Unknown
 		w.pending.Store(w.h.Record(op), op)
-	case respFailed:
+	case respFailed, respKeysFull:
 		w.h.Failed(Add)
 		w.respFailed.Add(1)
+		if outcome == respKeysFull {
+			w.h.KeysFull()
+		}
 	default:
 		// The round fails on the answer itself; the write stays in the
 		// history as one that may have applied, so the other checks

@@ -119,7 +119,8 @@ type Summary struct {
 	// UnsettledChecked counts unknown writes also checked as unknown (in
 	// the history before settling: may have happened or not).
 	UnsettledChecked int                        `json:"unsettled_checked"`
-	Failed           int                        `json:"failed"` // writes and reads that definitely did not happen
+	Failed           int                        `json:"failed"`    // writes and reads that definitely did not happen
+	KeysFull         int                        `json:"keys_full"` // of the failed writes, those refused because a node's key table was full
 	Reads            int                        `json:"reads"`
 	Lost             int64                      `json:"lost"`
 	Duplicated       int64                      `json:"duplicated"`
@@ -412,6 +413,7 @@ func runRound(ctx context.Context, cfg Config, c *Cluster, prefix string, round 
 	sum.Unknown += rep.Unknown
 	sum.UnsettledChecked += rep2.Unknown
 	sum.Failed += rep.Failed
+	sum.KeysFull += h.KeysFullWrites()
 	sum.Reads += rep.Reads
 	sum.Lost += rep.Lost
 	sum.Duplicated += rep.Duplicated
@@ -598,7 +600,7 @@ func (s *Summary) Table(w io.Writer) {
 	fmt.Fprintf(tw, "  over RESP\t%d of %d sent (%d settled by a keyed RESP retry); %d linearizable reads\n", s.RESPAcked, s.RESPAttempted, s.RESPResolved, s.RESPReads)
 	fmt.Fprintf(tw, "writes unknown\t%d (after settling; %d were also checked as unknown before)\n", s.Unknown, s.UnsettledChecked)
 	fmt.Fprintf(tw, "linearizable reads\t%d\n", s.Reads)
-	fmt.Fprintf(tw, "ops failed (not applied)\t%d\n", s.Failed)
+	fmt.Fprintf(tw, "ops failed (not applied)\t%d (%d writes refused: key table full)\n", s.Failed, s.KeysFull)
 	fmt.Fprintf(tw, "lost\t%d\n", s.Lost)
 	fmt.Fprintf(tw, "duplicated\t%d\n", s.Duplicated)
 	fmt.Fprintf(tw, "reads backwards\t%d\n", s.Backwards)

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -175,6 +176,9 @@ func (w *Workload) add(ctx context.Context, id int, name string, delta int64, ke
 		w.pending.Store(w.h.Record(op), op)
 	default:
 		w.h.Failed(Add)
+		if ae := (*client.APIError)(nil); errors.As(err, &ae) && ae.Code == "keys_full" {
+			w.h.KeysFull()
+		}
 	}
 }
 

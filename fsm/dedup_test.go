@@ -264,3 +264,20 @@ func TestImportKeyForms(t *testing.T) {
 		}
 	}
 }
+
+// NextKeyExpiry names the time an entry must carry to forget the oldest key.
+func TestNextKeyExpiry(t *testing.T) {
+	m := New(Config{DedupTTL: 10 * time.Second})
+	if m.NextKeyExpiry() != 0 {
+		t.Fatal("expiry with no keys")
+	}
+	apply1(m, sec, keyed("a", 1, "k1"))
+	apply1(m, 2*sec, keyed("a", 1, "k2"))
+	if got := m.NextKeyExpiry(); got != 11*sec {
+		t.Fatalf("NextKeyExpiry = %d, want %d", got, 11*sec)
+	}
+	m.Apply(&Entry{Time: m.NextKeyExpiry()})
+	if m.DedupKeys() != 1 || m.NextKeyExpiry() != 12*sec {
+		t.Fatalf("after an entry at the expiry: %d keys, next %d", m.DedupKeys(), m.NextKeyExpiry())
+	}
+}

@@ -584,6 +584,22 @@ func (m *Machine) NextExpiry() int64 {
 	return m.expiries[0].at
 }
 
+// NextKeyExpiry returns when the oldest remembered idempotency key expires
+// (Unix nanoseconds), or 0 if none is: an Apply with a Time at or after it
+// forgets it (and any due behind it), so an idle shard's leader can propose
+// an empty entry then.
+func (m *Machine) NextKeyExpiry() int64 {
+	t := m.dedup
+	if t.head == t.tail {
+		return 0
+	}
+	at := t.rec(t.head).time
+	if at > math.MaxInt64-m.ttl {
+		return math.MaxInt64
+	}
+	return at + m.ttl
+}
+
 // Counters returns the number of counters held: those with a non-zero
 // value, an actor or an expiry (including expired ones the next Apply will
 // reclaim).

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -26,6 +27,7 @@ type HTTP struct {
 	tr          *http.Transport
 	hc          *http.Client
 	routes      *route.Table // nil unless routing to leaders
+	keys        string       // prefix of the increments' Idempotency-Keys; "" = none
 }
 
 // HTTPOption configures an HTTP target.
@@ -40,6 +42,13 @@ type HTTPOption func(*HTTP)
 // address, as does any request while its leader is not known.
 func RouteToLeaders() HTTPOption {
 	return func(h *HTTP) { h.routes = route.New(h.addrs, h.hc) }
+}
+
+// WithKeys makes every single increment carry an Idempotency-Key of its
+// own (a UUID-sized string, unique in the run), as clients that retry
+// safely send them.
+func WithKeys() HTTPOption {
+	return func(h *HTTP) { h.keys = fmt.Sprintf("%08x", rand.Uint32()) }
 }
 
 // NewHTTP prepares clients for addrs (host:port or URLs). consistency is
@@ -70,16 +79,18 @@ func BaseURL(addr string) string {
 
 // Client is client i's target.
 func (h *HTTP) Client(i int) Target {
-	return &httpTarget{h: h, base: h.addrs[i%len(h.addrs)], sub: uint32(i)}
+	return &httpTarget{h: h, base: h.addrs[i%len(h.addrs)], sub: uint32(i), client: i}
 }
 
 // Close drops the idle connections.
 func (h *HTTP) Close() { h.tr.CloseIdleConnections() }
 
 type httpTarget struct {
-	h    *HTTP
-	base string
-	sub  uint32 // the sub-counter of a split counter this client writes
+	h      *HTTP
+	base   string
+	client int
+	seq    uint64 // increments sent, for their keys
+	sub    uint32 // the sub-counter of a split counter this client writes
 	buf  bytes.Buffer
 }
 
@@ -105,7 +116,12 @@ func (t *httpTarget) Incr(ctx context.Context, counter string, delta int64) erro
 			base = b
 		}
 	}
-	ans, err := t.do(ctx, http.MethodPost, base+"/v1/counters/"+url.PathEscape(counter)+"/incr", body, routes != nil)
+	key := ""
+	if t.h.keys != "" {
+		t.seq++
+		key = fmt.Sprintf("%s-%04x-4000-8000-%012x", t.h.keys, t.client&0xffff, t.seq)
+	}
+	ans, err := t.doKeyed(ctx, http.MethodPost, base+"/v1/counters/"+url.PathEscape(counter)+"/incr", body, routes != nil, key)
 	if err == nil && routes != nil {
 		// The answer says when the counter is split, and the next
 		// increments go to a sub-counter's leader.
@@ -207,9 +223,17 @@ func (t *httpTarget) Read(ctx context.Context, counters []string) ([]int64, erro
 // do sends one request and returns the body of a 200 (when keep is set),
 // or an *Error naming the status and the API's error code.
 func (t *httpTarget) do(ctx context.Context, method, u string, body io.Reader, keep bool) ([]byte, error) {
+	return t.doKeyed(ctx, method, u, body, keep, "")
+}
+
+// doKeyed is do with an Idempotency-Key ("" = none).
+func (t *httpTarget) doKeyed(ctx context.Context, method, u string, body io.Reader, keep bool, key string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return nil, &Error{Code: "bad request"}
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")

@@ -456,3 +456,34 @@ func wellFormed(t *testing.T, s string) {
 		t.Fatalf("root element %q, want svg", root)
 	}
 }
+
+// WithKeys gives every increment an Idempotency-Key of its own; without it,
+// increments carry none.
+func TestHTTPKeys(t *testing.T) {
+	for _, keyed := range []bool{false, true} {
+		var mu sync.Mutex
+		keys := map[string]int{}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			keys[r.Header.Get("Idempotency-Key")]++
+			mu.Unlock()
+			w.Write([]byte(`{"name":"x","value":1,"exact":true}`))
+		}))
+		var opts []HTTPOption
+		if keyed {
+			opts = append(opts, WithKeys())
+		}
+		h := NewHTTP([]string{srv.URL}, 4, "", opts...)
+		if _, err := Run(context.Background(), Config{Clients: 4, Requests: 400, Counter: "c", Counters: 1}, h.Client); err != nil {
+			t.Fatal(err)
+		}
+		h.Close()
+		srv.Close()
+		switch {
+		case !keyed && (len(keys) != 1 || keys[""] != 400):
+			t.Fatalf("unkeyed run sent keys: %v", len(keys))
+		case keyed && (len(keys) != 400 || keys[""] != 0):
+			t.Fatalf("keyed run: %d distinct keys for 400 increments", len(keys))
+		}
+	}
+}

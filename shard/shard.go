@@ -486,6 +486,9 @@ func (s *Shard) reclaimExpired() {
 			return
 		case <-t.C:
 		}
+		// Keys too: while a node's key tables are full, keyed writes are
+		// refused before they make entries, and only an entry lets their
+		// keys expire.
 		next := s.sm.nextExpiry()
 		if next == 0 || next > time.Now().UnixNano() || !s.IsLeader() {
 			continue

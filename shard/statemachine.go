@@ -175,10 +175,16 @@ func (s *Shard) ActorCount(ctx context.Context, name string, linearizable bool) 
 }
 
 // nextExpiry is when the earliest expiring counter expires (0: none).
+// nextExpiry is the earliest time an entry would reclaim something: a
+// counter's expiry, or the oldest idempotency key's end (0: neither).
 func (s *stateMachine) nextExpiry() int64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.m.NextExpiry()
+	c, k := s.m.NextExpiry(), s.m.NextKeyExpiry()
+	if c == 0 || (k != 0 && k < c) {
+		return k
+	}
+	return c
 }
 
 // pendingSplits lists the splits begun on this shard and not yet ended.

@@ -27,6 +27,7 @@ func runBench(e *env, args []string) error {
 	b.Flags(fs)
 	consistency := fs.String("consistency", "linearizable", "consistency of the reads under load (--reads): linearizable or stale")
 	routeMode := fs.String("route", "leader", "where requests go (`leader|any`): leader sends each one straight to the leader of its counter's shard (learnt from /v1/cluster; batches still go to the client's --addr node), any to the client's --addr node, which forwards it")
+	keys := fs.Bool("keys", false, "give every single increment an Idempotency-Key of its own, as retrying clients do")
 	nodeMetrics := fs.Bool("node-metrics", true, "scrape every --addr node's /metrics right before and after the load and report node CPU per op, ops per raft entry and fsyncs per increment")
 	pos, err := e.parse(fs, args)
 	if err != nil {
@@ -54,6 +55,9 @@ func runBench(e *env, args []string) error {
 	case "any":
 	default:
 		return usagef("--route must be leader or any")
+	}
+	if *keys {
+		opts = append(opts, loadgen.WithKeys())
 	}
 	b.JSON = e.json
 	b.Route = *routeMode
