@@ -91,7 +91,7 @@ type httpTarget struct {
 	client int
 	seq    uint64 // increments sent, for their keys
 	sub    uint32 // the sub-counter of a split counter this client writes
-	buf  bytes.Buffer
+	buf    bytes.Buffer
 }
 
 // home is where an op on counter goes: its shard's leader when routing
