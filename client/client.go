@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -35,6 +36,7 @@ type Client struct {
 
 	noRouting bool
 	routes    *route.Table // nil without routing
+	sub       uint32       // the sub-counter of a split counter this client's keys route to (see keyFor)
 
 	retryDeadline time.Duration
 	minBackoff    time.Duration
@@ -69,6 +71,7 @@ func New(addrs []string, opts ...Option) *Client {
 		retryDeadline: 10 * time.Second,
 		minBackoff:    20 * time.Millisecond,
 		maxBackoff:    500 * time.Millisecond,
+		sub:           mrand.Uint32(),
 	}
 	for _, a := range addrs {
 		a = strings.TrimRight(strings.TrimSpace(a), "/")
@@ -191,12 +194,12 @@ type Shard struct {
 // Incr adds delta to the counter name under a fresh random idempotency key,
 // kept across retries.
 func (c *Client) Incr(ctx context.Context, name string, delta int64) (Result, error) {
-	return c.write(ctx, name, "incr", delta, newKey())
+	return c.write(ctx, name, "incr", delta, c.keyFor(name))
 }
 
 // Decr subtracts delta from the counter name under a fresh idempotency key.
 func (c *Client) Decr(ctx context.Context, name string, delta int64) (Result, error) {
-	return c.write(ctx, name, "decr", delta, newKey())
+	return c.write(ctx, name, "decr", delta, c.keyFor(name))
 }
 
 // IncrWithKey is Incr with a caller-chosen idempotency key (1..256
@@ -232,7 +235,7 @@ func (c *Client) Sub(ctx context.Context, name string, delta int64, opts WriteOp
 func (c *Client) add(ctx context.Context, name, op string, delta int64, opts WriteOptions) (Result, error) {
 	var r Result
 	if opts.Key == "" {
-		opts.Key = newKey()
+		opts.Key = c.keyFor(name)
 	}
 	if err := checkName(name); err != nil {
 		return r, err
@@ -396,6 +399,16 @@ func (c *Client) Ready(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// keyFor returns a fresh key for an add on name: one that routes to this
+// client's own sub-counter when the counter is known to be split, so that
+// its writes share raft entries there (route.Table.KeyFor), else newKey's.
+func (c *Client) keyFor(name string) string {
+	if c.routes == nil {
+		return newKey()
+	}
+	return c.routes.KeyFor(name, c.sub, newKey)
 }
 
 // newKey returns 16 random bytes in hex: unique enough that two calls

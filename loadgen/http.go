@@ -110,16 +110,26 @@ func (t *httpTarget) Incr(ctx context.Context, counter string, delta int64) erro
 	if delta != 1 {
 		body = strings.NewReader(`{"delta":` + strconv.FormatInt(delta, 10) + `}`)
 	}
-	base, routes := t.base, t.h.routes
-	if routes != nil {
-		if b := routes.Add(counter, "", t.sub); b != "" {
-			base = b
-		}
-	}
 	key := ""
 	if t.h.keys != "" {
-		t.seq++
-		key = fmt.Sprintf("%s-%04x-4000-8000-%012x", t.h.keys, t.client&0xffff, t.seq)
+		gen := func() string {
+			t.seq++
+			return fmt.Sprintf("%s-%04x-4000-8000-%012x", t.h.keys, t.client&0xffff, t.seq)
+		}
+		if t.h.routes != nil {
+			// As the Go client does: a key that keeps this client on its
+			// own sub-counter of a split counter.
+			key = t.h.routes.KeyFor(counter, t.sub, gen)
+		} else {
+			key = gen()
+		}
+	}
+	base, routes := t.base, t.h.routes
+	if routes != nil {
+		// A keyed add on a split counter goes where its key routes.
+		if b := routes.Add(counter, key, t.sub); b != "" {
+			base = b
+		}
 	}
 	ans, err := t.doKeyed(ctx, http.MethodPost, base+"/v1/counters/"+url.PathEscape(counter)+"/incr", body, routes != nil, key)
 	if err == nil && routes != nil {

@@ -135,6 +135,39 @@ func (t *Table) Add(name, key string, sub uint32) string {
 	return st.leaders[st.keys.SubShard(name, i)]
 }
 
+// KeyFor returns a new idempotency key for an add on name, from gen, that
+// lands where an unkeyed add with sub would, when the table knows name is
+// split: the unkeyed add goes to the leader of sub-counter sub mod k, and
+// that node applies it to the first sub-counter it leads (node.localSub),
+// so the key is drawn to route to that one. A key only has to be unique;
+// drawn at random, it would send each write to a random sub-counter, and
+// a node's writes would spread over k raft groups instead of sharing one
+// group's entries. It draws at most 64 keys (about k, on average).
+func (t *Table) KeyFor(name string, sub uint32, gen func() string) string {
+	key := gen()
+	st := t.st.Load()
+	k := t.Split(name)
+	if st == nil || k <= 1 {
+		return key
+	}
+	want := int(sub % uint32(k))
+	if node := st.leaders[st.keys.SubShard(name, want)]; node != "" {
+		for i := range want {
+			if st.leaders[st.keys.SubShard(name, i)] == node {
+				want = i
+				break
+			}
+		}
+	}
+	for range 64 {
+		if KeyRoute(key, k, st.keys.Shards) == want {
+			return key
+		}
+		key = gen()
+	}
+	return key
+}
+
 // KeyRoute is the sub-counter a keyed add goes to on a counter split n
 // ways in a cluster of shards shards: the key's slot (FNV-1a of the key
 // modulo the shard count) if that sub-counter exists, else sub-counter 0.

@@ -177,6 +177,28 @@ func TestRoutes(t *testing.T) {
 	if got := tb.Home(hot); got != want(keys.Home(hot)) {
 		t.Errorf("Home(%s) = %q: ops other than plain adds go home", hot, got)
 	}
+	// Keys made for a sub route where that sub's unkeyed adds are
+	// applied: the first sub-counter led by the node leading sub mod 3.
+	n := 0
+	gen := func() string { n++; return fmt.Sprint("gen-", n) }
+	for sub := range uint32(6) {
+		lead := want(keys.SubShard(hot, int(sub%3)))
+		first := int(sub % 3)
+		for i := range 3 {
+			if want(keys.SubShard(hot, i)) == lead && lead != "" {
+				first = i
+				break
+			}
+		}
+		key := tb.KeyFor(hot, sub, gen)
+		if got := fsm.KeyRoute(key, 3, shards); got != first {
+			t.Errorf("KeyFor(%s, sub %d) = %q, which routes to sub-counter %d, want %d", hot, sub, key, got, first)
+		}
+	}
+	before := n
+	if key := tb.KeyFor("c1", 5, gen); key != fmt.Sprint("gen-", before+1) || n != before+1 {
+		t.Errorf("KeyFor on an unsplit counter drew %d keys", n-before)
+	}
 	if n := testing.AllocsPerRun(1000, func() { tb.Add(hot, "key-1", 1); tb.Home("x") }); n != 0 {
 		t.Errorf("a pick allocates %v times", n)
 	}
