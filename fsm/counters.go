@@ -44,10 +44,7 @@ type ctrTable struct {
 	aused   uint64 // next arena offset
 	garbage uint64 // arena bytes of names of deleted counters
 
-	slots []uint32 // index: 0 = empty, else record + 1
-	smem  []byte
-	soff  bool
-	shift uint
+	idx slotIndex // a slot holds record + 1, hashed by the record's tag
 
 	actors map[uint32]*actorSet // by record, for the counters that have one
 
@@ -124,19 +121,18 @@ func (t *ctrTable) hash(name string) uint32 {
 	return uint32(maphash.String(t.seed, name) >> 32)
 }
 
-func (t *ctrTable) home(tag uint32) int {
-	return int((uint64(tag) * 0x9e3779b97f4a7c15) >> t.shift)
-}
+func (t *ctrTable) hashOf(v uint32) uint64 { return uint64(t.rec(v - 1).tag) }
 
 // find returns the record of the named counter, or the tag and false.
 func (t *ctrTable) find(name string) (r uint32, tag uint32, ok bool) {
 	tag = t.hash(name)
-	if len(t.slots) == 0 {
+	x := &t.idx
+	if len(x.slots) == 0 {
 		return 0, tag, false
 	}
-	mask := len(t.slots) - 1
-	for i := t.home(tag); ; i = (i + 1) & mask {
-		v := t.slots[i]
+	mask := len(x.slots) - 1
+	for i := x.home(uint64(tag)); ; i = (i + 1) & mask {
+		v := x.slots[i]
 		if v == 0 {
 			return 0, tag, false
 		}
@@ -210,19 +206,19 @@ func (t *ctrTable) putCopy(name string, c counter) bool {
 // reserve sizes the index for n counters, so that filling it (a Restore)
 // does not rebuild it on the way.
 func (t *ctrTable) reserve(n int) {
-	if 4*n > 3*len(t.slots) {
+	if 4*n > 3*len(t.idx.slots) {
 		t.reindex(slotsFor(n))
 	}
 }
 
 func (t *ctrTable) store(name string, r, tag uint32, ok bool, c counter, cached bool) {
 	if !ok {
-		if 4*(t.live+1) > 3*len(t.slots) {
+		if 4*(t.live+1) > 3*len(t.idx.slots) {
 			t.reindex(slotsFor(t.live + 1))
 		}
 		r = t.alloc()
 		*t.wrec(r) = ctrRec{name: t.appendName(name), tag: tag}
-		t.insert(r, tag)
+		t.idx.insert(uint64(tag), r+1)
 		t.live++
 		if cached {
 			t.lastR, t.lastFound = r, true // findW cached name
@@ -247,7 +243,7 @@ func (t *ctrTable) del(name string) bool {
 		return false
 	}
 	t.last, t.lastFound = "", false
-	t.unindex(r, tag)
+	t.idx.remove(uint64(tag), r+1, t.hashOf)
 	rec := t.wrec(r)
 	if rec.actors != 0 {
 		delete(t.actors, r)
@@ -259,7 +255,7 @@ func (t *ctrTable) del(name string) bool {
 	if t.garbage >= arenaBlock && 2*t.garbage > t.aused {
 		t.compact()
 	}
-	if len(t.slots) > minSlots && 8*t.live < len(t.slots) {
+	if len(t.idx.slots) > minSlots && 8*t.live < len(t.idx.slots) {
 		t.reindex(slotsFor(t.live))
 	}
 	return true
@@ -317,75 +313,19 @@ func (t *ctrTable) compact() {
 	}
 }
 
-func (t *ctrTable) insert(r, tag uint32) {
-	mask := len(t.slots) - 1
-	i := t.home(tag)
-	for t.slots[i] != 0 {
-		i = (i + 1) & mask
-	}
-	t.slots[i] = r + 1
-}
-
-// unindex removes record r (whose name has tag) from the index, shifting
-// back the entries after it that may move closer to their home.
-func (t *ctrTable) unindex(r, tag uint32) {
-	mask := len(t.slots) - 1
-	i := t.home(tag)
-	for t.slots[i] != r+1 {
-		i = (i + 1) & mask
-	}
-	for j := i; ; {
-		j = (j + 1) & mask
-		v := t.slots[j]
-		if v == 0 {
-			break
-		}
-		k := t.home(t.rec(v - 1).tag)
-		if (i < j && (k <= i || k > j)) || (i > j && k <= i && k > j) {
-			t.slots[i] = v
-			i = j
-		}
-	}
-	t.slots[i] = 0
-}
-
 // reindex rebuilds the index with n slots (a power of two).
 func (t *ctrTable) reindex(n int) {
-	t.freeIndex()
-	if n > maxHeapSlots {
-		t.smem, t.soff = offHeap(4*n), true
-	} else {
-		t.smem, t.soff = make([]byte, 4*n), false
-	}
-	t.slots = unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(t.smem))), n)
-	t.shift = uint(64 - bitsLen(n))
+	t.idx.alloc(n)
 	for r := uint32(0); r < t.n; r++ {
 		if rec := t.rec(r); rec.name != 0 {
-			t.insert(r, rec.tag)
+			t.idx.insert(uint64(rec.tag), r+1)
 		}
 	}
-}
-
-// bitsLen is log2 of n, a power of two.
-func bitsLen(n int) int {
-	k := 0
-	for n > 1 {
-		n >>= 1
-		k++
-	}
-	return k
-}
-
-func (t *ctrTable) freeIndex() {
-	if t.soff {
-		freeOffHeap(t.smem)
-	}
-	t.slots, t.smem, t.soff = nil, nil, false
 }
 
 // bytes returns about how much memory the table holds.
 func (t *ctrTable) bytes() int64 {
-	return int64(len(t.chunks))*int64(ctrChunkBytes) + int64(len(t.arena))*arenaBlock + 4*int64(len(t.slots)) + 4*int64(cap(t.unused))
+	return int64(len(t.chunks))*int64(ctrChunkBytes) + int64(len(t.arena))*arenaBlock + 4*int64(len(t.idx.slots)) + 4*int64(cap(t.unused))
 }
 
 // free lets go of the table's memory. The table must not be used after.
@@ -397,7 +337,7 @@ func (t *ctrTable) free() {
 		b.release()
 	}
 	t.chunks, t.arena = nil, nil
-	t.freeIndex()
+	t.idx.free()
 }
 
 // each calls fn for every counter, in record order.

@@ -47,7 +47,7 @@ func TestCounterTableMatchesMap(t *testing.T) {
 		}
 	}
 	check(40_000)
-	first, slots := tab.arena[0], len(tab.slots)
+	first, slots := tab.arena[0], len(tab.idx.slots)
 	for i := 50; i < 6000; i++ {
 		tab.del(name(i))
 		delete(model, name(i))
@@ -56,8 +56,8 @@ func TestCounterTableMatchesMap(t *testing.T) {
 	if tab.arena[0] == first {
 		t.Fatal("arena not compacted after deleting most counters")
 	}
-	if len(tab.slots) >= slots {
-		t.Fatalf("index of %d slots kept for %d counters", len(tab.slots), tab.live)
+	if len(tab.idx.slots) >= slots {
+		t.Fatalf("index of %d slots kept for %d counters", len(tab.idx.slots), tab.live)
 	}
 	for i := range 6000 { // and it grows back
 		tab.put(name(i), counter{value: 1})

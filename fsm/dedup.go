@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 	"math"
-	"math/bits"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -41,13 +40,10 @@ type dedupTable struct {
 	first      uint64
 	head, tail uint64
 
-	// slots is the index: 0 = empty, else record number - epoch + 1. The
-	// epoch is rebased (and the index rebuilt) before a number would not
-	// fit in 32 bits, which happens once every four billion records.
-	slots   []uint32
-	smem    []byte // the memory behind slots
-	soff    bool   // smem came from offHeap
-	shift   uint   // 64 - log2(len(slots))
+	// idx maps a key hash to its record: a slot holds record number -
+	// epoch + 1. The epoch is rebased (and the index rebuilt) before a
+	// number would not fit in 32 bits, once every four billion records.
+	idx     slotIndex
 	epoch   uint64
 	expires map[uint64]int64 // the first Result's ExpiresAt, by record number, for the few that have one
 }
@@ -213,18 +209,15 @@ func (t *dedupTable) result(seq uint64) Result {
 	return res
 }
 
-func (t *dedupTable) home(lo uint64) int {
-	return int((lo * 0x9e3779b97f4a7c15) >> t.shift)
-}
-
 // lookup returns the number of the record of the key with hash h.
 func (t *dedupTable) lookup(h keyHash) (uint64, bool) {
-	if len(t.slots) == 0 {
+	x := &t.idx
+	if len(x.slots) == 0 {
 		return 0, false
 	}
-	mask := len(t.slots) - 1
-	for i := t.home(h.lo); ; i = (i + 1) & mask {
-		v := t.slots[i]
+	mask := len(x.slots) - 1
+	for i := x.home(h.lo); ; i = (i + 1) & mask {
+		v := x.slots[i]
 		if v == 0 {
 			return 0, false
 		}
@@ -235,72 +228,18 @@ func (t *dedupTable) lookup(h keyHash) (uint64, bool) {
 	}
 }
 
-func (t *dedupTable) insert(seq, lo uint64) {
-	mask := len(t.slots) - 1
-	i := t.home(lo)
-	for t.slots[i] != 0 {
-		i = (i + 1) & mask
-	}
-	t.slots[i] = uint32(seq - t.epoch + 1)
-}
+func (t *dedupTable) slotOf(seq uint64) uint32 { return uint32(seq - t.epoch + 1) }
 
-// unindex removes record seq, whose key hash starts with lo, from the index,
-// shifting back the entries after it that may move closer to their home.
-func (t *dedupTable) unindex(seq, lo uint64) {
-	mask := len(t.slots) - 1
-	want := uint32(seq - t.epoch + 1)
-	i := t.home(lo)
-	for t.slots[i] != want {
-		i = (i + 1) & mask
-	}
-	for j := i; ; {
-		j = (j + 1) & mask
-		v := t.slots[j]
-		if v == 0 {
-			break
-		}
-		k := t.home(t.rec(t.epoch + uint64(v-1)).key)
-		// The entry at j may fill the hole at i unless its home lies
-		// cyclically in (i, j].
-		if (i < j && (k <= i || k > j)) || (i > j && k <= i && k > j) {
-			t.slots[i] = v
-			i = j
-		}
-	}
-	t.slots[i] = 0
-}
+func (t *dedupTable) hashOf(v uint32) uint64 { return t.rec(t.epoch + uint64(v-1)).key }
 
 // reindex rebuilds the index with n slots (a power of two) and the epoch at
 // head.
 func (t *dedupTable) reindex(n int) {
-	t.freeIndex()
-	if n > maxHeapSlots {
-		t.smem, t.soff = offHeap(4*n), true
-	} else {
-		t.smem, t.soff = make([]byte, 4*n), false
-	}
-	t.slots = unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(t.smem))), n)
-	t.shift = uint(64 - bits.TrailingZeros(uint(n)))
+	t.idx.alloc(n)
 	t.epoch = t.head
 	for s := t.head; s != t.tail; s++ {
-		t.insert(s, t.rec(s).key)
+		t.idx.insert(t.rec(s).key, t.slotOf(s))
 	}
-}
-
-func (t *dedupTable) freeIndex() {
-	if t.soff {
-		freeOffHeap(t.smem)
-	}
-	t.slots, t.smem, t.soff = nil, nil, false
-}
-
-// slotsFor returns the index size for n records: a power of two at least
-// twice n, so a fresh index is at most half full.
-func slotsFor(n int) int {
-	if 2*n <= minSlots {
-		return minSlots
-	}
-	return 1 << bits.Len(uint(2*n-1))
 }
 
 // push appends a record; the key must not be in the table.
@@ -309,17 +248,17 @@ func (t *dedupTable) push(r dedupRec, expiresAt int64) {
 		t.chunks = append(t.chunks, newChunk())
 	}
 	switch live := t.len() + 1; {
-	case 4*live > 3*len(t.slots):
+	case 4*live > 3*len(t.idx.slots):
 		t.reindex(slotsFor(live))
 	case t.tail-t.epoch >= math.MaxUint32-1:
-		t.reindex(len(t.slots))
+		t.reindex(len(t.idx.slots))
 	}
 	if expiresAt != 0 {
 		r.flags |= recExpires
 		t.expires[t.tail] = expiresAt
 	}
 	*t.rec(t.tail) = r
-	t.insert(t.tail, r.key)
+	t.idx.insert(r.key, t.slotOf(t.tail))
 	t.tail++
 }
 
@@ -334,7 +273,7 @@ func (t *dedupTable) expire(cutoff int64) {
 		if r.time > cutoff {
 			break
 		}
-		t.unindex(t.head, r.key)
+		t.idx.remove(r.key, t.slotOf(t.head), t.hashOf)
 		if r.flags&recExpires != 0 {
 			delete(t.expires, t.head)
 		}
@@ -349,7 +288,7 @@ func (t *dedupTable) expire(cutoff int64) {
 	// After a burst of keys, give the index memory back once it is less
 	// than 1/8 full; the cost, O(live), is amortized over the pushes that
 	// grew it. Go maps never shrink, so rebuild expires too.
-	if live := t.len(); n > 0 && len(t.slots) > minSlots && 8*live < len(t.slots) {
+	if live := t.len(); n > 0 && len(t.idx.slots) > minSlots && 8*live < len(t.idx.slots) {
 		t.reindex(slotsFor(live))
 		exp := make(map[uint64]int64, len(t.expires))
 		for k, v := range t.expires {
@@ -363,7 +302,7 @@ func (t *dedupTable) expire(cutoff int64) {
 // (the kernel backs only the pages touched, so it is less while the newest
 // chunk fills), the index, and the expiries.
 func (t *dedupTable) bytes() int64 {
-	return int64(len(t.chunks))*int64(chunkBytes) + 4*int64(len(t.slots)) + 48*int64(len(t.expires))
+	return int64(len(t.chunks))*int64(chunkBytes) + 4*int64(len(t.idx.slots)) + 48*int64(len(t.expires))
 }
 
 // free lets go of the table's memory. The table must not be used after.
@@ -372,7 +311,7 @@ func (t *dedupTable) free() {
 		c.release()
 	}
 	t.chunks = nil
-	t.freeIndex()
+	t.idx.free()
 }
 
 // dedupView is a Snapshot's read-only share of a table: the chunks that held

@@ -27,7 +27,7 @@ func checkDedup(t *dedupTable) []dedupState {
 		out = append(out, dedupState{Rec: r, ExpiresAt: exp})
 	}
 	used := 0
-	for _, v := range t.slots {
+	for _, v := range t.idx.slots {
 		if v != 0 {
 			used++
 		}
@@ -72,7 +72,7 @@ func checkCounters(t *ctrTable) map[string]counter {
 		out[name] = ctrOf(rec, t.actors, r)
 	}
 	used := 0
-	for _, v := range t.slots {
+	for _, v := range t.idx.slots {
 		if v != 0 {
 			used++
 		}

@@ -125,7 +125,7 @@ func TestDedupIndexEpochRebase(t *testing.T) {
 	tab.first, tab.head, tab.tail = start, start, start
 	tab.push(rec(1, 1, 1), 0)
 	tab.epoch = start + 5 - (math.MaxUint32 - 1) // as if four billion records had come and gone
-	tab.reindex(len(tab.slots))
+	tab.reindex(len(tab.idx.slots))
 	tab.epoch = start + 5 - (math.MaxUint32 - 1)
 	for i := range 20 {
 		tab.push(rec(uint64(i+2), uint32(i), int64(i+2)), 0)

@@ -421,7 +421,7 @@ func TestDedupTableGrowsAndShrinks(t *testing.T) {
 	for i := range 10 {
 		m.Apply(&Entry{Time: 5 * sec, Ops: []Op{keyed("a", 1, fmt.Sprint("new", i))}})
 	}
-	big := len(m.dedup.slots)
+	big := len(m.dedup.idx.slots)
 	if big < n || len(m.dedup.chunks) != 4 {
 		t.Fatalf("index of %d, %d chunks, hold %d keys", big, len(m.dedup.chunks), n+10)
 	}
@@ -429,8 +429,8 @@ func TestDedupTableGrowsAndShrinks(t *testing.T) {
 	if m.DedupKeys() != 10 {
 		t.Fatalf("DedupKeys = %d, want 10", m.DedupKeys())
 	}
-	if len(m.dedup.slots) >= big/8 {
-		t.Fatalf("index did not shrink: %d -> %d", big, len(m.dedup.slots))
+	if len(m.dedup.idx.slots) >= big/8 {
+		t.Fatalf("index did not shrink: %d -> %d", big, len(m.dedup.idx.slots))
 	}
 	if len(m.dedup.chunks) != 1 {
 		t.Fatalf("%d chunks kept for 10 keys: the expired one was not freed", len(m.dedup.chunks))

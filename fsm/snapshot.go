@@ -710,37 +710,32 @@ func (sr *snapReader) varint() int64 {
 // view is str without the copy, for limit <= maxStoredNameLen: the string
 // shares a buffer of sr's and is valid until the next view.
 func (sr *snapReader) view(limit int) string {
-	n := sr.uvarint()
-	if sr.err != nil {
+	p := sr.bytes(sr.vb[:], limit)
+	if len(p) == 0 {
 		return ""
 	}
-	if n > uint64(limit) {
-		sr.corrupt(fmt.Sprintf("string of %d bytes", n))
-		return ""
-	}
-	p := sr.vb[:n]
-	sr.full(p)
-	if sr.err != nil || n == 0 {
-		return ""
-	}
-	return unsafe.String(&p[0], n)
+	return unsafe.String(&p[0], len(p))
 }
 
 // str reads a length-prefixed string, refusing lengths over limit before
 // reading (or allocating) anything.
-func (sr *snapReader) str(limit int) string {
+func (sr *snapReader) str(limit int) string { return string(sr.bytes(sr.tmp[:], limit)) }
+
+// bytes reads a length-prefixed string into buf (of at least limit bytes)
+// and returns it; nil after a failure.
+func (sr *snapReader) bytes(buf []byte, limit int) []byte {
 	n := sr.uvarint()
 	if sr.err != nil {
-		return ""
+		return nil
 	}
 	if n > uint64(limit) {
 		sr.corrupt(fmt.Sprintf("string of %d bytes", n))
-		return ""
+		return nil
 	}
-	p := sr.tmp[:n]
+	p := buf[:n]
 	sr.full(p)
 	if sr.err != nil {
-		return ""
+		return nil
 	}
-	return string(p)
+	return p
 }
