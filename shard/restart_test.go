@@ -119,11 +119,14 @@ func TestRestartRecoversFromSnapshotAndLog(t *testing.T) {
 
 // TestSnapshotByLogBytes: with a huge entry threshold, a replica still
 // snapshots once SnapshotBytes of log were applied since its last
-// snapshot, every replica on its own.
+// snapshot, every replica on its own, and keeps TrailingBytes' worth of
+// entries behind it, not TrailingLogs.
 func TestSnapshotByLogBytes(t *testing.T) {
 	g := startGroup(t, 3, func(i int, c *Config) {
 		c.SnapshotThreshold = 1 << 40
 		c.SnapshotBytes = 32 << 10
+		c.TrailingLogs = 1000
+		c.TrailingBytes = 16 << 10
 	})
 	leader := g.nodes[g.waitLeader()].sh
 	if leader.LastSnapshotIndex() != 0 {
@@ -139,5 +142,9 @@ func TestSnapshotByLogBytes(t *testing.T) {
 	}
 	for _, nd := range g.nodes {
 		waitFor(t, 30*time.Second, nd.id+" snapshots for log bytes", func() bool { return nd.sh.LastSnapshotIndex() > 0 })
+		// Entries of about 4 KB: 16 KiB is a handful of them.
+		if n := nd.sh.r.ReloadableConfig().TrailingLogs; n < 2 || n > 8 {
+			t.Fatalf("%s keeps %d entries after its snapshot, want 16 KiB's worth", nd.id, n)
+		}
 	}
 }

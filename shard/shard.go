@@ -45,6 +45,12 @@ type Config struct {
 	// replay, grow without bound.
 	SnapshotBytes int64
 	TrailingLogs  uint64 // entries kept after a snapshot (default 4096)
+	// TrailingBytes caps the log kept after a snapshot in bytes too
+	// (default 16 MiB; negative: entries only): at each snapshot the
+	// replica keeps about this many bytes' worth of entries, at the
+	// average size of those applied since the last one, and at most
+	// TrailingLogs.
+	TrailingBytes int64
 	// Timing: HeartbeatTimeout and ElectionTimeout default to 300 ms
 	// (leader lease 150 ms), which elects a new leader and serves writes
 	// again within about a second of a leader's death on a LAN (chaos
@@ -114,6 +120,9 @@ func Open(cfg Config) (*Shard, error) {
 	}
 	if cfg.SnapshotBytes == 0 {
 		cfg.SnapshotBytes = 32 << 20
+	}
+	if cfg.TrailingBytes == 0 {
+		cfg.TrailingBytes = 16 << 20
 	}
 	if cfg.TrailingLogs == 0 {
 		cfg.TrailingLogs = 4096
@@ -232,6 +241,13 @@ func Open(cfg Config) (*Shard, error) {
 		sm.onLogBytes = func() {
 			if sh := opened.Load(); sh != nil {
 				sh.snapshotForBytes()
+			}
+		}
+	}
+	if cfg.TrailingBytes > 0 {
+		sm.onSnapshot = func(avg uint64) {
+			if sh := opened.Load(); sh != nil {
+				sh.trailFor(avg)
 			}
 		}
 	}
@@ -534,6 +550,25 @@ func (s *Shard) snapshotForBytes() {
 			s.log.Warn("snapshot for log bytes failed", "err", err)
 		}
 	}()
+}
+
+// trailFor sets how many entries the snapshot being taken leaves behind:
+// Config.TrailingBytes worth at avg bytes an entry, between 1 and
+// Config.TrailingLogs. Raft reads it when it truncates the log after the
+// snapshot.
+func (s *Shard) trailFor(avg uint64) {
+	n := s.cfg.TrailingLogs
+	if avg > 0 {
+		n = min(n, max(uint64(s.cfg.TrailingBytes)/avg, 1))
+	}
+	rc := s.r.ReloadableConfig()
+	if rc.TrailingLogs == n {
+		return
+	}
+	rc.TrailingLogs = n
+	if err := s.r.ReloadConfig(rc); err != nil {
+		s.log.Warn("setting the trailing logs", "err", err)
+	}
 }
 
 func (s *Shard) Close() error {

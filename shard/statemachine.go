@@ -43,6 +43,11 @@ type stateMachine struct {
 	sinceSnap  atomic.Uint64
 	snapBytes  uint64
 	onLogBytes func()
+
+	// entries counts the command entries applied since the last snapshot;
+	// onSnapshot, if set, is told their average size as a snapshot starts.
+	entries    atomic.Uint64
+	onSnapshot func(avg uint64)
 }
 
 func newStateMachine(cfg fsm.Config) *stateMachine {
@@ -69,6 +74,7 @@ func (s *stateMachine) ApplyBatch(logs []*raft.Log) []interface{} {
 			continue // configuration changes: only the index matters to us
 		}
 		bytes += uint64(len(l.Data))
+		s.entries.Add(1)
 		e, err := fsm.DecodeEntry(l.Data)
 		if err != nil {
 			// Deterministic on every replica: a corrupt entry applies nothing.
@@ -223,6 +229,9 @@ const snapVersion = 1
 func (s *stateMachine) Snapshot() (raft.FSMSnapshot, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if n := s.entries.Swap(0); n > 0 && s.onSnapshot != nil {
+		s.onSnapshot(s.sinceSnap.Load() / n)
+	}
 	s.sinceSnap.Store(0)
 	return &snapshot{applied: s.applied.Load(), snap: s.m.Snapshot(), log: s.log}, nil
 }
@@ -243,6 +252,7 @@ func (s *stateMachine) Restore(rc io.ReadCloser) error {
 	err := s.m.Restore(br)
 	s.keys.Store(int64(s.m.DedupKeys()))
 	s.sinceSnap.Store(0)
+	s.entries.Store(0)
 	s.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
