@@ -189,29 +189,9 @@ func (t *ctrTable) wrec(r uint32) *ctrRec {
 }
 
 // put stores c (which must be held) as the named counter. The name must
-// not change afterwards (the lookup cache may keep it): see putCopy.
+// not change afterwards (the lookup cache may keep it).
 func (t *ctrTable) put(name string, c counter) {
 	r, tag, ok := t.findW(name)
-	t.store(name, r, tag, ok, c, true)
-}
-
-// putCopy is put for a name in a buffer that will be reused: the table
-// keeps only its copy in the arena. It reports whether the name was new.
-func (t *ctrTable) putCopy(name string, c counter) bool {
-	r, tag, ok := t.find(name)
-	t.store(name, r, tag, ok, c, false)
-	return !ok
-}
-
-// reserve sizes the index for n counters, so that filling it (a Restore)
-// does not rebuild it on the way.
-func (t *ctrTable) reserve(n int) {
-	if 4*n > 3*len(t.idx.slots) {
-		t.reindex(slotsFor(n))
-	}
-}
-
-func (t *ctrTable) store(name string, r, tag uint32, ok bool, c counter, cached bool) {
 	if !ok {
 		if 4*(t.live+1) > 3*len(t.idx.slots) {
 			t.reindex(slotsFor(t.live + 1))
@@ -220,9 +200,7 @@ func (t *ctrTable) store(name string, r, tag uint32, ok bool, c counter, cached 
 		*t.wrec(r) = ctrRec{name: t.appendName(name), tag: tag}
 		t.idx.insert(uint64(tag), r+1)
 		t.live++
-		if cached {
-			t.lastR, t.lastFound = r, true // findW cached name
-		}
+		t.lastR, t.lastFound = r, true // findW cached name
 	}
 	rec := t.wrec(r)
 	rec.value, rec.expiry = c.value, c.expiry
@@ -235,6 +213,23 @@ func (t *ctrTable) store(name string, r, tag uint32, ok bool, c counter, cached 
 		delete(t.actors, r)
 	}
 }
+
+// insertNew adds a counter the caller knows the table does not hold (a
+// Restore, which checks the stream's order instead), without looking it up
+// and without indexing it: the caller then calls index. It keeps only its
+// own copy of the name, which may be in a buffer about to be reused.
+func (t *ctrTable) insertNew(name string, c counter) {
+	r := t.alloc()
+	*t.wrec(r) = ctrRec{name: t.appendName(name), tag: t.hash(name), value: c.value, expiry: c.expiry}
+	if c.actors != nil {
+		t.rec(r).actors = 1
+		t.actors[r] = c.actors
+	}
+	t.live++
+}
+
+// index builds the index of every record, after insertNew.
+func (t *ctrTable) index() { t.reindex(slotsFor(t.live)) }
 
 // del removes the named counter; it reports whether there was one.
 func (t *ctrTable) del(name string) bool {
@@ -315,12 +310,14 @@ func (t *ctrTable) compact() {
 
 // reindex rebuilds the index with n slots (a power of two).
 func (t *ctrTable) reindex(n int) {
-	t.idx.alloc(n)
-	for r := uint32(0); r < t.n; r++ {
-		if rec := t.rec(r); rec.name != 0 {
-			t.idx.insert(uint64(rec.tag), r+1)
+	r := uint32(0)
+	t.idx.build(n, t.live, func(int) uint32 {
+		for t.rec(r).name == 0 {
+			r++ // a free record
 		}
-	}
+		r++
+		return r // record r-1, as a ref
+	}, func(ref uint32) uint64 { return uint64(t.rec(ref - 1).tag) })
 }
 
 // bytes returns about how much memory the table holds.

@@ -125,8 +125,7 @@ func TestCounterSnapshotSurvivesCompaction(t *testing.T) {
 func counterBytes(tb testing.TB, n int) (heap, total float64) {
 	m := New(Config{})
 	var ms runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
+	settleHeap(&ms)
 	before := ms.HeapAlloc
 	ops := make([]Op, 1000)
 	for i := 0; i < n; i += len(ops) {

@@ -1,6 +1,9 @@
 package fsm
 
-import "fmt"
+import (
+	"fmt"
+	"runtime"
+)
 
 // checkDedup returns t's records, oldest first, panicking if t breaks an
 // internal invariant: every live record found through the index at its own
@@ -81,4 +84,21 @@ func checkCounters(t *ctrTable) map[string]counter {
 		panic(fmt.Sprintf("index holds %d, records %d, actor sets %d, live %d", used, len(out), len(t.actors), t.live))
 	}
 	return out
+}
+
+// settleHeap collects until the heap stops shrinking and reads ms: earlier
+// tests' Machines are freed only after their cleanups have run, which is a
+// collection or two after they became garbage.
+func settleHeap(ms *runtime.MemStats) {
+	runtime.GC()
+	runtime.ReadMemStats(ms)
+	for range 10 {
+		prev := ms.HeapAlloc
+		runtime.Gosched()
+		runtime.GC()
+		runtime.ReadMemStats(ms)
+		if ms.HeapAlloc >= prev {
+			return
+		}
+	}
 }

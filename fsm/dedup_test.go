@@ -192,8 +192,7 @@ func TestSnapshotSharesChunks(t *testing.T) {
 func dedupBytes(tb testing.TB, n int) (heap, total float64) {
 	m := New(Config{DedupTTL: time.Hour})
 	var ms runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
+	settleHeap(&ms)
 	before := ms.HeapAlloc
 	const perEntry = 1000
 	ops := make([]Op, perEntry)

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"math/bits"
+	"slices"
 	"unsafe"
 )
 
@@ -77,6 +78,36 @@ func (x *slotIndex) remove(h uint64, v uint32, hashOf func(v uint32) uint64) {
 		}
 	}
 	x.slots[i] = 0
+}
+
+// build fills a fresh index of n slots with count entries, the refs next
+// yields, whose hashes hashOf gives. It places them in the order of their
+// home slots, so the array is written through once from start to end
+// instead of at a random slot for each entry, which for millions of
+// entries is most of a restore's time; entries that would run past the end
+// are inserted after, wrapping round as usual.
+func (x *slotIndex) build(n, count int, next func(i int) uint32, hashOf func(ref uint32) uint64) {
+	x.alloc(n)
+	keys := make([]uint64, count)
+	for i := range keys {
+		ref := next(i)
+		keys[i] = uint64(x.home(hashOf(ref)))<<32 | uint64(ref)
+	}
+	slices.Sort(keys)
+	pos := -1
+	var wrap []uint32
+	for _, k := range keys {
+		p := max(int(k>>32), pos+1)
+		if p >= n {
+			wrap = append(wrap, uint32(k))
+			continue
+		}
+		x.slots[p] = uint32(k)
+		pos = p
+	}
+	for _, ref := range wrap {
+		x.insert(hashOf(ref), ref)
+	}
 }
 
 // slotsFor returns the index size for n entries: a power of two at least

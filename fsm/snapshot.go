@@ -368,9 +368,13 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 	}()
 
 	n := sr.uvarint()
-	// Size the index up front, but not from a count a corrupt stream
-	// could make huge: past this, it grows as counters are read.
-	s.counters.reserve(int(min(n, 1<<24)))
+	// Every writer writes counters in a strict order, by name (before
+	// version 4 existed) or canonical (since), so each must come after the
+	// one before in one of them all through the stream: that rules out
+	// duplicates without looking each name up.
+	var prev []byte
+	var prevHash uint64
+	byName, canonical := true, true
 	for i := uint64(0); i < n && sr.err == nil; i++ {
 		// A view of the reader's buffer: the table copies the name into
 		// its arena, and nothing else keeps it.
@@ -388,10 +392,22 @@ func readSnapshot(r io.Reader) (*restoredState, error) {
 		case !c.held():
 			sr.corrupt(fmt.Sprintf("zero counter %q", name))
 		default:
-			if !s.counters.putCopy(name, c) {
-				sr.corrupt(fmt.Sprintf("duplicate counter %q", name))
+			h := fnvString(fnvOffset, name)
+			if i > 0 {
+				after := name > string(prev)
+				byName = byName && after
+				canonical = canonical && (h > prevHash || (h == prevHash && after))
+				if !byName && !canonical {
+					sr.corrupt(fmt.Sprintf("counter %q out of order (a duplicate?)", name))
+					break
+				}
 			}
+			s.counters.insertNew(name, c)
+			prev, prevHash = append(prev[:0], name...), h
 		}
+	}
+	if sr.err == nil {
+		s.counters.index()
 	}
 
 	n = sr.uvarint()

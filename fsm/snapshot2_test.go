@@ -303,6 +303,7 @@ func TestRestoreRejectsV2(t *testing.T) {
 		{"duplicate actor", noDedup(counters(ctr("a", ctrActors, 2, 1, 'x', 1, 'x'))), errSnapCorrupt},
 		{"absurd actor count", counters(ctr("a", ctrActors, 0xff, 0xff, 0xff, 0xff, 0x0f)), errSnapTruncated},
 		{"duplicate counter", noDedup(counters(ctr("a", ctrValue, 2), ctr("a", ctrValue, 4))), errSnapCorrupt},
+		{"duplicate counter apart", noDedup(counters(ctr("a", ctrValue, 2), ctr("b", ctrValue, 2), ctr("a", ctrValue, 4))), errSnapCorrupt},
 		{"record without key", dedup(rec(add("a", 1), 2, 2, 0, byte(OK), 0)), errSnapCorrupt},
 		{"record with invalid op", dedup(rec(Op{Kind: OpActorAdd, Name: "a", Key: "k"}, 2, 2, 0, byte(OK), 0)), errSnapCorrupt},
 		{"record op trailing", dedup(append(appendString(nil, string(append(appendOpV2(nil, &op), 0))), 2, 2, 0, 0, 0)), errSnapCorrupt},
