@@ -349,8 +349,14 @@ cmd_start() {
 		known "$id"
 		running "$id" && die "$id is already running (pid $(pid_of "$id"))"
 		for p in $(ports "${id#n}"); do
-			# A SIGKILLed node's ports are free at once; this catches strays.
-			port_in_use "$p" && die "port $p is in use; is an old $id still running?"
+			# A SIGKILLed node lets its ports go as its last thread exits,
+			# which can be a moment after its main thread shows as exited;
+			# a port still taken after that is a stray.
+			local deadline=$((SECONDS + 10))
+			while port_in_use "$p"; do
+				((SECONDS < deadline)) || die "port $p is in use; is an old $id still running?"
+				sleep 0.1
+			done
 		done
 		ids+=("$id")
 	done
