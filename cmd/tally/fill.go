@@ -93,8 +93,8 @@ type filler struct {
 }
 
 // run sends ops 0..n-1 in batches from clients goroutines, each on its own
-// node in turn; it returns how many ops failed, how many were sent again,
-// and the first failure.
+// node in turn (and a resend on the next); it returns how many ops failed,
+// how many were sent again, and the first failure.
 func (f *filler) run(n, clients int, op func(int) fillOp) (int64, int64, error) {
 	var next, failed, resent atomic.Int64
 	var once sync.Once
@@ -108,7 +108,6 @@ func (f *filler) run(n, clients int, op func(int) fillOp) (int64, int64, error) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			url := "http://" + f.addrs[c%len(f.addrs)] + "/v1/batch"
 			ops := make([]fillOp, 0, fillBatch)
 			for {
 				lo := int(next.Add(fillBatch)) - fillBatch
@@ -120,6 +119,8 @@ func (f *filler) run(n, clients int, op func(int) fillOp) (int64, int64, error) 
 					ops = append(ops, op(i))
 				}
 				for try := 1; ; try++ {
+					// A resend goes to the next node: the last may be down.
+					url := "http://" + f.addrs[(c+try-1)%len(f.addrs)] + "/v1/batch"
 					bad, err := f.send(url, ops)
 					if len(bad) == 0 {
 						break

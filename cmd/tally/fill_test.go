@@ -75,6 +75,12 @@ func TestFill(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "1 of 100 counters failed") || !strings.Contains(errOut, "keys_full") {
 		t.Fatalf("a failed op: exit %d, %s", code, errOut)
 	}
+	// With a node down, resends go to the next one.
+	b.fail = ""
+	code, out, errOut = tally(nil, "--addr", "127.0.0.1:1,"+strings.TrimPrefix(srv.URL, "http://"), "fill", "--counters", "3000", "--prefix", "two", "--clients", "2")
+	if code != 0 || !strings.Contains(out, "counters: 3000 in") {
+		t.Fatalf("fill with the first node down: exit %d\n%s%s", code, out, errOut)
+	}
 	if code, _, _ := tally(s, "fill"); code != 2 {
 		t.Fatalf("fill without counts: exit %d", code)
 	}
