@@ -79,15 +79,8 @@ const (
 	arenaStart    = 8 // offset 0 means "no name"
 )
 
-type ctrChunk struct {
-	*block
-	recs *[ctrChunkRecs]ctrRec
-}
-
-func newCtrChunk() *ctrChunk {
-	b := newBlock(ctrChunkBytes)
-	return &ctrChunk{block: b, recs: (*[ctrChunkRecs]ctrRec)(unsafe.Pointer(unsafe.SliceData(b.mem)))}
-}
+// ctrChunk is a chunk of the counter table.
+type ctrChunk = chunk[ctrRec]
 
 func newCtrTable() *ctrTable {
 	return &ctrTable{seed: maphash.MakeSeed(), actors: make(map[uint32]*actorSet)}
@@ -180,7 +173,7 @@ func (t *ctrTable) get(name string) (counter, bool) {
 func (t *ctrTable) wrec(r uint32) *ctrRec {
 	i := r / ctrChunkRecs
 	if c := t.chunks[i]; c.refs.Load() > 1 {
-		nc := newCtrChunk()
+		nc := newChunk[ctrRec](ctrChunkRecs)
 		copy(nc.mem, c.mem)
 		t.chunks[i] = nc
 		c.release()
@@ -263,7 +256,7 @@ func (t *ctrTable) alloc() uint32 {
 		return r
 	}
 	if t.n == uint32(len(t.chunks))*ctrChunkRecs {
-		t.chunks = append(t.chunks, newCtrChunk())
+		t.chunks = append(t.chunks, newChunk[ctrRec](ctrChunkRecs))
 	}
 	t.n++
 	return t.n - 1

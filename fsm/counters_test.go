@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -123,27 +122,9 @@ func TestCounterSnapshotSurvivesCompaction(t *testing.T) {
 // grows by plus the off-heap table, per counter, for n counters named like
 // "views:video:<n>".
 func counterBytes(tb testing.TB, n int) (heap, total float64) {
-	m := New(Config{})
-	var ms runtime.MemStats
-	settleHeap(&ms)
-	before := ms.HeapAlloc
-	ops := make([]Op, 1000)
-	for i := 0; i < n; i += len(ops) {
-		for j := range ops {
-			ops[j] = add(fmt.Sprintf("views:video:%d", i+j), 1)
-		}
-		m.Apply(&Entry{Time: sec, Ops: ops})
-	}
-	ops = nil
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	if m.Counters() != n {
-		tb.Fatalf("Counters = %d", m.Counters())
-	}
-	heap = float64(int64(ms.HeapAlloc)-int64(before)) / float64(n)
-	total = heap + float64(m.CounterBytes())/float64(n)
-	runtime.KeepAlive(m)
-	return heap, total
+	return bytesPer(tb, New(Config{}), n,
+		func(i int) Op { return add(fmt.Sprintf("views:video:%d", i), 1) },
+		(*Machine).Counters, (*Machine).CounterBytes)
 }
 
 func TestCounterMemory(t *testing.T) {

@@ -178,16 +178,20 @@ func (b *block) release() {
 	}
 }
 
-// recChunk is chunkRecs records in a block.
-type recChunk struct {
+// chunk is n records of type T in a block: the tables' unit of storage.
+type chunk[T any] struct {
 	*block
-	recs *[chunkRecs]dedupRec
+	recs []T
 }
 
-func newChunk() *recChunk {
-	b := newBlock(chunkBytes)
-	return &recChunk{block: b, recs: (*[chunkRecs]dedupRec)(unsafe.Pointer(unsafe.SliceData(b.mem)))}
+func newChunk[T any](n int) *chunk[T] {
+	var zero T
+	b := newBlock(n * int(unsafe.Sizeof(zero)))
+	return &chunk[T]{block: b, recs: unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(b.mem))), n)}
 }
+
+// recChunk is a chunk of the dedup table.
+type recChunk = chunk[dedupRec]
 
 func newDedupTable() *dedupTable {
 	return &dedupTable{expires: make(map[uint64]int64)}
@@ -245,7 +249,7 @@ func (t *dedupTable) reindex(n int) {
 // push appends a record; the key must not be in the table.
 func (t *dedupTable) push(r dedupRec, expiresAt int64) {
 	if t.tail == t.first+uint64(len(t.chunks))*chunkRecs {
-		t.chunks = append(t.chunks, newChunk())
+		t.chunks = append(t.chunks, newChunk[dedupRec](chunkRecs))
 	}
 	switch live := t.len() + 1; {
 	case 4*live > 3*len(t.idx.slots):

@@ -3,6 +3,7 @@ package fsm
 import (
 	"fmt"
 	"runtime"
+	"testing"
 )
 
 // checkDedup returns t's records, oldest first, panicking if t breaks an
@@ -101,4 +102,30 @@ func settleHeap(ms *runtime.MemStats) {
 			return
 		}
 	}
+}
+
+// bytesPer applies n ops (op(i), in entries of 1000) to m and returns what
+// each cost: the Go heap m grew by (after a collection), and that plus
+// m's off-heap table (tableBytes), per item; count must then say n.
+func bytesPer(tb testing.TB, m *Machine, n int, op func(i int) Op, count func(*Machine) int, tableBytes func(*Machine) int64) (heap, total float64) {
+	var ms runtime.MemStats
+	settleHeap(&ms)
+	before := ms.HeapAlloc
+	ops := make([]Op, 1000)
+	for i := 0; i < n; i += len(ops) {
+		for j := range ops {
+			ops[j] = op(i + j)
+		}
+		m.Apply(&Entry{Time: sec, Ops: ops})
+	}
+	ops = nil
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	if got := count(m); got != n {
+		tb.Fatalf("%d held, want %d", got, n)
+	}
+	heap = float64(int64(ms.HeapAlloc)-int64(before)) / float64(n)
+	total = heap + float64(tableBytes(m))/float64(n)
+	runtime.KeepAlive(m)
+	return heap, total
 }

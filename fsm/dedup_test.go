@@ -6,7 +6,6 @@ import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
-	"runtime"
 	"testing"
 	"time"
 )
@@ -187,34 +186,15 @@ func TestSnapshotSharesChunks(t *testing.T) {
 	}
 }
 
-// dedupBytes returns the bytes a remembered key costs the Machine: the Go
-// heap it grows by (after a collection) plus the off-heap table, per key.
+// dedupBytes returns what a remembered key costs the Machine: the Go heap
+// it grows by (after a collection) plus the off-heap table, per key, for n
+// UUID-sized keys over 1000 counters (whose own share is negligible).
 func dedupBytes(tb testing.TB, n int) (heap, total float64) {
-	m := New(Config{DedupTTL: time.Hour})
-	var ms runtime.MemStats
-	settleHeap(&ms)
-	before := ms.HeapAlloc
-	const perEntry = 1000
-	ops := make([]Op, perEntry)
-	for i := 0; i < n; i += perEntry {
-		for j := range ops {
-			k := i + j
-			ops[j] = keyed(fmt.Sprintf("c-%04d", k%1000), 1, fmt.Sprintf("%08x-0000-4000-8000-%012x", k, k))
-		}
-		m.Apply(&Entry{Time: sec, Ops: ops})
-	}
-	ops = nil
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	after := ms.HeapAlloc
-	if m.DedupKeys() != n {
-		tb.Fatalf("DedupKeys = %d, want %d", m.DedupKeys(), n)
-	}
-	heapPer := float64(int64(after)-int64(before)) / float64(n)
-	// The 1000 counters the keys land on count too: a negligible share.
-	total = heapPer + float64(m.DedupBytes())/float64(n)
-	runtime.KeepAlive(m)
-	return heapPer, total
+	return bytesPer(tb, New(Config{DedupTTL: time.Hour}), n,
+		func(k int) Op {
+			return keyed(fmt.Sprintf("c-%04d", k%1000), 1, fmt.Sprintf("%08x-0000-4000-8000-%012x", k, k))
+		},
+		(*Machine).DedupKeys, (*Machine).DedupBytes)
 }
 
 func TestDedupMemory(t *testing.T) {

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -312,14 +311,22 @@ func (s *Shard) Propose(ctx context.Context, ops []fsm.Op) ([]fsm.Result, error)
 // admit refuses ops carrying keys new to this replica while the node's
 // key tables are full (Config.AdmitKeys).
 func (s *Shard) admit(ops []fsm.Op) error {
-	keyed := func(op *fsm.Op) bool {
-		return op.Key != "" && op.Kind != fsm.OpImportKey // imported keys are moved, not new: a split must finish
-	}
-	if s.cfg.AdmitKeys == nil || !slices.ContainsFunc(ops, func(op fsm.Op) bool { return keyed(&op) }) || s.cfg.AdmitKeys() {
+	if s.cfg.AdmitKeys == nil {
 		return nil
 	}
+	checked := false
 	for i := range ops {
-		if keyed(&ops[i]) && !s.sm.hasKey(ops[i].Key) {
+		// Imported keys are moved, not new: a split must finish.
+		if ops[i].Key == "" || ops[i].Kind == fsm.OpImportKey {
+			continue
+		}
+		if !checked {
+			if s.cfg.AdmitKeys() {
+				return nil
+			}
+			checked = true
+		}
+		if !s.sm.hasKey(ops[i].Key) {
 			return ErrKeysFull
 		}
 	}
