@@ -1499,8 +1499,20 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 	} else {
 		r.setLeader(r.trans.DecodePeer(a.Leader), ServerID(a.ID))
 	}
+	// Entries up to the applied index are committed here, so by Log
+	// Matching they are the leader's too: a request that starts inside
+	// them (the leader's view of this follower is behind, e.g. after it
+	// sent an older snapshot than this replica has applied) needs no check
+	// of its previous entry, which a snapshot may have compacted away, and
+	// they are not written again. tally patch, PATCHES.md 6.
+	applied := r.getLastApplied()
+	entries := a.Entries
+	for len(entries) > 0 && entries[0].Index <= applied {
+		entries = entries[1:]
+	}
+
 	// Verify the last log entry
-	if a.PrevLogEntry > 0 {
+	if a.PrevLogEntry > applied {
 		lastIdx, lastTerm := r.getLastEntry()
 
 		var prevLogTerm uint64
@@ -1529,15 +1541,15 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 	}
 
 	// Process any new entries
-	if len(a.Entries) > 0 {
+	if len(entries) > 0 {
 		start := time.Now()
 
 		// Delete any conflicting entries, skip any duplicates
 		lastLogIdx, _ := r.getLastLog()
 		var newEntries []*Log
-		for i, entry := range a.Entries {
+		for i, entry := range entries {
 			if entry.Index > lastLogIdx {
-				newEntries = a.Entries[i:]
+				newEntries = entries[i:]
 				break
 			}
 			var storeEntry Log
@@ -1556,7 +1568,7 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 				if entry.Index <= r.configurations.latestIndex {
 					r.setLatestConfiguration(r.configurations.committed, r.configurations.committedIndex)
 				}
-				newEntries = a.Entries[i:]
+				newEntries = entries[i:]
 				break
 			}
 		}
@@ -1883,6 +1895,19 @@ func (r *Raft) installSnapshot(rpc RPC, req *InstallSnapshotRequest) {
 		r.setLeader(r.trans.DecodePeer(req.RPCHeader.Addr), ServerID(req.ID))
 	} else {
 		r.setLeader(r.trans.DecodePeer(req.Leader), ServerID(req.ID))
+	}
+
+	// A snapshot no newer than what this replica has applied would take
+	// its state back, while its log, compacted by its own snapshots, no
+	// longer holds the entries between: applying them again would fail.
+	// The leader's view of this follower is behind; it learns from the
+	// next AppendEntries, which appendEntries accepts from inside the
+	// applied prefix. tally patch, PATCHES.md 6.
+	if applied := r.getLastApplied(); req.LastLogIndex <= applied {
+		r.logger.Info("ignoring a snapshot this replica has applied past",
+			"snapshot-index", req.LastLogIndex, "applied", applied)
+		resp.Success = true
+		return
 	}
 
 	// Create a new snapshot
