@@ -76,6 +76,53 @@ func TestChaosCampaign(t *testing.T) {
 	}
 }
 
+// TestChaosMembership is the campaign of membership faults: nodes are
+// replaced (killed, removed, a new one started on their ports) and the
+// busy shard's leader decommissioned (a new node added first) between
+// leader kills, with clients over HTTP and RESP and every check. Keys are
+// remembered for tallyd's default window, longer than the round: a
+// keyed retry after its window may count twice, as documented, and the
+// settling retries of a round with membership faults come later than a
+// short window.
+func TestChaosMembership(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process-level chaos campaign")
+	}
+	bin := build(t, "tallyd")
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	var log strings.Builder
+	schedule := []string{KillLeader, Replace, KillLeader, Decommission, KillLeader, Replace, Decommission, KillLeader}
+	sum, err := Run(ctx, Config{
+		Bin: bin, Nodes: 3, Shards: 4, SnapshotThreshold: 64,
+		Faults: schedule, MinFaults: len(schedule), FaultsPerRound: 4,
+		Clients: 6, RESPClients: 2, Rate: 150, Log: &log,
+	})
+	t.Logf("campaign log:\n%s", log.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table strings.Builder
+	sum.Table(&table)
+	t.Logf("summary:\n%s", table.String())
+	if !sum.OK() {
+		t.Fatalf("chaos campaign failed; evidence kept in %s", sum.Dir)
+	}
+	kinds := map[string]int{}
+	for _, f := range sum.Faults {
+		if f.Err != "" {
+			t.Fatalf("fault %s on %s failed: %s", f.Kind, f.Node, f.Err)
+		}
+		kinds[f.Kind]++
+	}
+	if kinds[Replace] < 2 || kinds[Decommission] < 2 {
+		t.Fatalf("faults injected: %v", kinds)
+	}
+	if sum.Acked == 0 || sum.Lost != 0 || sum.Duplicated != 0 || !sum.Linearizable || !sum.ReplicasAgree {
+		t.Fatalf("summary does not add up: %+v", sum)
+	}
+}
+
 // build builds the commands into one temp dir (so the campaign finds
 // tally-lazyfs next to tallyd), without the race detector, and returns
 // the first one's path.

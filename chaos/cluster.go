@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,10 +22,11 @@ import (
 
 // Node is one tallyd of the cluster under test.
 type Node struct {
-	ID   string
-	HTTP string // host:port
-	Raft string // cluster (raft) address, what the fault switch blocks
-	RESP string // Redis-protocol address
+	ID     string
+	HTTP   string // host:port
+	Raft   string // cluster (raft) address, what the fault switch blocks
+	RESP   string // Redis-protocol address
+	Gossip string
 
 	args    []string
 	logPath string
@@ -39,12 +41,20 @@ type Node struct {
 // (managed) or a running cluster it attached to (faults limited to the
 // transport switch, which needs --enable-faults on the nodes).
 type Cluster struct {
-	Nodes   []*Node
+	Nodes   []*Node // the members
 	Shards  int
 	Dir     string // data and logs of a managed cluster
 	managed bool
 	hc      *http.Client
 	lazy    *lazyMount // the nodes' data dirs are on it (ClusterConfig.LazyFS)
+
+	// Membership faults (membership.go) move nodes in and out. A managed
+	// cluster has one spare slot of ports with no process, where a new
+	// node starts; a slot whose node left becomes the spare.
+	spare    *Node
+	cfg      ClusterConfig
+	dataRoot string
+	nextID   int
 }
 
 // ClusterConfig describes a managed cluster.
@@ -77,48 +87,27 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 		}
 		c.lazy, dataRoot = m, m.mnt
 	}
-	// Every node joins all the others, so any of them can restart alone.
-	var gossip []string
-	ports, err := freePorts(4 * cfg.Nodes) // held together: all distinct
+	// Every node joins all the others (the spare slot's too), so any of
+	// them can restart alone.
+	ports, err := freePorts(4 * (cfg.Nodes + 1)) // held together: all distinct
 	if err != nil {
 		c.Close()
 		return nil, err
 	}
-	for i := 0; i < cfg.Nodes; i++ {
+	c.cfg, c.dataRoot, c.nextID = cfg, dataRoot, cfg.Nodes+1
+	var slots []*Node
+	for i := 0; i <= cfg.Nodes; i++ {
 		ports := ports[4*i:]
-		id := fmt.Sprintf("n%d", i+1)
-		c.Nodes = append(c.Nodes, &Node{
-			ID:      id,
-			HTTP:    "127.0.0.1:" + strconv.Itoa(ports[0]),
-			Raft:    "127.0.0.1:" + strconv.Itoa(ports[1]),
-			RESP:    "127.0.0.1:" + strconv.Itoa(ports[3]),
-			logPath: filepath.Join(cfg.Dir, id+".log"),
+		slots = append(slots, &Node{
+			HTTP:   "127.0.0.1:" + strconv.Itoa(ports[0]),
+			Raft:   "127.0.0.1:" + strconv.Itoa(ports[1]),
+			RESP:   "127.0.0.1:" + strconv.Itoa(ports[3]),
+			Gossip: "127.0.0.1:" + strconv.Itoa(ports[2]),
 		})
-		gossip = append(gossip, "127.0.0.1:"+strconv.Itoa(ports[2]))
 	}
+	c.Nodes, c.spare = slots[:cfg.Nodes], slots[cfg.Nodes]
 	for i, n := range c.Nodes {
-		n.args = []string{cfg.Bin,
-			"--id", n.ID, "--data-dir", filepath.Join(dataRoot, n.ID),
-			"--http", n.HTTP, "--raft", n.Raft, "--gossip", gossip[i], "--resp", n.RESP,
-			"--bootstrap-expect", strconv.Itoa(cfg.Nodes), "--shards", strconv.Itoa(cfg.Shards),
-			"--enable-faults",
-		}
-		var join []string
-		for j, g := range gossip {
-			if j != i {
-				join = append(join, g)
-			}
-		}
-		if len(join) > 0 {
-			n.args = append(n.args, "--join", strings.Join(join, ","))
-		}
-		if cfg.SnapshotThreshold > 0 {
-			n.args = append(n.args, "--snapshot-threshold", strconv.FormatUint(cfg.SnapshotThreshold, 10))
-		}
-		if cfg.LogLevel != "" {
-			n.args = append(n.args, "--log-level", cfg.LogLevel)
-		}
-		n.args = append(n.args, cfg.ExtraArgs...)
+		c.setIdentity(n, fmt.Sprintf("n%d", i+1), cfg.Nodes)
 	}
 	for _, n := range c.Nodes {
 		if err := c.Start(n); err != nil {
@@ -131,6 +120,36 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// setIdentity makes slot n the node id, with its own data dir and log,
+// forming a cluster once expect members see each other.
+func (c *Cluster) setIdentity(n *Node, id string, expect int) {
+	cfg := c.cfg
+	n.ID = id
+	n.logPath = filepath.Join(cfg.Dir, id+".log")
+	n.args = []string{cfg.Bin,
+		"--id", n.ID, "--data-dir", filepath.Join(c.dataRoot, n.ID),
+		"--http", n.HTTP, "--raft", n.Raft, "--gossip", n.Gossip, "--resp", n.RESP,
+		"--bootstrap-expect", strconv.Itoa(expect), "--shards", strconv.Itoa(cfg.Shards),
+		"--enable-faults",
+	}
+	var join []string
+	for _, o := range append(slices.Clone(c.Nodes), c.spare) {
+		if o != n && o != nil {
+			join = append(join, o.Gossip)
+		}
+	}
+	if len(join) > 0 {
+		n.args = append(n.args, "--join", strings.Join(join, ","))
+	}
+	if cfg.SnapshotThreshold > 0 {
+		n.args = append(n.args, "--snapshot-threshold", strconv.FormatUint(cfg.SnapshotThreshold, 10))
+	}
+	if cfg.LogLevel != "" {
+		n.args = append(n.args, "--log-level", cfg.LogLevel)
+	}
+	n.args = append(n.args, cfg.ExtraArgs...)
 }
 
 // freePorts returns n distinct ports free on 127.0.0.1 for both TCP and
@@ -281,7 +300,7 @@ func (c *Cluster) Close() error {
 	if !c.managed {
 		return nil
 	}
-	for _, n := range c.Nodes {
+	for _, n := range c.slots() {
 		c.Kill(n)
 	}
 	if c.lazy == nil {
@@ -305,24 +324,34 @@ func (c *Cluster) PowerLoss(ctx context.Context) (files int, bytes int64, err er
 	return a.Files, a.Bytes, err
 }
 
-// Addrs are the nodes' HTTP addresses.
+// slots are the members and the spare slot.
+func (c *Cluster) slots() []*Node {
+	if c.spare == nil {
+		return c.Nodes
+	}
+	return append(slices.Clone(c.Nodes), c.spare)
+}
+
+// Addrs are the HTTP addresses of every slot, the spare's included (a
+// client that finds it down goes on to the next address): the clients
+// keep them for the whole campaign while nodes come and go.
 func (c *Cluster) Addrs() []string {
-	out := make([]string, len(c.Nodes))
-	for i, n := range c.Nodes {
-		out[i] = n.HTTP
+	var out []string
+	for _, n := range c.slots() {
+		out = append(out, n.HTTP)
 	}
 	return out
 }
 
-// RESPAddrs are the nodes' Redis-protocol addresses, nil where any is
+// RESPAddrs are the slots' Redis-protocol addresses, nil where any is
 // unknown (an attached cluster).
 func (c *Cluster) RESPAddrs() []string {
-	out := make([]string, len(c.Nodes))
-	for i, n := range c.Nodes {
+	var out []string
+	for _, n := range c.slots() {
 		if n.RESP == "" {
 			return nil
 		}
-		out[i] = n.RESP
+		out = append(out, n.RESP)
 	}
 	return out
 }
@@ -462,8 +491,10 @@ func (c *Cluster) postJSON(ctx context.Context, addr, path string, body any) err
 	return c.do(req, nil)
 }
 
-func (c *Cluster) do(req *http.Request, out any) error {
-	resp, err := c.hc.Do(req)
+func (c *Cluster) do(req *http.Request, out any) error { return c.doWith(req, c.hc, out) }
+
+func (c *Cluster) doWith(req *http.Request, hc *http.Client, out any) error {
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}

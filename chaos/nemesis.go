@@ -29,7 +29,7 @@ const (
 )
 
 // AllFaults lists every kind, in the order a mixed schedule uses them.
-var AllFaults = []string{KillLeader, KillNode, PauseLeader, KillLeader, PartitionLeader, KillLeader, SnapshotInstall, KillLeader, RestartAll, KillLeader, PowerLoss}
+var AllFaults = []string{KillLeader, KillNode, PauseLeader, KillLeader, PartitionLeader, KillLeader, SnapshotInstall, KillLeader, RestartAll, KillLeader, PowerLoss, Replace, KillLeader, Decommission}
 
 // FaultRecord is one injected fault.
 type FaultRecord struct {
@@ -87,6 +87,10 @@ func (nm *nemesis) inject(ctx context.Context, kind string) FaultRecord {
 		err = nm.snapshotInstall(ctx, &rec)
 	case PowerLoss:
 		err = nm.powerLoss(ctx, &rec)
+	case Replace:
+		err = nm.replace(ctx, &rec)
+	case Decommission:
+		err = nm.decommission(ctx, &rec)
 	default:
 		err = fmt.Errorf("unknown fault %q", kind)
 	}

@@ -615,7 +615,7 @@ func (s *Summary) Table(w io.Writer) {
 	for _, k := range fk {
 		med, mx := MedianMax(s.Failover[k])
 		fmt.Fprintf(tw, "failover %s\tmedian %v, max %v (n=%d)\n", k, med.Round(time.Millisecond), mx.Round(time.Millisecond), len(s.Failover[k]))
-		if k != RestartAll && k != PowerLoss {
+		if k != RestartAll && k != PowerLoss && k != Decommission {
 			all = append(all, s.Failover[k]...)
 		}
 	}

@@ -176,11 +176,14 @@ type KeyPlacement struct {
 	Shards int    `json:"shards"`
 }
 
-// Member is a node as gossip sees it.
+// Member is a node: State is its place in the cluster (active, leaving,
+// left, removed), Health what gossip says of it (alive, suspect, dead,
+// left).
 type Member struct {
-	ID    string `json:"id"`
-	HTTP  string `json:"http"`
-	State string `json:"state"`
+	ID     string `json:"id"`
+	HTTP   string `json:"http"`
+	State  string `json:"state"`
+	Health string `json:"health"`
 }
 
 // Shard is one Raft group. Leader is empty while it has none.
@@ -188,6 +191,7 @@ type Shard struct {
 	ID           int      `json:"id"`
 	Leader       string   `json:"leader"`
 	Replicas     []string `json:"replicas"`
+	Learners     []string `json:"learners"`
 	AppliedIndex uint64   `json:"applied_index"`
 }
 
@@ -386,6 +390,28 @@ func (c *Client) Split(ctx context.Context, name string, n int) (int, error) {
 func (c *Client) Cluster(ctx context.Context) (ClusterInfo, error) {
 	var r ClusterInfo
 	err := c.do(ctx, call{method: http.MethodGet, path: "/v1/cluster"}, &r)
+	return r, err
+}
+
+// NodeChange is a node's state after a decommission or removal.
+type NodeChange struct {
+	ID    string `json:"id"`
+	State string `json:"state"`
+}
+
+// Decommission starts moving every replica off node id (state leaving,
+// then left once it holds nothing). Asking again is harmless.
+func (c *Client) Decommission(ctx context.Context, id string) (NodeChange, error) {
+	var r NodeChange
+	err := c.do(ctx, call{method: http.MethodPost, path: "/v1/cluster/nodes/" + url.PathEscape(id) + "/decommission"}, &r)
+	return r, err
+}
+
+// RemoveNode drops the dead node id from every shard; its replicas are
+// placed anew on live nodes. Asking again is harmless.
+func (c *Client) RemoveNode(ctx context.Context, id string) (NodeChange, error) {
+	var r NodeChange
+	err := c.do(ctx, call{method: http.MethodDelete, path: "/v1/cluster/nodes/" + url.PathEscape(id)}, &r)
 	return r, err
 }
 

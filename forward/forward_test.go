@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,6 +72,71 @@ func (fakeLocal) Replica(_ context.Context, req ReplicaRequest) (ReplicaResponse
 		return ReplicaResponse{}, nil
 	}
 	return ReplicaResponse{Incarnation: "inc-of-" + req.ID}, nil
+}
+
+// The placement messages: Config echoes the request into the answer,
+// Change and Host fail on shard 9 and otherwise record what they got.
+var placementSeen = make(chan any, 8)
+
+func (fakeLocal) Config(_ context.Context, req ConfigRequest) (ConfigResponse, error) {
+	if req.Leader {
+		return ConfigResponse{}, &shard.NotLeaderError{LeaderID: "n2", LeaderAddr: "127.0.0.1:9"}
+	}
+	if req.Node != "n4" {
+		return ConfigResponse{}, errors.New("wrong node " + req.Node)
+	}
+	return ConfigResponse{Applied: 77, Config: shard.Configuration{Index: uint64(req.Shard), Commit: 12,
+		Servers: []shard.Server{{ID: "n1", Addr: "a:1", Voter: true}, {ID: "n4", Addr: "a:4"}}}}, nil
+}
+
+func (fakeLocal) Change(_ context.Context, req ChangeRequest) (ChangeResponse, error) {
+	if req.Shard == 9 {
+		return ChangeResponse{}, errors.New("configuration moved")
+	}
+	placementSeen <- req
+	return ChangeResponse{}, nil
+}
+
+func (fakeLocal) Host(_ context.Context, req HostRequest) (HostResponse, error) {
+	if req.Shard == 9 {
+		return HostResponse{}, ErrNoShard
+	}
+	placementSeen <- req
+	return HostResponse{}, nil
+}
+
+func TestPlacementMessagesRoundTrip(t *testing.T) {
+	c, addr := startPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := c.Config(ctx, addr, ConfigRequest{Shard: 5, Node: "n4"})
+	want := ConfigResponse{Applied: 77, Config: shard.Configuration{Index: 5, Commit: 12,
+		Servers: []shard.Server{{ID: "n1", Addr: "a:1", Voter: true}, {ID: "n4", Addr: "a:4"}}}}
+	if err != nil || !reflect.DeepEqual(r, want) {
+		t.Fatalf("config: %+v, %v; want %+v", r, err, want)
+	}
+	if _, err := c.Config(ctx, addr, ConfigRequest{Shard: 5, Leader: true}); err == nil {
+		t.Fatal("config from a non-leader: no error")
+	} else if nl, ok := shard.IsNotLeader(err); !ok || nl.LeaderID != "n2" {
+		t.Fatalf("config from a non-leader: %v", err)
+	}
+	ch := ChangeRequest{Shard: 3, Kind: ChangePromote, Node: "n4", Addr: "a:4", PrevIndex: 41}
+	if err := c.Change(ctx, addr, ch); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-placementSeen; !reflect.DeepEqual(got, ch) {
+		t.Fatalf("change arrived as %+v, sent %+v", got, ch)
+	}
+	if err := c.Change(ctx, addr, ChangeRequest{Shard: 9}); err == nil || !strings.Contains(err.Error(), "configuration moved") {
+		t.Fatalf("failed change: %v", err)
+	}
+	h := HostRequest{Shard: 2, Open: true, Node: "n7"}
+	if err := c.Host(ctx, addr, h); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-placementSeen; !reflect.DeepEqual(got, h) {
+		t.Fatalf("host arrived as %+v, sent %+v", got, h)
+	}
 }
 
 func startPair(t *testing.T) (*Client, string) {

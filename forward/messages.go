@@ -189,6 +189,8 @@ func decodeRequest(d *dec, kind uint8, sh uint32) request {
 		return &CardRequest{Shard: sh, Name: d.Str(), Linearizable: linear}
 	case reqReplica:
 		return &ReplicaRequest{ID: d.Str()}
+	case reqConfig, reqChange, reqHost:
+		return decodeMembershipRequest(d, kind, sh)
 	}
 	d.Fail()
 	return nil

@@ -23,6 +23,9 @@ type Local interface {
 	Split(ctx context.Context, req SplitRequest) (SplitResponse, error)
 	Card(ctx context.Context, req CardRequest) (CardResponse, error)
 	Replica(ctx context.Context, req ReplicaRequest) (ReplicaResponse, error)
+	Config(ctx context.Context, req ConfigRequest) (ConfigResponse, error)
+	Change(ctx context.Context, req ChangeRequest) (ChangeResponse, error)
+	Host(ctx context.Context, req HostRequest) (HostResponse, error)
 }
 
 // Serve answers forwarded requests on every connection l accepts, until l
@@ -124,6 +127,15 @@ func dispatch(ctx context.Context, h Local, req request) (response, error) {
 		return &resp, err
 	case *ReplicaRequest:
 		resp, err := h.Replica(ctx, *req)
+		return &resp, err
+	case *ConfigRequest:
+		resp, err := h.Config(ctx, *req)
+		return &resp, err
+	case *ChangeRequest:
+		resp, err := h.Change(ctx, *req)
+		return &resp, err
+	case *HostRequest:
+		resp, err := h.Host(ctx, *req)
 		return &resp, err
 	}
 	return nil, errors.New("forward: unknown request type")

@@ -74,6 +74,10 @@ func status(c node.Code) int {
 		return http.StatusConflict
 	case node.CodeKeyReused:
 		return http.StatusUnprocessableEntity
+	case node.CodeUnknownNode:
+		return http.StatusNotFound
+	case node.CodeMembershipRefused:
+		return http.StatusConflict
 	case node.CodeNoLeader, node.CodeUnavailable, node.CodeOutcomeUnknown, node.CodeKeysFull:
 		return http.StatusServiceUnavailable
 	}

@@ -42,7 +42,9 @@ type Core interface {
 	Split(ctx context.Context, req node.SplitRequest) (node.SplitResult, error)
 	Delete(ctx context.Context, name string) (bool, error)
 
-	ClusterStatus() node.ClusterStatus
+	ClusterDetail(ctx context.Context) node.ClusterStatus
+	Decommission(ctx context.Context, id string) (node.NodeChange, error)
+	RemoveNode(ctx context.Context, id string) (node.NodeChange, error)
 	HotReport() node.HotReport
 	ShardDigests() []node.ShardDigest
 	Metrics() *prometheus.Registry
@@ -81,6 +83,8 @@ func Handler(core Core) http.Handler {
 		a.counterRoutes(r)
 	})
 	r.Get("/v1/cluster", a.handleCluster)
+	r.Post("/v1/cluster/nodes/{id}/decommission", a.handleNodeChange(a.core.Decommission))
+	r.Delete("/v1/cluster/nodes/{id}", a.handleNodeChange(a.core.RemoveNode))
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

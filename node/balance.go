@@ -3,9 +3,11 @@ package node
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
+	"tally/cluster"
 	"tally/forward"
 )
 
@@ -55,6 +57,22 @@ func (n *Node) balanceOnce() {
 		}
 	}
 	if len(alive) < 2 {
+		return
+	}
+	// Leadership goes only to active nodes: a leaving one is handing its
+	// shards away, and one given a leadership would take it back.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	states, _, err := n.nodeRecords(ctx, slices.Sorted(maps.Keys(alive)))
+	cancel()
+	if err != nil {
+		return
+	}
+	for id, st := range states {
+		if st != cluster.Active {
+			delete(alive, id)
+		}
+	}
+	if _, ok := alive[n.cfg.ID]; !ok || len(alive) < 2 {
 		return
 	}
 	counts := n.leadingCounts()

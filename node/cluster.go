@@ -29,10 +29,27 @@ type clusterState struct {
 	// recorded at formation or, for a cluster formed before they were,
 	// learnt from gossip afterwards.
 	Incarnations map[string]string `json:"incarnations,omitempty"`
+	// Hosted lists the shards this node holds a replica of, kept as the
+	// coordinator adds and removes replicas (replicas.go). A file without
+	// it is from before replicas moved: Placement says then.
+	Hosted []uint32 `json:"hosted"`
+	// Bootstrapped: the shards this node was to bootstrap at formation
+	// are bootstrapped. From then on a replica without state is one a
+	// leader is filling, never one to bootstrap.
+	Bootstrapped bool `json:"bootstrapped,omitempty"`
 }
 
-func (c *clusterState) hosts(id string, s int) bool {
-	return slices.Contains(c.Placement[s], id)
+// hostedFrom fills in Hosted for a file without it.
+func (c *clusterState) hostedFrom(id string) {
+	if c.Hosted != nil {
+		return
+	}
+	c.Hosted = []uint32{}
+	for s := range c.Shards {
+		if slices.Contains(c.Placement[s], id) {
+			c.Hosted = append(c.Hosted, uint32(s))
+		}
+	}
 }
 
 func statePath(dataDir string) string { return filepath.Join(dataDir, "cluster.json") }
@@ -138,8 +155,18 @@ func (n *Node) awaitFormation(stop <-chan struct{}) (*clusterState, error) {
 				continue
 			}
 			if !slices.Contains(m.Peers, n.cfg.ID) {
-				n.log.Info("joining a formed cluster; this node routes requests and hosts no shard replicas", "via", m.ID, "key_placement", m.keys())
-				return &clusterState{Shards: m.Shards, Replicas: n.cfg.Replicas, Placement: make([][]string, m.Shards), Addrs: map[string]string{}, Keys: m.keys()}, nil
+				// A node that joined after formation may have been given
+				// replicas before it lost its disk: the node records know.
+				if err := n.checkIncarnation(m); err != nil {
+					if errors.Is(err, ErrReplicaReplaced) {
+						return nil, err
+					}
+					n.log.Info("joining: cannot ask a member about this node yet", "member", m.ID, "err", err)
+					askLater = true
+					break
+				}
+				n.log.Info("joining a formed cluster; the coordinator gives this node replicas as the placement needs", "via", m.ID, "key_placement", m.keys())
+				return &clusterState{Shards: m.Shards, Replicas: n.cfg.Replicas, Placement: make([][]string, m.Shards), Addrs: map[string]string{}, Keys: m.keys(), Hosted: []uint32{}, Bootstrapped: true}, nil
 			}
 			// The others formed the cluster with this node in it: either
 			// before this node saw them all (take the same member list),

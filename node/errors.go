@@ -47,6 +47,11 @@ const (
 	// same idempotency key.
 	CodeOutcomeUnknown Code = "outcome_unknown"
 
+	// Membership: the node named is not a member, or the change asked
+	// for would cost a shard its replicas or its quorum; nothing changed.
+	CodeUnknownNode       Code = "unknown_node"
+	CodeMembershipRefused Code = "membership_refused"
+
 	CodeInternal Code = "internal"
 )
 

@@ -35,6 +35,7 @@ func (l forwardLocal) Card(ctx context.Context, req forward.CardRequest) (forwar
 	return forward.CardResponse{Actors: n}, err
 }
 
-func (l forwardLocal) Replica(_ context.Context, req forward.ReplicaRequest) (forward.ReplicaResponse, error) {
-	return forward.ReplicaResponse{Incarnation: l.n.knownIncarnation(req.ID)}, nil
+func (l forwardLocal) Replica(ctx context.Context, req forward.ReplicaRequest) (forward.ReplicaResponse, error) {
+	inc, err := l.n.replicaIncarnation(ctx, req.ID)
+	return forward.ReplicaResponse{Incarnation: inc}, err
 }

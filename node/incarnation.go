@@ -128,6 +128,22 @@ func (n *Node) learnIncarnations() bool {
 	return done
 }
 
+// replicaIncarnation is the incarnation the cluster knows for id: the
+// cluster state's for a member it was formed with (answered without a
+// quorum, so members that are still forming can ask each other), else the
+// node records' for a node that joined later ("" for one never given a
+// replica).
+func (n *Node) replicaIncarnation(ctx context.Context, id string) (string, error) {
+	if inc := n.knownIncarnation(id); inc != "" || !n.formed.Load() {
+		return inc, nil
+	}
+	_, incs, err := n.nodeRecords(ctx, []string{id})
+	if err != nil {
+		return "", err
+	}
+	return incs[id], nil
+}
+
 // knownIncarnation is the incarnation the cluster state records for id.
 func (n *Node) knownIncarnation(id string) string {
 	n.mu.RLock()

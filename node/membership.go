@@ -18,10 +18,12 @@ import (
 	"tally/placement"
 )
 
-// meta is what every node gossips about itself in its memberlist node
-// meta: how to reach it, which shards it hosts, and which it leads (with
-// the raft term, so a stale claim loses to a newer one). The union of all
-// members' metas is the cluster's shard → leader routing table.
+// meta is what a node knows of a member: how to reach it (gossiped in
+// memberlist's node meta, which must stay under 512 bytes), and which
+// shards it hosts and leads (with the raft term, so a stale claim loses
+// to a newer one). Hosted and Leading grow with the shard count, so they
+// travel apart from the node meta, as a routing state (routes.go). The
+// union of all members' claims is the cluster's shard → leader table.
 type meta struct {
 	ID      string
 	HTTP    string
@@ -57,6 +59,9 @@ func (m meta) clone() meta {
 	return m
 }
 
+// encode is the node meta: identity and addresses. The hosted and
+// leading lists of the layout's first version stay in it, empty: they
+// are in the routing state now.
 func (m *meta) encode() []byte {
 	var e codec.Encoder
 	e.U8(metaVersion)
@@ -73,20 +78,8 @@ func (m *meta) encode() []byte {
 	for _, p := range m.Peers {
 		e.Str(p)
 	}
-	e.Uv(uint64(len(m.Hosted)))
-	for _, s := range m.Hosted {
-		e.Uv(uint64(s))
-	}
-	keys := make([]uint32, 0, len(m.Leading))
-	for s := range m.Leading {
-		keys = append(keys, s)
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
-	e.Uv(uint64(len(keys)))
-	for _, s := range keys {
-		e.Uv(uint64(s))
-		e.Uv(m.Leading[s])
-	}
+	e.Uv(0) // hosted
+	e.Uv(0) // leading
 	e.Str(string(m.Keys))
 	e.Str(m.RESP)
 	e.Str(m.Incarnation)
@@ -152,28 +145,37 @@ type membership struct {
 	self    meta
 	members map[string]*member
 	routes  map[uint32]route // shard → leader claimed with the highest term; rebuilt on every change
+	// claims holds every node's routing state (routes.go) by id, the
+	// newest version seen; selfVersion is this node's own.
+	claims      map[string]routing
+	selfVersion uint64
+	bcast       *memberlist.TransmitLimitedQueue
 
 	updates chan struct{}
 	stop    chan struct{}
 	wg      sync.WaitGroup
 }
 
-func startMembership(self meta, gossipAddr string, log *slog.Logger) (*membership, error) {
-	host, portStr, err := net.SplitHostPort(gossipAddr)
+func startMembership(self meta, gossipAddr, advertise string, log *slog.Logger) (*membership, error) {
+	host, port, err := splitPort(gossipAddr)
 	if err != nil {
-		return nil, fmt.Errorf("gossip address %q: %w", gossipAddr, err)
+		return nil, err
 	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		return nil, fmt.Errorf("gossip address %q: %w", gossipAddr, err)
+	advHost, advPort := host, port
+	if advertise != "" {
+		if advHost, advPort, err = splitPort(advertise); err != nil {
+			return nil, err
+		}
 	}
-	ms := &membership{log: log, self: self, members: map[string]*member{}, updates: make(chan struct{}, 1), stop: make(chan struct{})}
+	ms := &membership{log: log, self: self, members: map[string]*member{}, claims: map[string]routing{}, updates: make(chan struct{}, 1), stop: make(chan struct{})}
+	ms.bcast = &memberlist.TransmitLimitedQueue{NumNodes: ms.numNodes, RetransmitMult: 3}
+	ms.selfVersion = uint64(time.Now().UnixNano())
 	c := memberlist.DefaultLocalConfig()
 	c.Name = self.ID
 	c.BindAddr = host
 	c.BindPort = port
-	c.AdvertiseAddr = host
-	c.AdvertisePort = port
+	c.AdvertiseAddr = advHost
+	c.AdvertisePort = advPort
 	c.Delegate = ms
 	c.Events = ms
 	c.Logger = logbridge.Std(log, "memberlist")
@@ -194,6 +196,18 @@ func startMembership(self meta, gossipAddr string, log *slog.Logger) (*membershi
 	return ms, nil
 }
 
+func splitPort(addr string) (string, int, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("gossip address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return "", 0, fmt.Errorf("gossip address %q: %w", addr, err)
+	}
+	return host, port, nil
+}
+
 func (ms *membership) addr() string { return ms.gossipAddr }
 
 // join contacts existing members; it is fine for some to be down.
@@ -211,7 +225,11 @@ func (ms *membership) update(f func(*meta)) {
 	// slices must never change under them.
 	m := ms.self.clone()
 	f(&m)
+	routesChanged := !slices.Equal(m.Hosted, ms.self.Hosted) || !maps.Equal(m.Leading, ms.self.Leading)
 	ms.self = m
+	if routesChanged {
+		ms.publishRoutingLocked()
+	}
 	ms.rebuildRoutesLocked()
 	ms.mu.Unlock()
 	select {
@@ -331,18 +349,24 @@ func (ms *membership) NodeMeta(limit int) []byte {
 	return b
 }
 
-func (ms *membership) NotifyMsg([]byte)                           {}
-func (ms *membership) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (ms *membership) LocalState(join bool) []byte                { return nil }
-func (ms *membership) MergeRemoteState(buf []byte, join bool)     {}
+func (ms *membership) NotifyMsg(b []byte) { ms.mergeRouting(b) }
+func (ms *membership) GetBroadcasts(overhead, limit int) [][]byte {
+	return ms.bcast.GetBroadcasts(overhead, limit)
+}
+func (ms *membership) LocalState(join bool) []byte            { return ms.routingState() }
+func (ms *membership) MergeRemoteState(buf []byte, join bool) { ms.mergeRouting(buf) }
 
 // --- memberlist.EventDelegate ---
 
-func (ms *membership) NotifyJoin(n *memberlist.Node)   { ms.observe(n) }
-func (ms *membership) NotifyLeave(n *memberlist.Node)  { ms.observe(n) }
-func (ms *membership) NotifyUpdate(n *memberlist.Node) { ms.observe(n) }
+// memberlist keeps a member's state beside the Node it hands to these
+// callbacks (Node.State stays at its zero value, alive), so the callback
+// itself says what happened: a leave is a death or a graceful leave, and
+// both end the member's claims.
+func (ms *membership) NotifyJoin(n *memberlist.Node)   { ms.observe(n, "alive") }
+func (ms *membership) NotifyLeave(n *memberlist.Node)  { ms.observe(n, "dead") }
+func (ms *membership) NotifyUpdate(n *memberlist.Node) { ms.observe(n, "alive") }
 
-func (ms *membership) observe(n *memberlist.Node) {
+func (ms *membership) observe(n *memberlist.Node, state string) {
 	m, err := decodeMeta(n.Meta)
 	if err != nil {
 		// Keep what we knew of it, but never miss that it died or left:
@@ -356,17 +380,11 @@ func (ms *membership) observe(n *memberlist.Node) {
 		}
 		m = prev.meta
 	}
-	state := "alive"
-	switch n.State {
-	case memberlist.StateSuspect:
-		state = "suspect"
-	case memberlist.StateDead:
-		state = "dead"
-	case memberlist.StateLeft:
-		state = "left"
-	}
 	ms.mu.Lock()
 	prev := ms.members[n.Name]
+	if c, ok := ms.claims[n.Name]; ok {
+		m.Hosted, m.Leading = c.hosted, c.leading
+	}
 	ms.members[n.Name] = &member{meta: m, State: state}
 	ms.rebuildRoutesLocked()
 	ms.mu.Unlock()

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,11 +30,17 @@ import (
 
 // Config is a node's configuration (tallyd's flags).
 type Config struct {
-	ID              string
-	DataDir         string
-	HTTPAddr        string // listen address; ":0" picks a port
-	RaftAddr        string // cluster transport listen address
-	GossipAddr      string
+	ID         string
+	DataDir    string
+	HTTPAddr   string // listen address; ":0" picks a port
+	RaftAddr   string // cluster transport listen address
+	GossipAddr string
+	// What other nodes and clients dial, when it differs from the bind
+	// address (containers, NAT); "" means the bound address.
+	AdvertiseHTTP   string
+	AdvertiseRaft   string
+	AdvertiseGossip string
+	AdvertiseRESP   string
 	Join            []string
 	BootstrapExpect int
 	Shards          int
@@ -52,6 +59,8 @@ type Config struct {
 	SnapshotThreshold uint64
 	SnapshotBytes     int64         // log bytes between snapshots (shard default when 0; negative: entries only)
 	BalanceInterval   time.Duration // 0: 5 s; negative: never rebalance leaders
+	PlaceInterval     time.Duration // how often the coordinator places replicas; 0: 1 s; negative: never
+	MaxLearners       int           // replicas catching up at once in the cluster; 0: 2
 	RequestTimeout    time.Duration // per request deadline (default 5 s)
 
 	// Automatic splitting of hot counters (see autosplit.go).
@@ -61,7 +70,7 @@ type Config struct {
 	SplitTo        int           // the factor a hot counter is split to; 0: min(shards, 2 × nodes)
 }
 
-const maxShards = 64 // leader claims for every shard must fit in gossip meta
+const maxShards = 64 // a node's shards are bits of one uint64 (Node.leading)
 
 func (c *Config) setDefaults() error {
 	if c.ID == "" {
@@ -73,6 +82,14 @@ func (c *Config) setDefaults() error {
 	}
 	if c.DataDir == "" {
 		c.DataDir = "tally-data"
+	}
+	for flag, a := range map[string]string{"advertise-http": c.AdvertiseHTTP, "advertise-raft": c.AdvertiseRaft, "advertise-gossip": c.AdvertiseGossip, "advertise-resp": c.AdvertiseRESP} {
+		if a == "" {
+			continue
+		}
+		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" || port == "0" {
+			return fmt.Errorf("--%s %q: want host:port with a port other nodes can dial", flag, a)
+		}
 	}
 	if c.BootstrapExpect <= 0 {
 		c.BootstrapExpect = 1
@@ -94,6 +111,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.BalanceInterval == 0 {
 		c.BalanceInterval = 5 * time.Second
+	}
+	if c.PlaceInterval == 0 {
+		c.PlaceInterval = time.Second
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 5 * time.Second
@@ -128,6 +148,7 @@ type Node struct {
 	// incarnation names this life of the data dir (incarnation.go).
 	incarnation string
 	shards      map[uint32]*shard.Shard
+	hostMu      sync.Mutex // serializes opening and dropping replicas at run time
 	nshards     int
 	scheme      placement.Scheme // key placement; set with state
 
@@ -184,7 +205,7 @@ func Start(cfg Config) (*Node, error) {
 		n.nshards, n.scheme = state.Shards, state.Keys
 	}
 
-	n.mux, err = transport.Listen(cfg.RaftAddr, "", cfg.EnableFaults, log.With("component", "transport"))
+	n.mux, err = transport.Listen(cfg.RaftAddr, cfg.AdvertiseRaft, cfg.EnableFaults, log.With("component", "transport"))
 	if err != nil {
 		return nil, fmt.Errorf("cluster listener: %w", err)
 	}
@@ -198,20 +219,20 @@ func Start(cfg Config) (*Node, error) {
 	}
 	// Before formation Keys says which placement this node would form
 	// with; afterwards, the cluster's.
-	self := meta{ID: cfg.ID, HTTP: n.http.ln.Addr().String(), Raft: n.mux.Addr(), Shards: n.nshards, Keys: n.scheme, Incarnation: n.incarnation}
+	self := meta{ID: cfg.ID, HTTP: or(cfg.AdvertiseHTTP, n.http.ln.Addr().String()), Raft: n.mux.Addr(), Shards: n.nshards, Keys: n.scheme, Incarnation: n.incarnation}
 	if cfg.RESPAddr != "" {
 		if n.resp.ln, err = net.Listen("tcp", cfg.RESPAddr); err != nil {
 			n.http.ln.Close()
 			n.mux.Close()
 			return nil, fmt.Errorf("resp listener: %w", err)
 		}
-		self.RESP = n.resp.ln.Addr().String()
+		self.RESP = or(cfg.AdvertiseRESP, n.resp.ln.Addr().String())
 	}
 
 	if state != nil {
 		self.Formed, self.Peers = true, state.Members
 	}
-	n.ms, err = startMembership(self, cfg.GossipAddr, log)
+	n.ms, err = startMembership(self, cfg.GossipAddr, cfg.AdvertiseGossip, log)
 	if err != nil {
 		n.http.ln.Close()
 		if n.resp.ln != nil {
@@ -225,6 +246,14 @@ func Start(cfg Config) (*Node, error) {
 	n.wg.Add(1)
 	go n.run(state)
 	return n, nil
+}
+
+// or is a unless it is empty, else b.
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 // fail records why the node cannot take part in the cluster and closes
@@ -290,6 +319,10 @@ func (n *Node) run(state *clusterState) {
 	n.formed.Store(true)
 	n.wg.Add(1)
 	go n.splitLoop()
+	if n.cfg.PlaceInterval > 0 {
+		n.wg.Add(1)
+		go n.placeLoop()
+	}
 	if n.cfg.BalanceInterval > 0 {
 		n.balanceLoop()
 	}
@@ -319,6 +352,7 @@ func (n *Node) joinLoop() {
 }
 
 func (n *Node) openShards(state *clusterState) error {
+	state.hostedFrom(n.cfg.ID)
 	n.mu.Lock()
 	n.state = state
 	n.nshards = state.Shards
@@ -333,12 +367,7 @@ func (n *Node) openShards(state *clusterState) error {
 		n.logs = logs
 		n.mu.Unlock()
 	}
-	var hosted []uint32
-	for s := 0; s < state.Shards; s++ {
-		if state.hosts(n.cfg.ID, s) {
-			hosted = append(hosted, uint32(s))
-		}
-	}
+	hosted := slices.Clone(state.Hosted)
 	// Each replica restores its snapshot as it opens, which for a large
 	// shard takes a while; they share nothing, so open them side by side.
 	opened := make([]*shard.Shard, len(hosted))
@@ -348,23 +377,7 @@ func (n *Node) openShards(state *clusterState) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			opened[i], errs[i] = shard.Open(shard.Config{
-				ID:                id,
-				NodeID:            n.cfg.ID,
-				Dir:               filepath.Join(n.cfg.DataDir, fmt.Sprintf("shard-%d", id)),
-				Transport:         n.mux.RaftTransport(id),
-				Logger:            n.log,
-				DedupTTL:          n.cfg.DedupTTL,
-				SnapshotThreshold: n.cfg.SnapshotThreshold,
-				SnapshotBytes:     n.cfg.SnapshotBytes,
-				HeartbeatTimeout:  n.cfg.HeartbeatTimeout,
-				ElectionTimeout:   n.cfg.ElectionTimeout,
-				ObserveBatch:      n.metrics.observeBatch,
-				OnLeaderChange:    func(leader bool) { n.onLeaderChange(id, leader) },
-				OnSplit:           n.splits.learn,
-				AdmitKeys:         n.admitKeys,
-				Logs:              n.logs,
-			})
+			opened[i], errs[i] = shard.Open(n.shardConfig(id))
 		}()
 	}
 	wg.Wait()
@@ -381,9 +394,10 @@ func (n *Node) openShards(state *clusterState) error {
 		n.mu.Lock()
 		n.shards[id] = sh
 		n.mu.Unlock()
-		// The lowest id among a new shard's replicas bootstraps it. A
-		// replica with state never does, so a restart cannot reset a shard.
-		if !sh.HasState() && state.Placement[s][0] == n.cfg.ID {
+		// The lowest id among a new shard's replicas bootstraps it, once.
+		// A replica with state never does, so a restart cannot reset a
+		// shard; nor does one opened later, which its leader fills.
+		if !state.Bootstrapped && !sh.HasState() && len(state.Placement[s]) > 0 && state.Placement[s][0] == n.cfg.ID {
 			voters := map[string]string{}
 			for _, rid := range state.Placement[s] {
 				voters[rid] = state.Addrs[rid]
@@ -394,6 +408,15 @@ func (n *Node) openShards(state *clusterState) error {
 			n.log.Info("bootstrapped shard", "shard", s, "voters", state.Placement[s])
 		}
 	}
+	if !state.Bootstrapped {
+		n.mu.Lock()
+		state.Bootstrapped = true
+		err := saveState(n.cfg.DataDir, state)
+		n.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("saving cluster state: %w", err)
+		}
+	}
 	n.ms.update(func(m *meta) {
 		m.Formed = true
 		m.Peers = state.Members
@@ -402,6 +425,31 @@ func (n *Node) openShards(state *clusterState) error {
 		m.Hosted = hosted
 	})
 	return nil
+}
+
+// shardConfig is the configuration of this node's replica of shard id.
+func (n *Node) shardConfig(id uint32) shard.Config {
+	return shard.Config{
+		ID:                id,
+		NodeID:            n.cfg.ID,
+		Dir:               n.shardDir(id),
+		Transport:         n.mux.RaftTransport(id),
+		Logger:            n.log,
+		DedupTTL:          n.cfg.DedupTTL,
+		SnapshotThreshold: n.cfg.SnapshotThreshold,
+		SnapshotBytes:     n.cfg.SnapshotBytes,
+		HeartbeatTimeout:  n.cfg.HeartbeatTimeout,
+		ElectionTimeout:   n.cfg.ElectionTimeout,
+		ObserveBatch:      n.metrics.observeBatch,
+		OnLeaderChange:    func(leader bool) { n.onLeaderChange(id, leader) },
+		OnSplit:           n.splits.learn,
+		AdmitKeys:         n.admitKeys,
+		Logs:              n.logs,
+	}
+}
+
+func (n *Node) shardDir(id uint32) string {
+	return filepath.Join(n.cfg.DataDir, fmt.Sprintf("shard-%d", id))
 }
 
 func (n *Node) onLeaderChange(s uint32, leader bool) {

@@ -1,8 +1,14 @@
 package node
 
 import (
+	"context"
+	"fmt"
 	"sort"
+	"sync"
+	"time"
+
 	"tally/placement"
+	"tally/shard"
 )
 
 // What a node tells about itself and the cluster, for frontends to serve.
@@ -29,7 +35,10 @@ type MemberStatus struct {
 	ID    string
 	HTTP  string
 	RESP  string // "" when it has no RESP listener
-	State string // alive, suspect, dead, left
+	State string // alive or dead: gossip's word on it
+	// Node is its place in the cluster (active, leaving, left, removed),
+	// from the node records; set by ClusterDetail only.
+	Node string
 }
 
 // ShardStatus is one shard as this node sees it.
@@ -37,6 +46,9 @@ type ShardStatus struct {
 	ID       uint32
 	Leader   string   // node id, "" if none is known
 	Replicas []string // node ids, sorted
+	// Learners are the replicas catching up (raft non-voters, not in
+	// Replicas); known where this node reads the configuration.
+	Learners []string
 	// AppliedIndex is the local replica's, when this node hosts one.
 	AppliedIndex    uint64
 	HasAppliedIndex bool
@@ -61,14 +73,12 @@ func (n *Node) ClusterStatus() ClusterStatus {
 	}
 	for s := 0; s < n.shardCount(); s++ {
 		id := uint32(s)
-		ss := ShardStatus{ID: id, Replicas: []string{}}
+		ss := ShardStatus{ID: id, Replicas: []string{}, Learners: []string{}}
 		ss.Leader, _ = n.leaderOf(id)
 		if sh := n.shard(id); sh != nil {
 			ss.AppliedIndex, ss.HasAppliedIndex = sh.AppliedIndex(), true
-			if voters, err := sh.Voters(); err == nil {
-				for v := range voters {
-					ss.Replicas = append(ss.Replicas, v)
-				}
+			if c, err := sh.Configuration(); err == nil {
+				ss.setConfig(c)
 			}
 		} else {
 			for _, m := range members {
@@ -83,6 +93,68 @@ func (n *Node) ClusterStatus() ClusterStatus {
 		st.Shards = append(st.Shards, ss)
 	}
 	return st
+}
+
+func (ss *ShardStatus) setConfig(c shard.Configuration) {
+	ss.Replicas, ss.Learners = []string{}, []string{}
+	for _, srv := range c.Servers {
+		if srv.Voter {
+			ss.Replicas = append(ss.Replicas, srv.ID)
+		} else {
+			ss.Learners = append(ss.Learners, srv.ID)
+		}
+	}
+	sort.Strings(ss.Replicas)
+	sort.Strings(ss.Learners)
+}
+
+// ClusterDetail is ClusterStatus with what it takes asking for: each
+// member's node state from the node records, and the configuration of
+// each shard this node has no replica of from the shard's leader. What
+// cannot be asked in time is left as ClusterStatus has it.
+func (n *Node) ClusterDetail(ctx context.Context) ClusterStatus {
+	st := n.ClusterStatus()
+	if !n.formed.Load() {
+		return st
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range st.Shards {
+		ss := &st.Shards[i]
+		if ss.HasAppliedIndex {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if c, _, _, err := n.leaderConfig(ctx, ss.ID); err == nil {
+				ss.setConfig(c)
+			}
+		}()
+	}
+	ids := make([]string, len(st.Members))
+	for i, m := range st.Members {
+		ids[i] = m.ID
+	}
+	states, _, err := n.nodeRecords(ctx, ids)
+	wg.Wait()
+	if err == nil {
+		for i := range st.Members {
+			st.Members[i].Node = states[st.Members[i].ID].String()
+		}
+	}
+	return st
+}
+
+// ShardConfiguration is the raft configuration of this node's replica of
+// shard s.
+func (n *Node) ShardConfiguration(s uint32) (shard.Configuration, error) {
+	sh := n.shard(s)
+	if sh == nil {
+		return shard.Configuration{}, fmt.Errorf("node %s has no replica of shard %d", n.cfg.ID, s)
+	}
+	return sh.Configuration()
 }
 
 // ShardDigest is one local replica's applied state, for comparing

@@ -317,9 +317,10 @@ type clusterAnswer struct {
 		Shards int    `json:"shards"`
 	} `json:"key_placement"`
 	Members []struct {
-		ID    string `json:"id"`
-		HTTP  string `json:"http"`
-		State string `json:"state"`
+		ID     string `json:"id"`
+		HTTP   string `json:"http"`
+		State  string `json:"state"`
+		Health string `json:"health"` // gossip's word; older nodes put it in State
 	} `json:"members"`
 	Shards []struct {
 		ID     uint32 `json:"id"`
@@ -377,7 +378,11 @@ func parse(seed string, data []byte) (*state, error) {
 	}
 	httpOf := map[string]string{}
 	for _, m := range ans.Members {
-		if m.HTTP == "" || m.State == "dead" || m.State == "left" {
+		health := m.Health
+		if health == "" {
+			health = m.State
+		}
+		if m.HTTP == "" || health == "dead" || health == "left" || m.State == "removed" {
 			continue
 		}
 		host, port, err := net.SplitHostPort(m.HTTP)

@@ -279,7 +279,7 @@ balanced() {
 	local json most shards nodes
 	json=$("$repo/bin/tally" --addr "$1" --json --timeout 5s cluster) || return 1
 	shards=$(grep -o '"replicas"' <<<"$json" | wc -l)
-	nodes=$(grep -o '"state":"alive"' <<<"$json" | wc -l)
+	nodes=$(grep -o '"health":"alive"' <<<"$json" | wc -l)
 	((shards > 0 && nodes > 0)) || return 1
 	# Every shard has a leader ...
 	(($(grep -o '"leader":"[^"]\+"' <<<"$json" | wc -l) == shards)) || return 1

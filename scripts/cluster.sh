@@ -33,6 +33,12 @@ Commands:
   kill NODE          SIGKILL a node
   start NODE...      restart nodes with their saved command lines; wait until ready
   kill-leader SHARD  SIGKILL the leader of shard SHARD; print its id
+  add [N]            start N more nodes (default 1) that join the running
+                     cluster; the cluster moves replicas onto them
+  decommission NODE  move every replica off NODE, wait until it has left,
+                     then stop it
+  remove NODE        drop a dead (killed or stopped) NODE from every shard;
+                     its replicas are placed on the live nodes
   down               SIGTERM every node and wait for all to exit
   logs NODE [ARGS]   tail a node's log (ARGS go to tail, e.g. -f)
   addrs              print the nodes' HTTP addresses, comma-separated
@@ -267,32 +273,136 @@ cmd_up() {
 	fi
 	mkdir -p "$run_dir"
 
-	local -a extra gossip=()
-	read -ra extra <<<"$extra_flags"
+	local -a gossip=()
 	for ((i = 1; i <= n; i++)); do
 		read -r _ _ p _ < <(ports "$i")
 		gossip+=("127.0.0.1:$p")
 	done
 	for ((i = 1; i <= n; i++)); do
-		id=n$i
-		read -r http raft gsp rsp < <(ports "$i")
 		# Every other node's gossip address: any one that is up will do.
+		read -r _ _ gsp _ < <(ports "$i")
 		join=$(printf '%s\n' "${gossip[@]}" | grep -vx "127.0.0.1:$gsp" | paste -sd, - || true)
-		local -a cmd=("$bin/tallyd" --id "$id" --data-dir "$run_dir/$id/data"
-			--http "127.0.0.1:$http" --raft "127.0.0.1:$raft" --gossip "127.0.0.1:$gsp" --resp "127.0.0.1:$rsp"
-			--bootstrap-expect "$n" --shards "$shards")
-		[[ -z $join ]] || cmd+=(--join "$join")
-		cmd+=("${extra[@]}")
-		mkdir -p "$run_dir/$id"
-		quote "${cmd[@]}" >"$run_dir/$id.cmd"
-		echo "127.0.0.1:$http" >"$run_dir/$id.http"
-		launch "$id"
-		echo "started $id (pid $(pid_of "$id")): http 127.0.0.1:$http raft $raft gossip $gsp resp $rsp"
+		new_node "$i" "$join" "$n"
 	done
 	local -a ids=()
 	for ((i = 1; i <= n; i++)); do ids+=("n$i"); done
 	wait_ready "${ids[@]}"
 	echo "cluster of $n up: tally --addr $(cmd_addrs)"
+}
+
+# new_node I JOIN EXPECT: write node I's command line (joining the
+# comma-separated gossip addresses JOIN, forming once EXPECT members are
+# seen) and launch it.
+new_node() {
+	local i=$1 join=$2 expect=$3 id=n$1 http raft gsp rsp
+	local -a extra
+	read -ra extra <<<"$extra_flags"
+	read -r http raft gsp rsp < <(ports "$i")
+	local -a cmd=("$bin/tallyd" --id "$id" --data-dir "$run_dir/$id/data"
+		--http "127.0.0.1:$http" --raft "127.0.0.1:$raft" --gossip "127.0.0.1:$gsp" --resp "127.0.0.1:$rsp"
+		--bootstrap-expect "$expect" --shards "$shards")
+	[[ -z $join ]] || cmd+=(--join "$join")
+	cmd+=("${extra[@]}")
+	mkdir -p "$run_dir/$id"
+	quote "${cmd[@]}" >"$run_dir/$id.cmd"
+	echo "127.0.0.1:$http" >"$run_dir/$id.http"
+	launch "$id"
+	echo "started $id (pid $(pid_of "$id")): http 127.0.0.1:$http raft $raft gossip $gsp resp $rsp"
+}
+
+# cmd_add N: start N more nodes that join the running cluster. Each joins
+# through every node's gossip address and expects more members than the
+# cluster has, so it can only join the formed cluster, never form one of
+# its own before gossip reaches the others.
+cmd_add() {
+	local n=${1:-1} id last=0 i p join
+	local -a gossip=() ids=()
+	[[ $n =~ ^[1-9][0-9]*$ ]] || usage_error "add: N must be a positive number, not '$n'"
+	[[ -n $(nodes) ]] || die "no cluster in $run_dir; start one with 'up'"
+	first_live >/dev/null || die "no node of the cluster answers; 'start' some first"
+	for id in $(nodes); do
+		last=${id#n}
+		read -r _ _ p _ < <(ports "$last")
+		gossip+=("127.0.0.1:$p")
+	done
+	((base_port + 10 * (last + n - 1) + 3 <= 65535)) || usage_error "add: $n more nodes run past port 65535"
+	for ((i = last + 1; i <= last + n; i++)); do
+		for p in $(ports "$i"); do
+			port_in_use "$p" && die "port $p is in use"
+		done
+	done
+	join=$(printf '%s\n' "${gossip[@]}" | paste -sd, -)
+	for ((i = last + 1; i <= last + n; i++)); do
+		new_node "$i" "$join" $((last + n + 1))
+		ids+=("n$i")
+	done
+	wait_ready "${ids[@]}"
+	echo "added ${ids[*]}; replicas move onto them over the next seconds ('status' shows them)"
+}
+
+# member_state ID: the state (active, leaving, left, removed) the cluster
+# records for member ID, from `tally --json cluster` on stdin.
+member_state() {
+	{ grep -o "\"id\":\"$1\",\"http\":\"[^\"]*\",\"state\":\"[a-z]*\"" || true; } |
+		sed 's/.*"state":"//; s/"$//' | head -n 1
+}
+
+# holders ID: how many shards list ID as a voter or learner, from
+# `tally --json cluster` on stdin.
+holders() {
+	{ grep -o '"\(replicas\|learners\)":\[[^]]*\]' || true; } | grep -c "\"$1\"" || true
+}
+
+cmd_decommission() {
+	local id live json state deadline
+	id=$(node_id "$1")
+	known "$id"
+	need_tally
+	live=$(first_live) || die "no node of the cluster answers"
+	"$bin/tally" --addr "$live" --timeout 30s node decommission "$id"
+	echo "waiting up to $((wait_secs * 5))s for $id to hand its replicas away"
+	deadline=$((SECONDS + wait_secs * 5))
+	while :; do
+		json=$("$bin/tally" --addr "$live" --json --timeout 5s cluster 2>/dev/null || true)
+		state=$(member_state "$id" <<<"$json")
+		[[ $state == left ]] && break
+		((SECONDS < deadline)) || die "$id is still ${state:-unknown} after $((wait_secs * 5))s"
+		sleep 0.5
+	done
+	echo "$id has left the cluster"
+	if running "$id"; then
+		cmd_stop "$id"
+	fi
+}
+
+cmd_remove() {
+	local id live json deadline err
+	id=$(node_id "$1")
+	known "$id"
+	need_tally
+	running "$id" && die "$id is running; 'stop' or 'kill' it first, or 'decommission' it"
+	live=$(first_live) || die "no node of the cluster answers"
+	# Gossip needs a few seconds to see a node that just stopped as dead.
+	err=$(mktemp)
+	deadline=$((SECONDS + wait_secs))
+	until "$bin/tally" --addr "$live" --timeout 30s node remove "$id" 2>"$err"; do
+		if ! grep -q "alive" "$err" || ((SECONDS >= deadline)); then
+			cat "$err" >&2
+			rm -f "$err"
+			exit 1
+		fi
+		sleep 1
+	done
+	rm -f "$err"
+	echo "waiting up to $((wait_secs * 5))s for the shards to drop $id"
+	deadline=$((SECONDS + wait_secs * 5))
+	while :; do
+		json=$("$bin/tally" --addr "$live" --json --timeout 5s cluster 2>/dev/null || true)
+		[[ -n $json && $(holders "$id" <<<"$json") == 0 ]] && break
+		((SECONDS < deadline)) || die "shards still list $id after $((wait_secs * 5))s"
+		sleep 0.5
+	done
+	echo "$id is in no shard any more; its replicas are being placed on the live nodes"
 }
 
 cmd_status() {
@@ -494,6 +604,9 @@ kill) nargs 1 1 "$@" && cmd_kill "$1" ;;
 stop) nargs 1 1 "$@" && cmd_stop "$1" ;;
 start) nargs 1 99 "$@" && cmd_start "$@" ;;
 kill-leader) nargs 1 1 "$@" && cmd_kill_leader "$1" ;;
+add) nargs 0 1 "$@" && cmd_add "$@" ;;
+decommission) nargs 1 1 "$@" && cmd_decommission "$1" ;;
+remove) nargs 1 1 "$@" && cmd_remove "$1" ;;
 down) nargs 0 0 "$@" && cmd_down ;;
 logs) nargs 1 99 "$@" && cmd_logs "$@" ;;
 addrs) nargs 0 0 "$@" && cmd_addrs ;;

@@ -35,19 +35,27 @@ func runCluster(e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "node %s\n\n", info.Node)
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tHTTP\tSTATE")
+	fmt.Fprintln(tw, "MEMBER\tHTTP\tSTATE\tHEALTH")
 	for _, m := range info.Members {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", m.ID, m.HTTP, m.State)
+		state := m.State
+		if state == "" {
+			state = "-" // the node records could not be read
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.ID, m.HTTP, state, m.Health)
 	}
 	tw.Flush()
 	fmt.Fprintln(e.stdout)
-	fmt.Fprintln(tw, "SHARD\tLEADER\tREPLICAS\tAPPLIED")
+	fmt.Fprintln(tw, "SHARD\tLEADER\tREPLICAS\tLEARNERS\tAPPLIED")
 	for _, s := range info.Shards {
 		leader := s.Leader
 		if leader == "" {
 			leader = "-" // electing, or no quorum
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\n", s.ID, leader, strings.Join(s.Replicas, ","), s.AppliedIndex)
+		learners := strings.Join(s.Learners, ",")
+		if learners == "" {
+			learners = "-"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\n", s.ID, leader, strings.Join(s.Replicas, ","), learners, s.AppliedIndex)
 	}
 	return tw.Flush()
 }

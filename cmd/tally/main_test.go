@@ -39,14 +39,19 @@ func (s *server) handle(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	switch {
 	case path == "/v1/cluster":
-		io.WriteString(w, `{"node":"n1","members":[{"id":"n1","http":"127.0.0.1:7070","state":"alive"},{"id":"n20","http":"127.0.0.1:7080","state":"suspect"}],`+
-			`"shards":[{"id":0,"leader":"n20","replicas":["n1","n20"],"applied_index":123},{"id":1,"leader":"","replicas":["n1"],"applied_index":7}]}`)
+		io.WriteString(w, `{"node":"n1","members":[{"id":"n1","http":"127.0.0.1:7070","state":"active","health":"alive"},{"id":"n20","http":"127.0.0.1:7080","state":"leaving","health":"dead"}],`+
+			`"shards":[{"id":0,"leader":"n20","replicas":["n1","n20"],"learners":["n3"],"applied_index":123},{"id":1,"leader":"","replicas":["n1"],"learners":[],"applied_index":7}]}`)
 	case path == "/v1/counters/hang/incr":
 		conn, _, _ := w.(http.Hijacker).Hijack()
 		conn.Close()
 	case path == "/v1/counters/full/incr":
 		w.WriteHeader(409)
 		io.WriteString(w, `{"error":{"code":"overflow","message":"increment would overflow","value":9223372036854775807}}`)
+	case path == "/v1/cluster/nodes/n2/decommission" && r.Method == "POST":
+		io.WriteString(w, `{"id":"n2","state":"leaving"}`)
+	case path == "/v1/cluster/nodes/n3" && r.Method == "DELETE":
+		w.WriteHeader(409)
+		io.WriteString(w, `{"error":{"code":"membership_refused","message":"node n3 is alive; decommission it instead"}}`)
 	case path == "/v1/counters/shrunk/split":
 		w.WriteHeader(409)
 		io.WriteString(w, `{"error":{"code":"split_shrink","message":"the counter is split 6 ways; a split factor can only grow","value":6}}`)
@@ -150,13 +155,13 @@ func TestCluster(t *testing.T) {
 	code, out, errOut := tally(s, "cluster")
 	want := `node n1
 
-MEMBER  HTTP            STATE
-n1      127.0.0.1:7070  alive
-n20     127.0.0.1:7080  suspect
+MEMBER  HTTP            STATE    HEALTH
+n1      127.0.0.1:7070  active   alive
+n20     127.0.0.1:7080  leaving  dead
 
-SHARD  LEADER  REPLICAS  APPLIED
-0      n20     n1,n20    123
-1      -       n1        7
+SHARD  LEADER  REPLICAS  LEARNERS  APPLIED
+0      n20     n1,n20    n3        123
+1      -       n1        -         7
 `
 	check(t, code, out, errOut, 0, want, "")
 
@@ -177,6 +182,24 @@ SHARD  LEADER  REPLICAS  APPLIED
 	// cluster.sh's kill-leader greps for this shape.
 	if !strings.Contains(out, `{"id":0,"leader":"n20",`) {
 		t.Errorf("--json cluster shard shape changed: %s", out)
+	}
+}
+
+func TestNode(t *testing.T) {
+	s := newServer(t)
+	code, out, errOut := tally(s, "node", "decommission", "n2")
+	check(t, code, out, errOut, 0, "node n2: leaving\n", "")
+	if path, _, _, _ := s.request(); path != "/v1/cluster/nodes/n2/decommission" {
+		t.Fatalf("decommission went to %s", path)
+	}
+	code, out, errOut = tally(s, "--json", "node", "decommission", "n2")
+	check(t, code, out, errOut, 0, `{"id":"n2","state":"leaving"}`+"\n", "")
+	code, _, errOut = tally(s, "node", "remove", "n3")
+	if code != 1 || !strings.Contains(errOut, "alive; decommission it instead") {
+		t.Fatalf("remove of a live node: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, errOut := tally(s, "node", "retire", "n3"); code != 2 || !strings.Contains(errOut, "unknown action") {
+		t.Fatalf("unknown action: exit %d, stderr %q", code, errOut)
 	}
 }
 

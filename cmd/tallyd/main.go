@@ -38,6 +38,10 @@ func run(args []string) int {
 		respAddr  = fs.String("resp", "127.0.0.1:7073", "Redis-protocol (RESP) listen address; empty turns it off")
 		redirect  = fs.String("resp-redirect", "forward", "RESP commands on keys another node leads: forward (serve them; any client works) or moved (answer -MOVED, as Redis Cluster does)")
 		join      = fs.String("join", "", "comma-separated gossip addresses of existing members")
+		advHTTP   = fs.String("advertise-http", "", "HTTP address clients and other nodes reach this node at, when not --http (containers, NAT)")
+		advRaft   = fs.String("advertise-raft", "", "cluster transport address other nodes dial, when not --raft")
+		advGossip = fs.String("advertise-gossip", "", "gossip address other nodes reach, when not --gossip")
+		advRESP   = fs.String("advertise-resp", "", "RESP address MOVED redirects and CLUSTER answers name, when not --resp")
 		expect    = fs.Int("bootstrap-expect", 1, "number of nodes that form a new cluster")
 		shards    = fs.Int("shards", 8, "number of shards (fixed when the cluster forms; at most 64)")
 		replicas  = fs.Int("replicas", 3, "replicas per shard (every node while fewer)")
@@ -93,6 +97,10 @@ func run(args []string) int {
 		RaftAddr:          *raftAddr,
 		GossipAddr:        *gossip,
 		RESPAddr:          *respAddr,
+		AdvertiseHTTP:     *advHTTP,
+		AdvertiseRaft:     *advRaft,
+		AdvertiseGossip:   *advGossip,
+		AdvertiseRESP:     *advRESP,
 		BootstrapExpect:   *expect,
 		Shards:            *shards,
 		Replicas:          *replicas,

@@ -77,6 +77,43 @@ func (tc *Cluster) Restart(i int) *node.Node {
 	return n
 }
 
+// Add starts one more node, n<k> for the k-th, that joins the formed
+// cluster through the first node's gossip address, and waits until it is
+// ready. tune adjusts its Config as StartWith's does.
+func (tc *Cluster) Add(tune func(*node.Config)) *node.Node {
+	tc.T.Helper()
+	base := tc.Cfgs[0]
+	cfg := base
+	cfg.ID = fmt.Sprintf("n%d", len(tc.Cfgs)+1)
+	cfg.DataDir = tc.T.TempDir()
+	cfg.HTTPAddr, cfg.RaftAddr, cfg.GossipAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	if cfg.RESPAddr != "" {
+		cfg.RESPAddr = "127.0.0.1:0"
+	}
+	cfg.Join = nil
+	for i, c := range tc.Cfgs {
+		if tc.Nodes[i] != nil {
+			cfg.Join = append(cfg.Join, c.GossipAddr)
+		}
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	redirect := resp.Forward
+	if tc.RESP != nil {
+		redirect = *tc.RESP
+	}
+	n := startNode(tc.T, cfg, redirect)
+	cfg.HTTPAddr, cfg.RaftAddr, cfg.GossipAddr = n.HTTPAddr(), n.RaftAddr(), n.GossipAddr()
+	if cfg.RESPAddr != "" {
+		cfg.RESPAddr = n.RESPAddr()
+	}
+	tc.Nodes = append(tc.Nodes, n)
+	tc.Cfgs = append(tc.Cfgs, cfg)
+	tc.WaitReady(n)
+	return n
+}
+
 // StartRESP is StartWith for nodes that also serve RESP, treating keys
 // other nodes lead by redirect.
 func StartRESP(t testing.TB, size, shards int, redirect resp.Redirect, tune func(*node.Config)) *Cluster {
