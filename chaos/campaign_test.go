@@ -31,14 +31,8 @@ func TestChaosCampaign(t *testing.T) {
 	if testing.Short() {
 		t.Skip("process-level chaos campaign")
 	}
-	bin := build(t, "tallyd")
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
-	defer cancel()
-	var log strings.Builder
-	sum, err := Run(ctx, Config{
-		Bin: bin, Nodes: 3, Shards: 4, SnapshotThreshold: 64,
+	sum := campaign(t, Config{
 		Faults: ciSchedule, MinFaults: len(ciSchedule), FaultsPerRound: 8,
-		Clients: 6, RESPClients: 2, Rate: 150, Log: &log,
 		// A key table the second round fills (a round sends about 650
 		// keyed writes): keys past the cap are refused, and must not
 		// count, until the first round's keys expire. Every keyed retry
@@ -46,16 +40,6 @@ func TestChaosCampaign(t *testing.T) {
 		// comes well within the 30 s window.
 		TallydArgs: []string{"--dedup-max-keys", strconv.Itoa(dedupCap), "--dedup-ttl", "30s"},
 	})
-	t.Logf("campaign log:\n%s", log.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var table strings.Builder
-	sum.Table(&table)
-	t.Logf("summary:\n%s", table.String())
-	if !sum.OK() {
-		t.Fatalf("chaos campaign failed; evidence kept in %s", sum.Dir)
-	}
 	kinds := map[string]int{}
 	for _, f := range sum.Faults {
 		kinds[f.Kind]++
@@ -88,26 +72,8 @@ func TestChaosMembership(t *testing.T) {
 	if testing.Short() {
 		t.Skip("process-level chaos campaign")
 	}
-	bin := build(t, "tallyd")
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
-	defer cancel()
-	var log strings.Builder
 	schedule := []string{KillLeader, Replace, KillLeader, Decommission, KillLeader, Replace, Decommission, KillLeader}
-	sum, err := Run(ctx, Config{
-		Bin: bin, Nodes: 3, Shards: 4, SnapshotThreshold: 64,
-		Faults: schedule, MinFaults: len(schedule), FaultsPerRound: 4,
-		Clients: 6, RESPClients: 2, Rate: 150, Log: &log,
-	})
-	t.Logf("campaign log:\n%s", log.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var table strings.Builder
-	sum.Table(&table)
-	t.Logf("summary:\n%s", table.String())
-	if !sum.OK() {
-		t.Fatalf("chaos campaign failed; evidence kept in %s", sum.Dir)
-	}
+	sum := campaign(t, Config{Faults: schedule, MinFaults: len(schedule), FaultsPerRound: 4})
 	kinds := map[string]int{}
 	for _, f := range sum.Faults {
 		if f.Err != "" {
@@ -121,6 +87,32 @@ func TestChaosMembership(t *testing.T) {
 	if sum.Acked == 0 || sum.Lost != 0 || sum.Duplicated != 0 || !sum.Linearizable || !sum.ReplicasAgree {
 		t.Fatalf("summary does not add up: %+v", sum)
 	}
+}
+
+// campaign runs cfg on a fresh 3-node, 4-shard cluster of tallyd built
+// here (six clients, two of them over RESP, 150 writes/s), logs its
+// progress and summary, and fails the test unless it passed.
+func campaign(t *testing.T, cfg Config) *Summary {
+	t.Helper()
+	cfg.Bin = build(t, "tallyd")
+	cfg.Nodes, cfg.Shards, cfg.SnapshotThreshold = 3, 4, 64
+	cfg.Clients, cfg.RESPClients, cfg.Rate = 6, 2, 150
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	var log strings.Builder
+	cfg.Log = &log
+	sum, err := Run(ctx, cfg)
+	t.Logf("campaign log:\n%s", log.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table strings.Builder
+	sum.Table(&table)
+	t.Logf("summary:\n%s", table.String())
+	if !sum.OK() {
+		t.Fatalf("chaos campaign failed; evidence kept in %s", sum.Dir)
+	}
+	return sum
 }
 
 // build builds the commands into one temp dir (so the campaign finds

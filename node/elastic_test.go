@@ -121,6 +121,17 @@ func waitDigestsAgree(t *testing.T, tc *testcluster.Cluster) {
 	})
 }
 
+// fourNodes starts three nodes, writes 200 counters and adds a fourth,
+// returning once the replicas are spread over all four.
+func fourNodes(t *testing.T) (*testcluster.Cluster, map[string]int64, *node.Node) {
+	t.Helper()
+	tc := testcluster.Start(t, 3, elasticShards)
+	want := writeCounters(t, tc, 200)
+	n4 := tc.Add(nil)
+	waitPlaced(t, n4, 3, []string{"n1", "n2", "n3", "n4"})
+	return tc, want, n4
+}
+
 // TestJoinedNodeGetsReplicas: a fourth node that joins a formed 3-node
 // cluster is given its share of the replicas (8 shards × 3 ÷ 4 = 6), each
 // caught up from its shard's leader, and then holds the same data.
@@ -128,10 +139,7 @@ func TestJoinedNodeGetsReplicas(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	tc := testcluster.Start(t, 3, elasticShards)
-	want := writeCounters(t, tc, 200)
-	n4 := tc.Add(nil)
-	waitPlaced(t, n4, 3, []string{"n1", "n2", "n3", "n4"})
+	tc, want, n4 := fourNodes(t)
 	if len(n4.ShardDigests()) < 5 {
 		t.Fatalf("n4 hosts %d replicas", len(n4.ShardDigests()))
 	}
@@ -224,10 +232,7 @@ func TestRemoveDeadNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
-	tc := testcluster.Start(t, 3, elasticShards)
-	want := writeCounters(t, tc, 200)
-	n4 := tc.Add(nil)
-	waitPlaced(t, n4, 3, []string{"n1", "n2", "n3", "n4"})
+	tc, want, n4 := fourNodes(t)
 	base := "http://" + n4.HTTPAddr()
 	if a := testcluster.Do(t, "DELETE", base+"/v1/cluster/nodes/n3", "", nil); a.Status != 409 || !strings.Contains(fmt.Sprint(a.Body), "alive") {
 		t.Fatalf("removing a live node: %d %s", a.Status, a.Body)

@@ -86,7 +86,7 @@ sleep 15
 # 1. 3 -> 6.
 cluster add 3 >/dev/null
 t0=$(now_ms)
-grow=$(wait_even n1 n2 n3 n4 n5 n6)
+grow=$(wait_even "$t0" n1 n2 n3 n4 n5 n6)
 echo "3 -> 6 nodes: replicas even ${grow} ms after the last join"
 
 # 2. Decommission the busiest leader.
@@ -106,7 +106,7 @@ cluster remove "$victim" >/dev/null
 removed=$(($(now_ms) - t0))
 cluster add >/dev/null
 mapfile -t now < <(printf '%s\n' "${rest[@]:1}" n7)
-replace=$(wait_even "${now[@]}")
+replace=$(wait_even "$t0" "${now[@]}")
 echo "replace $victim: removed after $removed ms (gossip must see it dead first); the new n7 holds its share, caught up, $replace ms after the kill"
 
 wait "$bench" || true

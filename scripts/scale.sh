@@ -12,7 +12,10 @@
 #     snapshot write and the longest restore the nodes logged;
 #   - the time from starting every node again to all being ready;
 #   - the time a node that was down while COUNTERS/10 more counters were
-#     written takes, once restarted, to apply what its shards' leaders had.
+#     written takes, once restarted, to apply what its shards' leaders had;
+#   - the time from SIGKILLing a node for good (its disk lost) until every
+#     shard has three live voters again: it is removed, and a new node
+#     joins on an empty data dir and is given its replicas by snapshot.
 #
 # Usage: scripts/scale.sh [COUNTERS [KEYS]]   (default 1000000 300000)
 # Environment: TALLY_BIN (default <repo>/bin), TALLY_SCALE_PORT (node 1's
@@ -118,7 +121,7 @@ for i in 1 2; do
 	st=$(curl -sf "http://$(http "$i")/v1/cluster")
 	while read -r s idx; do
 		[[ -n ${want[$s]:-} && ${want[$s]} -ge $idx ]] || want[$s]=$idx
-	done < <(grep -o '"id":[0-9]*,"leader":"[^"]*","replicas":\[[^]]*\],"applied_index":[0-9]*' <<<"$st" |
+	done < <(grep -o '"id":[0-9]*,"leader":"[^"]*","replicas":\[[^]]*\],\("learners":\[[^]]*\],\)\?"applied_index":[0-9]*' <<<"$st" |
 		sed 's/"id":\([0-9]*\),.*"applied_index":\([0-9]*\)/\1 \2/')
 done
 t0=$(now_ms)
@@ -129,7 +132,7 @@ for ((try = 0; try < 6000; try++)); do
 	behind=0
 	while read -r s idx; do
 		((idx >= ${want[$s]:-0})) || behind=1
-	done < <(grep -o '"id":[0-9]*,"leader":"[^"]*","replicas":\[[^]]*\],"applied_index":[0-9]*' <<<"$st" |
+	done < <(grep -o '"id":[0-9]*,"leader":"[^"]*","replicas":\[[^]]*\],\("learners":\[[^]]*\],\)\?"applied_index":[0-9]*' <<<"$st" |
 		sed 's/"id":\([0-9]*\),.*"applied_index":\([0-9]*\)/\1 \2/')
 	if [[ -n $st ]] && ((behind == 0)); then
 		caught=$(($(now_ms) - t0))
@@ -138,6 +141,27 @@ for ((try = 0; try < 6000; try++)); do
 	sleep 0.1
 done
 installs=$(grep -c '"msg":"snapshot restored"' "$run_dir/n3.log" || true)
+
+# A node lost for good: SIGKILL n3, remove it, and start a new node (n4,
+# empty data dir); every shard is back on three live voters once n4 holds
+# a caught-up replica of each (a learner is promoted within 256 entries
+# of its leader's commit index).
+t0=$(now_ms)
+cluster kill n3
+cluster remove n3
+removed_ms=$(($(now_ms) - t0))
+cluster add
+added_ms=$(($(now_ms) - t0))
+replaced=""
+for ((try = 0; try < 6000; try++)); do
+	st=$(curl -sf "http://$(http 1)/v1/cluster" || true)
+	want_n=$(grep -o '"replicas":\[[^]]*\],"learners":\[\]' <<<"$st" | grep '"n4"' | grep '"n1"' | grep -c '"n2"' || true)
+	if [[ -n $st ]] && ((want_n == $(grep -o '"replicas":' <<<"$st" | wc -l))) && ! grep -q '"n3"' <<<"$(grep -o '"replicas":\[[^]]*\]' <<<"$st")"; then
+		replaced=$(($(now_ms) - t0))
+		break
+	fi
+	sleep 0.1
+done
 
 # Longest snapshot write and restore any node logged.
 longest() { { cat "$run_dir"/n?.log | grep "\"msg\":\"$1\"" | grep -o '"ms":[0-9]*' || true; } | cut -d: -f2 | sort -n | tail -n 1; }
@@ -160,4 +184,5 @@ cat <<EOF
 | longest snapshot restore | ${restore_ms:--} ms |
 | restart of every node to ready | $restart_ms ms |
 | node down during $((counters / 10 + 1)) writes: back to its leaders' index | ${caught:-not within 600 s} ms ($installs snapshot installs) |
+| node lost for good: SIGKILL to removed / to replacement ready / to every shard on 3 live voters again | $removed_ms / $added_ms / ${replaced:-not within 600 s} ms |
 EOF
