@@ -166,7 +166,11 @@ func (n *Node) awaitFormation(stop <-chan struct{}) (*clusterState, error) {
 					break
 				}
 				n.log.Info("joining a formed cluster; the coordinator gives this node replicas as the placement needs", "via", m.ID, "key_placement", m.keys())
-				return &clusterState{Shards: m.Shards, Replicas: n.cfg.Replicas, Placement: make([][]string, m.Shards), Addrs: map[string]string{}, Keys: m.keys(), Hosted: []uint32{}, Bootstrapped: true}, nil
+				replicas := n.cfg.Replicas
+				if m.Replicas > 0 {
+					replicas = m.Replicas // the cluster's, whatever this node was started with
+				}
+				return &clusterState{Shards: m.Shards, Replicas: replicas, Placement: make([][]string, m.Shards), Addrs: map[string]string{}, Keys: m.keys(), Hosted: []uint32{}, Bootstrapped: true}, nil
 			}
 			// The others formed the cluster with this node in it: either
 			// before this node saw them all (take the same member list),

@@ -39,6 +39,11 @@ type meta struct {
 	RESP string           // the RESP listener's address; "" when off
 	// Incarnation names the life of the node's data dir (incarnation.go).
 	Incarnation string
+	// Replicas is the replica count of the cluster the node belongs to
+	// (its --replicas before formation), so a node that joins later, and
+	// may coordinate placement one day, places as many as the cluster
+	// was formed with. 0 from versions without it.
+	Replicas int
 }
 
 // keys is the key placement a member's meta implies: one without the
@@ -83,6 +88,7 @@ func (m *meta) encode() []byte {
 	e.Str(string(m.Keys))
 	e.Str(m.RESP)
 	e.Str(m.Incarnation)
+	e.Uv(uint64(m.Replicas))
 	return e.B
 }
 
@@ -115,6 +121,9 @@ func decodeMeta(b []byte) (meta, error) {
 	}
 	if len(d.B) > 0 {
 		m.Incarnation = d.Str()
+	}
+	if len(d.B) > 0 {
+		m.Replicas = int(d.Uv())
 	}
 	if d.Err != nil {
 		return meta{}, d.Err

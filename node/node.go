@@ -219,7 +219,10 @@ func Start(cfg Config) (*Node, error) {
 	}
 	// Before formation Keys says which placement this node would form
 	// with; afterwards, the cluster's.
-	self := meta{ID: cfg.ID, HTTP: or(cfg.AdvertiseHTTP, n.http.ln.Addr().String()), Raft: n.mux.Addr(), Shards: n.nshards, Keys: n.scheme, Incarnation: n.incarnation}
+	self := meta{ID: cfg.ID, HTTP: or(cfg.AdvertiseHTTP, n.http.ln.Addr().String()), Raft: n.mux.Addr(), Shards: n.nshards, Keys: n.scheme, Incarnation: n.incarnation, Replicas: cfg.Replicas}
+	if state != nil && state.Replicas > 0 {
+		self.Replicas = state.Replicas
+	}
 	if cfg.RESPAddr != "" {
 		if n.resp.ln, err = net.Listen("tcp", cfg.RESPAddr); err != nil {
 			n.http.ln.Close()
@@ -423,6 +426,9 @@ func (n *Node) openShards(state *clusterState) error {
 		m.Shards = state.Shards
 		m.Keys = state.Keys
 		m.Hosted = hosted
+		if state.Replicas > 0 {
+			m.Replicas = state.Replicas
+		}
 	})
 	return nil
 }

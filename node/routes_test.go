@@ -92,3 +92,19 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestMetaCarriesReplicas: the node meta round-trips the cluster's replica
+// count, which a node that joins later adopts; a meta from a version
+// without it (it ends after the incarnation) reads as 0.
+func TestMetaCarriesReplicas(t *testing.T) {
+	m := meta{ID: "n1", HTTP: "h", Raft: "r", Shards: 8, Formed: true, Peers: []string{"n1", "n2"}, Incarnation: "0123456789abcdef", Replicas: 5}
+	got, err := decodeMeta(m.encode())
+	if err != nil || got.Replicas != 5 || got.Incarnation != m.Incarnation || got.ID != "n1" {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	b := m.encode()
+	old, err := decodeMeta(b[:len(b)-1]) // without the trailing replica count
+	if err != nil || old.Replicas != 0 || old.Incarnation != m.Incarnation {
+		t.Fatalf("older meta: %+v, %v", old, err)
+	}
+}
