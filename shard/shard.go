@@ -538,6 +538,20 @@ func (s *Shard) Ready() bool {
 // snapshotForBytes takes a snapshot, in the background, once the state
 // machine has applied Config.SnapshotBytes of log since the last one. Raft
 // then compacts the log behind it as after any snapshot.
+// SnapshotIfBehind takes a snapshot now if at least min bytes of log were
+// applied since the last one, so that a restart restores it instead of
+// replaying them. A node calls it on its way down.
+func (s *Shard) SnapshotIfBehind(min uint64) error {
+	if s.sm.sinceSnap.Load() < min {
+		return nil
+	}
+	err := s.r.Snapshot().Error()
+	if errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		return nil
+	}
+	return err
+}
+
 func (s *Shard) snapshotForBytes() {
 	if !s.snapping.CompareAndSwap(false, true) {
 		return // one is running
