@@ -33,22 +33,10 @@ func (n *Node) leadingCounts() map[string]int {
 	return out
 }
 
-// balanceLoop spreads shard leaders: when this node leads more than its
-// share, it transfers one surplus shard per round to the least loaded
-// live replica, so leadership settles without thrashing.
-func (n *Node) balanceLoop() {
-	t := time.NewTicker(n.cfg.BalanceInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-t.C:
-			n.balanceOnce()
-		}
-	}
-}
-
+// balanceOnce spreads shard leaders, every BalanceInterval: when this
+// node leads more than its share, it transfers one surplus shard per round
+// to the least loaded live replica, so leadership settles without
+// thrashing.
 func (n *Node) balanceOnce() {
 	alive := map[string]string{} // id → raft addr of live members hosting shards
 	for _, m := range n.ms.snapshot() {

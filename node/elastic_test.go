@@ -292,7 +292,7 @@ func TestAdvertisedAddresses(t *testing.T) {
 		}
 	}
 	for _, d := range tc.Nodes[0].ShardDigests() {
-		c, err := tc.Nodes[0].ShardConfiguration(d.ID)
+		c, err := tc.Nodes[0].ShardForTest(d.ID).Configuration()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,6 +19,11 @@ func TestForwardedWriteForAnotherShardIsRefused(t *testing.T) {
 	name := "misplaced"
 	home := placement.Home(name, 4)
 	wrong := (home + 1) % 4
+	// Ready means a leader is known; reading the replica directly needs it
+	// to lead with its term's marker applied.
+	testcluster.WaitFor(t, "the node to lead both shards", time.Minute, func() bool {
+		return n.ShardForTest(wrong).IsLeader() && n.ShardForTest(home).IsLeader()
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := n.LocalWriteForTest(ctx, wrong, []fsm.Op{{Kind: fsm.OpAdd, Name: name, Delta: 1}}); err == nil {

@@ -324,10 +324,27 @@ func (n *Node) run(state *clusterState) {
 	go n.splitLoop()
 	if n.cfg.PlaceInterval > 0 {
 		n.wg.Add(1)
-		go n.placeLoop()
+		go func() {
+			defer n.wg.Done()
+			n.every(n.cfg.PlaceInterval, n.placeRound)
+		}()
 	}
 	if n.cfg.BalanceInterval > 0 {
-		n.balanceLoop()
+		n.every(n.cfg.BalanceInterval, n.balanceOnce)
+	}
+}
+
+// every calls f every d until the node stops.
+func (n *Node) every(d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+			f()
+		}
 	}
 }
 

@@ -38,23 +38,14 @@ type placeView struct {
 	records map[string]string              // node id → incarnation recorded
 }
 
-func (n *Node) placeLoop() {
-	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.PlaceInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-t.C:
-		}
-		if sh := n.shard(0); sh == nil || !sh.IsLeader() {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		n.placeOnce(ctx)
-		cancel()
+// placeRound runs a coordinator round if this node leads shard 0.
+func (n *Node) placeRound() {
+	if sh := n.shard(0); sh == nil || !sh.IsLeader() {
+		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n.placeOnce(ctx)
 }
 
 // placeOnce runs one coordinator round.
@@ -203,7 +194,7 @@ func (n *Node) runStep(ctx context.Context, v *placeView, st cluster.Step) (done
 		}
 		return true, change(forward.ChangeAddLearner, st.Node, addr)
 	case cluster.Promote:
-		r, err := n.fwd.Config(ctx, addr, forward.ConfigRequest{Shard: st.Shard, Node: st.Node})
+		r, err := n.replicaConfig(ctx, addr, forward.ConfigRequest{Shard: st.Shard, Node: st.Node})
 		if err != nil {
 			return false, fmt.Errorf("asking the learner how far it is: %w", err)
 		}
@@ -262,6 +253,15 @@ func (n *Node) change(ctx context.Context, addr string, req forward.ChangeReques
 		return n.localChange(req)
 	}
 	return n.fwd.Change(ctx, addr, req)
+}
+
+// replicaConfig asks the node at addr (this one, when it is) for its
+// replica's view of a shard's configuration and how far it has applied.
+func (n *Node) replicaConfig(ctx context.Context, addr string, req forward.ConfigRequest) (forward.ConfigResponse, error) {
+	if addr == n.mux.Addr() {
+		return n.localConfig(req)
+	}
+	return n.fwd.Config(ctx, addr, req)
 }
 
 // host tells node id, at addr, to open or close its replica of shard s.

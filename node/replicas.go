@@ -12,7 +12,7 @@ import (
 )
 
 // Replicas that come and go while the node runs: the coordinator
-// (rebalance.go) tells a node to open an empty replica before the shard's
+// (place.go) tells a node to open an empty replica before the shard's
 // leader adds it as a learner, and to close one the shard's committed
 // configuration no longer lists. The node's cluster.json lists what it
 // holds, so a restart reopens exactly those.
@@ -48,6 +48,13 @@ func (n *Node) hostReplica(s uint32) error {
 	}
 	sh, err := shard.Open(n.shardConfig(s))
 	if err != nil {
+		// Not listed, so a restart does not try it again either; the
+		// coordinator asks again if it still wants the replica.
+		if rerr := n.saveHosted(func(h []uint32) []uint32 {
+			return slices.DeleteFunc(h, func(x uint32) bool { return x == s })
+		}); rerr != nil {
+			n.log.Warn("unlisting a replica that failed to open", "shard", s, "err", rerr)
+		}
 		return err
 	}
 	n.mu.Lock()

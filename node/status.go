@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -145,16 +144,6 @@ func (n *Node) ClusterDetail(ctx context.Context) ClusterStatus {
 		}
 	}
 	return st
-}
-
-// ShardConfiguration is the raft configuration of this node's replica of
-// shard s.
-func (n *Node) ShardConfiguration(s uint32) (shard.Configuration, error) {
-	sh := n.shard(s)
-	if sh == nil {
-		return shard.Configuration{}, fmt.Errorf("node %s has no replica of shard %d", n.cfg.ID, s)
-	}
-	return sh.Configuration()
 }
 
 // ShardDigest is one local replica's applied state, for comparing
