@@ -32,7 +32,22 @@ test: build
 	$(GO) test $(TESTFLAGS) $(PKGS)
 	# The bench/ module (peer drivers, own go.mod): unit tests only, no servers.
 	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
-	$(GO) test -run '^$$' -fuzz FuzzDecodeEntry -fuzztime 15s ./fsm/
+	$(MAKE) fuzz FUZZTIME=8s
+
+# Every decoder that reads what a client, a peer or a disk sends, as
+# package:target. Crashers found are kept in the package's
+# testdata/fuzz/<target>, so every `go test` runs them again.
+FUZZ_TARGETS := fsm:FuzzDecodeEntry fsm:FuzzRestore fsm:FuzzApply resp:FuzzReader \
+	transport:FuzzFrameDecoder forward:FuzzDecodeRequests httpapi:FuzzRouter
+FUZZTIME ?= 5m
+
+## fuzz: run every fuzz target for FUZZTIME (default 5m each; make test runs each briefly).
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} in ./$${t%%:*} for $(FUZZTIME)"; \
+		out=$$($(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*}/ 2>&1) || { echo "$$out"; exit 1; }; \
+		echo "$$out" | tail -n 1; \
+	done
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)

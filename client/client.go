@@ -13,6 +13,7 @@ package client
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	mrand "math/rand/v2"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"tally/auth"
 	"tally/route"
 )
 
@@ -41,6 +43,9 @@ type Client struct {
 	retryDeadline time.Duration
 	minBackoff    time.Duration
 	maxBackoff    time.Duration
+
+	token string      // sent as a bearer token when set
+	tls   *tls.Config // for https addresses; nil: the system's roots
 }
 
 // Option configures a Client.
@@ -54,6 +59,15 @@ func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.hc = h }
 // connection errors (default 10 s); d <= 0 means a single attempt. The
 // context can end a call sooner.
 func WithRetryDeadline(d time.Duration) Option { return func(c *Client) { c.retryDeadline = d } }
+
+// WithToken sends token with every request (Authorization: Bearer), for a
+// cluster that runs with --auth-token-file.
+func WithToken(token string) Option { return func(c *Client) { c.token = token } }
+
+// WithTLS sets how https addresses are verified, e.g. a tls.Config whose
+// RootCAs hold the cluster's CA (tlsconf.ClientConfig). It applies to the
+// default HTTP client, not to one given WithHTTPClient.
+func WithTLS(cfg *tls.Config) Option { return func(c *Client) { c.tls = cfg } }
 
 // WithoutRouting makes every call go to the next of the client's addresses,
 // as the cluster forwards it to the shard leader anyway, instead of
@@ -90,7 +104,12 @@ func New(addrs []string, opts ...Option) *Client {
 		o(c)
 	}
 	if c.hc == nil {
-		c.hc = defaultHTTPClient()
+		c.hc = defaultHTTPClient(c.tls)
+	}
+	if c.token != "" {
+		hc := *c.hc
+		hc.Transport = auth.Bearer(hc.Transport, c.token)
+		c.hc = &hc
 	}
 	if !c.noRouting {
 		c.routes = route.New(c.bases, c.hc)
@@ -98,8 +117,9 @@ func New(addrs []string, opts ...Option) *Client {
 	return c
 }
 
-func defaultHTTPClient() *http.Client {
+func defaultHTTPClient(tlsCfg *tls.Config) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = tlsCfg
 	// Many goroutines hammer the same few nodes; the default of 2 idle
 	// connections per host would make most requests dial anew.
 	t.MaxIdleConns = 256

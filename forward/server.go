@@ -65,46 +65,68 @@ func serveConn(conn net.Conn, h Local, log *slog.Logger) {
 		if err != nil {
 			break
 		}
-		d := dec{B: buf}
-		if d.U8() != frameRequests {
-			log.Debug("forward: bad frame type")
+		reqs, err := decodeRequests(buf)
+		if err != nil {
+			log.Debug("forward: malformed request frame", "err", err)
 			break
 		}
-		n := d.Count()
-		bad := false
-		for i := 0; i < n; i++ {
-			id := d.Uv()
-			kind := d.U8()
-			sh := uint32(d.Uv())
-			// The sender's remaining patience: work it will no longer wait
-			// for (and already reported as unknown) is not started late.
-			budget := min(time.Duration(d.Uv())*time.Millisecond, maxBudget)
-			req := decodeRequest(&d, kind, sh)
-			if d.Err != nil {
-				bad = true
-				break
-			}
+		for _, in := range reqs {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ctx, cancel := context.WithTimeout(context.Background(), budget)
+				ctx, cancel := context.WithTimeout(context.Background(), in.budget)
 				defer cancel()
-				resp, err := dispatch(ctx, h, req)
+				resp, err := dispatch(ctx, h, in.req)
 				select {
-				case out <- answer{id: id, resp: resp, err: err}:
+				case out <- answer{id: in.id, resp: resp, err: err}:
 				case <-quit:
 				}
 			}()
-		}
-		if bad {
-			log.Debug("forward: malformed request frame")
-			break
 		}
 	}
 	close(quit)
 	conn.Close()
 	wg.Wait()
 	<-writerDone
+}
+
+// incoming is one decoded request of a frame.
+type incoming struct {
+	id     uint64
+	budget time.Duration
+	req    request
+}
+
+// decodeRequests reads a request frame's payload; a frame with anything
+// malformed in it is refused whole.
+func decodeRequests(buf []byte) ([]incoming, error) {
+	d := dec{B: buf}
+	if d.U8() != frameRequests {
+		return nil, errBadFrame
+	}
+	n := d.Count()
+	out := make([]incoming, 0, min(n, 1024))
+	for i := 0; i < n && d.Err == nil; i++ {
+		id := d.Uv()
+		kind := d.U8()
+		sh := uint32(d.Uv())
+		// The sender's remaining patience: work it will no longer wait
+		// for (and already reported as unknown) is not started late.
+		// (Compared in milliseconds: a huge count must not overflow into
+		// a negative duration.)
+		budget := maxBudget
+		if ms := d.Uv(); ms < uint64(maxBudget/time.Millisecond) {
+			budget = time.Duration(ms) * time.Millisecond
+		}
+		req := decodeRequest(&d, kind, sh)
+		if d.Err == nil {
+			out = append(out, incoming{id: id, budget: budget, req: req})
+		}
+	}
+	if d.Err != nil {
+		return nil, errBadFrame
+	}
+	return out, nil
 }
 
 // dispatch hands req to the Local method of its type.

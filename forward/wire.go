@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"slices"
 
 	"tally/internal/codec"
 )
@@ -70,10 +71,22 @@ func readFrame(r io.Reader, buf []byte) ([]byte, error) {
 	if n == 0 || n > maxFrame {
 		return buf, errBadFrame
 	}
-	if cap(buf) < int(n) {
-		buf = make([]byte, n)
+	if cap(buf) >= int(n) {
+		buf = buf[:n]
+		_, err := io.ReadFull(r, buf)
+		return buf, err
 	}
-	buf = buf[:n]
-	_, err := io.ReadFull(r, buf)
-	return buf, err
+	// Grow with what arrives, at most doubling: a length alone, from a
+	// peer that never sends the bytes, cannot make this allocate much.
+	buf = buf[:0]
+	for len(buf) < int(n) {
+		chunk := min(int(n)-len(buf), max(len(buf), 64<<10))
+		buf = slices.Grow(buf, chunk)
+		got, err := io.ReadFull(r, buf[len(buf):len(buf)+chunk])
+		buf = buf[:len(buf)+got]
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
 }

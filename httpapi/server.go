@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"tally/auth"
+	"tally/logbridge"
 	"tally/node"
 	"tally/placement"
 	"tally/transport"
@@ -55,22 +57,41 @@ var _ Core = (*node.Node)(nil)
 
 // NewServer returns an HTTP server for core, ready to be a node's
 // Frontend (node.Serve).
+// The timeouts bound what a slow or silent client can hold: headers must
+// arrive within ReadHeaderTimeout and the whole request within
+// ReadTimeout, an answer may take WriteTimeout to write, and an idle
+// keep-alive connection is closed after IdleTimeout.
 func NewServer(core Core) *http.Server {
-	return &http.Server{Handler: Handler(core), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	return &http.Server{
+		Handler:           Handler(core),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          logbridge.Std(core.Config().Logger, "http"),
+	}
 }
 
 type api struct {
 	core     Core
 	requests *prometheus.CounterVec
+	// tokens, when set (the node's Config.Tokens), make every call but
+	// /healthz and /readyz need a bearer token whose role covers it (see
+	// requiredRole).
+	tokens *auth.Tokens
 }
 
 // Handler returns the API's router over core. It registers the request
 // metrics on the core's registry (once per registry).
 func Handler(core Core) http.Handler {
-	a := &api{core: core, requests: requestsMetric(core.Metrics())}
 	cfg := core.Config()
+	a := &api{core: core, requests: requestsMetric(core.Metrics()), tokens: cfg.Tokens}
 	r := chi.NewRouter()
 	r.Use(a.countRequests)
+	if a.tokens.Enabled() {
+		r.Use(a.authorize)
+	}
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.Method+" "+r.URL.Path, nil)
 	})

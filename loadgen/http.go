@@ -3,6 +3,7 @@ package loadgen
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"tally/auth"
 	"tally/route"
 )
 
@@ -49,6 +51,18 @@ func RouteToLeaders() HTTPOption {
 // safely send them.
 func WithKeys() HTTPOption {
 	return func(h *HTTP) { h.keys = fmt.Sprintf("%08x", rand.Uint32()) }
+}
+
+// Secure makes every client verify https addresses with cfg (nil: the
+// system's roots) and, when token is set, send it as a bearer token.
+// Give it before RouteToLeaders, whose map requests need both too.
+func Secure(cfg *tls.Config, token string) HTTPOption {
+	return func(h *HTTP) {
+		h.tr.TLSClientConfig = cfg
+		if token != "" {
+			h.hc.Transport = auth.Bearer(h.tr, token)
+		}
+	}
 }
 
 // NewHTTP prepares clients for addrs (host:port or URLs). consistency is

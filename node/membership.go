@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -14,6 +15,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"tally/internal/codec"
+	"tally/keyring"
 	"tally/logbridge"
 	"tally/placement"
 )
@@ -163,9 +165,21 @@ type membership struct {
 	updates chan struct{}
 	stop    chan struct{}
 	wg      sync.WaitGroup
+	keyring *memberlist.Keyring // nil: gossip in the clear
+
+	// verify, when set (with TLS), must accept a member's transport
+	// address (a mutual TLS handshake with it) before the member counts:
+	// a node that has the gossip key but no certificate of the cluster's
+	// CA is never listed, so no replica is placed on it and no request
+	// routed to it. verified holds the address each member passed with;
+	// checking, the members being checked.
+	verify   func(raftAddr string) error
+	verified map[string]string
+	checking map[string]bool
+	pending  map[string]memberlist.Node // the latest event of each member being checked, copied
 }
 
-func startMembership(self meta, gossipAddr, advertise string, log *slog.Logger) (*membership, error) {
+func startMembership(self meta, gossipAddr, advertise string, keys [][]byte, verify func(string) error, log *slog.Logger) (*membership, error) {
 	host, port, err := splitPort(gossipAddr)
 	if err != nil {
 		return nil, err
@@ -176,7 +190,8 @@ func startMembership(self meta, gossipAddr, advertise string, log *slog.Logger) 
 			return nil, err
 		}
 	}
-	ms := &membership{log: log, self: self, members: map[string]*member{}, claims: map[string]routing{}, updates: make(chan struct{}, 1), stop: make(chan struct{})}
+	ms := &membership{log: log, self: self, members: map[string]*member{}, claims: map[string]routing{}, updates: make(chan struct{}, 1), stop: make(chan struct{}),
+		verify: verify, verified: map[string]string{}, checking: map[string]bool{}, pending: map[string]memberlist.Node{}}
 	ms.bcast = &memberlist.TransmitLimitedQueue{NumNodes: ms.numNodes, RetransmitMult: 3}
 	ms.selfVersion = uint64(time.Now().UnixNano())
 	c := memberlist.DefaultLocalConfig()
@@ -188,6 +203,15 @@ func startMembership(self meta, gossipAddr, advertise string, log *slog.Logger) 
 	c.Delegate = ms
 	c.Events = ms
 	c.Logger = logbridge.Std(log, "memberlist")
+	if len(keys) > 0 {
+		// Every message is encrypted with the primary key and must decrypt
+		// with one of the ring's: a node without a key never becomes a member.
+		if c.Keyring, err = keyring.Keyring(keys); err != nil {
+			return nil, fmt.Errorf("gossip keys: %w", err)
+		}
+		ms.keyring = c.Keyring
+		c.GossipVerifyIncoming, c.GossipVerifyOutgoing = true, true
+	}
 	// Leader claims ride on node meta; push/pull more often than the
 	// default so a node that missed a broadcast converges quickly.
 	c.PushPullInterval = 5 * time.Second
@@ -218,6 +242,92 @@ func splitPort(addr string) (string, int, error) {
 }
 
 func (ms *membership) addr() string { return ms.gossipAddr }
+
+// admit says whether a gossip event about n may change the member table:
+// the death of a member in it always may; an alive member only once its transport address has
+// passed verify. Until then a check runs in the background, again every
+// few seconds while it fails and n stays in gossip; once it passes, the
+// member is observed anew.
+func (ms *membership) admit(n *memberlist.Node, state string) bool {
+	if state != "alive" {
+		// A member that was never admitted is not one to mourn.
+		ms.mu.Lock()
+		defer ms.mu.Unlock()
+		delete(ms.verified, n.Name)
+		_, known := ms.members[n.Name]
+		return known
+	}
+	m, err := decodeMeta(n.Meta)
+	if err != nil {
+		return true // observe keeps what it knew, or ignores n
+	}
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if ms.verified[n.Name] == m.Raft {
+		return true
+	}
+	// memberlist changes the Node it hands over under its own lock: keep a copy.
+	cp := *n
+	cp.Meta = slices.Clone(n.Meta)
+	ms.pending[n.Name] = cp
+	if !ms.checking[n.Name] {
+		ms.checking[n.Name] = true
+		ms.wg.Add(1)
+		go ms.check(n.Name, m.Raft)
+	}
+	return false
+}
+
+func (ms *membership) check(name, raftAddr string) {
+	defer ms.wg.Done()
+	done := func() {
+		ms.mu.Lock()
+		delete(ms.checking, name)
+		delete(ms.pending, name)
+		ms.mu.Unlock()
+	}
+	for warned := false; ; warned = true {
+		err := ms.verify(raftAddr)
+		if err == nil {
+			ms.mu.Lock()
+			ms.verified[name] = raftAddr
+			delete(ms.checking, name)
+			n, ok := ms.pending[name]
+			delete(ms.pending, name)
+			ms.mu.Unlock()
+			if ok {
+				ms.observe(&n, "alive")
+			}
+			return
+		}
+		if !warned {
+			ms.log.Warn("gossip member refused: its transport failed mutual TLS; it takes no part until it passes", "member", name, "raft", raftAddr, "err", err)
+		}
+		select {
+		case <-ms.stop:
+			done()
+			return
+		case <-time.After(3 * time.Second):
+		}
+		alive := false
+		for _, n := range ms.ml.Members() {
+			alive = alive || n.Name == name // a member's name never changes; reading it does not race
+		}
+		if !alive {
+			done()
+			return
+		}
+	}
+}
+
+// setKeys replaces the gossip keys (a reload of the key file).
+func (ms *membership) setKeys(keys [][]byte) error {
+	kr := ms.keyring
+	if kr == nil {
+		return errors.New("gossip keys: this node started without --gossip-key-file; restart it with one")
+	}
+	return keyring.Apply(kr, keys)
+}
 
 // join contacts existing members; it is fine for some to be down.
 func (ms *membership) join(addrs []string) (int, error) {
@@ -376,6 +486,9 @@ func (ms *membership) NotifyLeave(n *memberlist.Node)  { ms.observe(n, "dead") }
 func (ms *membership) NotifyUpdate(n *memberlist.Node) { ms.observe(n, "alive") }
 
 func (ms *membership) observe(n *memberlist.Node, state string) {
+	if ms.verify != nil && n.Name != ms.self.ID && !ms.admit(n, state) {
+		return
+	}
 	m, err := decodeMeta(n.Meta)
 	if err != nil {
 		// Keep what we knew of it, but never miss that it died or left:

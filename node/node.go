@@ -8,6 +8,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,12 +20,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"tally/auth"
 	"tally/forward"
 	"tally/fsm"
 	"tally/hot"
 	"tally/placement"
 	"tally/raftstore"
 	"tally/shard"
+	"tally/tlsconf"
 	"tally/transport"
 )
 
@@ -52,6 +55,15 @@ type Config struct {
 	DedupMaxKeys    int64  // idempotency keys this node's replicas may remember in all; 0 = sized from memory (defaultKeyCap)
 	LogStore        string // the raft log's storage kind (raftstore.KindPebble, KindBolt); "" = the default
 	Logger          *slog.Logger
+
+	// Security (all off when zero). TLS serves HTTP and RESP over TLS and
+	// makes node-to-node traffic mutual TLS; GossipKeys encrypt gossip
+	// (the first is primary; see package keyring); Tokens are what the
+	// frontends (HTTP, RESP) ask their clients for.
+	TLS          *tlsconf.Store
+	Tokens       *auth.Tokens
+	GossipKeys   [][]byte
+	MaxHTTPConns int // open HTTP connections at most (default 10,000); more are closed at once
 
 	// Tuning, mostly for tests; zero means the default.
 	HeartbeatTimeout  time.Duration
@@ -105,6 +117,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Replicas <= 0 {
 		c.Replicas = 3
+	}
+	if c.MaxHTTPConns <= 0 {
+		c.MaxHTTPConns = 10000
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -205,7 +220,11 @@ func Start(cfg Config) (*Node, error) {
 		n.nshards, n.scheme = state.Shards, state.Keys
 	}
 
-	n.mux, err = transport.Listen(cfg.RaftAddr, cfg.AdvertiseRaft, cfg.EnableFaults, log.With("component", "transport"))
+	var peerTLS transport.TLS // an interface: nil only when there is no TLS
+	if cfg.TLS != nil {
+		peerTLS = cfg.TLS
+	}
+	n.mux, err = transport.ListenTLS(cfg.RaftAddr, cfg.AdvertiseRaft, cfg.EnableFaults, log.With("component", "transport"), peerTLS)
 	if err != nil {
 		return nil, fmt.Errorf("cluster listener: %w", err)
 	}
@@ -217,6 +236,7 @@ func Start(cfg Config) (*Node, error) {
 		n.mux.Close()
 		return nil, fmt.Errorf("http listener: %w", err)
 	}
+	n.http.ln = capConns(n.http.ln, cfg.MaxHTTPConns)
 	// Before formation Keys says which placement this node would form
 	// with; afterwards, the cluster's.
 	self := meta{ID: cfg.ID, HTTP: or(cfg.AdvertiseHTTP, n.http.ln.Addr().String()), Raft: n.mux.Addr(), Shards: n.nshards, Keys: n.scheme, Incarnation: n.incarnation, Replicas: cfg.Replicas}
@@ -231,11 +251,22 @@ func Start(cfg Config) (*Node, error) {
 		}
 		self.RESP = or(cfg.AdvertiseRESP, n.resp.ln.Addr().String())
 	}
+	// The bound addresses above are read before TLS wraps the listeners.
+	if cfg.TLS != nil {
+		n.http.ln = tls.NewListener(n.http.ln, cfg.TLS.ServerConfig())
+		if n.resp.ln != nil {
+			n.resp.ln = tls.NewListener(n.resp.ln, cfg.TLS.ServerConfig())
+		}
+	}
 
 	if state != nil {
 		self.Formed, self.Peers = true, state.Members
 	}
-	n.ms, err = startMembership(self, cfg.GossipAddr, cfg.AdvertiseGossip, log)
+	var verify func(string) error
+	if cfg.TLS != nil {
+		verify = func(addr string) error { return n.mux.Probe(addr, 5*time.Second) }
+	}
+	n.ms, err = startMembership(self, cfg.GossipAddr, cfg.AdvertiseGossip, cfg.GossipKeys, verify, log)
 	if err != nil {
 		n.http.ln.Close()
 		if n.resp.ln != nil {
@@ -287,6 +318,10 @@ func (n *Node) ID() string { return n.cfg.ID }
 
 // Faults is the transport's fault switch (nil unless EnableFaults).
 func (n *Node) Faults() *transport.Faults { return n.mux.Faults() }
+
+// SetGossipKeys replaces the gossip encryption keys (keys[0] primary),
+// for a reload of --gossip-key-file; the node must have started with keys.
+func (n *Node) SetGossipKeys(keys [][]byte) error { return n.ms.setKeys(keys) }
 
 // Done is closed when the node has stopped (after Shutdown or Kill).
 func (n *Node) Done() <-chan struct{} { return n.done }

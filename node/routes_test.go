@@ -25,7 +25,7 @@ func TestRoutingStateOutgrowsNodeMeta(t *testing.T) {
 	for i, id := range ids {
 		self := meta{ID: id, HTTP: "127.0.0.1:1", Raft: fmt.Sprintf("10.0.0.%d:7071", i), Shards: shards,
 			Formed: true, Peers: ids, Incarnation: strings.Repeat("a", 16)}
-		m, err := startMembership(self, "127.0.0.1:0", "", log)
+		m, err := startMembership(self, "127.0.0.1:0", "", nil, nil, log)
 		if err != nil {
 			t.Fatal(err)
 		}

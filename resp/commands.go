@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"tally/auth"
 	"tally/node"
 )
 
@@ -22,11 +23,16 @@ type spec struct {
 	add func(args [][]byte) (node.AddRequest, error)
 	// run answers any other command.
 	run func(ctx context.Context, c *conn, args [][]byte)
+
+	role auth.Role // what a token must grant to run it (roleFor)
 }
 
 var commands = map[string]*spec{}
 
-func register(s *spec) { commands[s.name] = s }
+func register(s *spec) {
+	s.role = roleFor(s)
+	commands[s.name] = s
+}
 
 // lookup finds a command by name, in any case.
 func lookup(name []byte) *spec {

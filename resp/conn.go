@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"tally/auth"
 	"tally/node"
 )
 
@@ -25,7 +26,8 @@ type conn struct {
 	id    int64
 	name  string
 	quit  bool
-	stale bool // READONLY: reads answer from this node's replica
+	stale bool      // READONLY: reads answer from this node's replica
+	role  auth.Role // what the connection's token allows (everything without tokens)
 
 	// Shutdown closes an idle connection at once and a busy one after
 	// it has answered what it is running.
@@ -47,7 +49,11 @@ type command struct {
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
-	return &conn{s: s, nc: nc, rd: NewReader(nc, s.cfg.Limits), wr: NewWriter(nc), id: s.nextID.Add(1)}
+	c := &conn{s: s, nc: nc, rd: NewReader(nc, s.cfg.Limits), wr: NewWriter(nc), id: s.nextID.Add(1), role: auth.Admin}
+	if s.cfg.Tokens.Enabled() {
+		c.role = auth.None
+	}
+	return c
 }
 
 // serve answers commands until the client leaves, sends garbage, or the
@@ -126,7 +132,7 @@ func (c *conn) run() {
 	for i := range c.cmds {
 		cmd := &c.cmds[i]
 		cmd.spec = lookup(cmd.args[0])
-		if cmd.spec != nil && cmd.spec.add != nil && arityOK(cmd.spec, len(cmd.args)) {
+		if cmd.spec != nil && cmd.spec.add != nil && arityOK(cmd.spec, len(cmd.args)) && c.denied(cmd.spec) == "" {
 			continue
 		}
 		c.runAdds(start, i)
@@ -212,6 +218,8 @@ func (c *conn) runOne(cmd *command) {
 		c.wr.Error(unknownCommand(cmd.args))
 	case !arityOK(cmd.spec, len(cmd.args)):
 		c.wr.Error(wrongArity(cmd.spec.name))
+	case c.denied(cmd.spec) != "":
+		c.wr.Error(c.denied(cmd.spec))
 	default:
 		if moved := c.redirect(cmd); moved != "" {
 			c.wr.Error(moved)

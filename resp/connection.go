@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"tally/auth"
 )
 
 // The connection and introspection commands that redis-cli,
@@ -22,7 +24,7 @@ func init() {
 	register(&spec{name: "hello", arity: -1, flags: []string{"fast", "no-auth"}, run: cmdHello})
 	register(&spec{name: "auth", arity: -2, flags: []string{"fast", "no-auth"}, run: cmdAuth})
 	register(&spec{name: "select", arity: 2, flags: []string{"fast"}, run: cmdSelect})
-	register(&spec{name: "quit", arity: -1, flags: []string{"fast"}, run: func(_ context.Context, c *conn, _ [][]byte) { c.wr.Simple("OK"); c.quit = true }})
+	register(&spec{name: "quit", arity: -1, flags: []string{"fast", "no-auth"}, run: func(_ context.Context, c *conn, _ [][]byte) { c.wr.Simple("OK"); c.quit = true }})
 	register(&spec{name: "client", arity: -2, run: cmdClient})
 	register(&spec{name: "command", arity: -1, run: cmdCommand})
 	register(&spec{name: "info", arity: -1, run: cmdInfo})
@@ -60,7 +62,7 @@ func cmdHello(_ context.Context, c *conn, args [][]byte) {
 		}
 		proto = int(v)
 	}
-	name, setName := c.name, false
+	name, setName, authed := c.name, false, false
 	for i := 2; i < len(args); i++ {
 		switch upper(args[i]) {
 		case "AUTH":
@@ -68,7 +70,13 @@ func cmdHello(_ context.Context, c *conn, args [][]byte) {
 				c.wr.Error(errSyntax)
 				return
 			}
-			i += 2 // no tokens configured: every client is the default user
+			// The user name is not checked: a token alone says who may do what.
+			if c.s.cfg.Tokens.Enabled() && !c.authenticate(args[i+2]) {
+				c.wr.Error(errWrongPass)
+				return
+			}
+			authed = true
+			i += 2
 		case "SETNAME":
 			if i+1 >= len(args) {
 				c.wr.Error(errSyntax)
@@ -84,6 +92,10 @@ func cmdHello(_ context.Context, c *conn, args [][]byte) {
 			c.wr.Error(errSyntax)
 			return
 		}
+	}
+	if c.role == auth.None && !authed {
+		c.wr.Error(errHelloAuth)
+		return
 	}
 	if setName {
 		c.name = name
@@ -110,8 +122,18 @@ func cmdHello(_ context.Context, c *conn, args [][]byte) {
 	c.wr.Array(0)
 }
 
-func cmdAuth(_ context.Context, c *conn, _ [][]byte) {
-	c.wr.Error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+// AUTH token | AUTH username token
+func cmdAuth(_ context.Context, c *conn, args [][]byte) {
+	switch {
+	case len(args) > 3:
+		c.wr.Error(errSyntax)
+	case !c.s.cfg.Tokens.Enabled():
+		c.wr.Error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+	case !c.authenticate(args[len(args)-1]):
+		c.wr.Error(errWrongPass)
+	default:
+		c.wr.Simple("OK")
+	}
 }
 
 func cmdSelect(_ context.Context, c *conn, args [][]byte) {

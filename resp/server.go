@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"tally/auth"
 	"tally/node"
 )
 
@@ -48,7 +49,10 @@ type Config struct {
 	// whether keys led elsewhere are forwarded or redirected.
 	Router   Router
 	Redirect Redirect
-	Logger   *slog.Logger
+	// Tokens, when set, make a connection AUTH (or HELLO … AUTH) with a
+	// token before its commands run; a token's role bounds what it may run.
+	Tokens *auth.Tokens
+	Logger *slog.Logger
 }
 
 // Server answers RESP clients. It is a node.Frontend: the node starts it

@@ -19,6 +19,10 @@ shards=${TALLY_SHARDS:-8}
 extra_flags=${TALLY_EXTRA_FLAGS:-}
 wait_secs=${TALLY_WAIT:-60}
 stop_secs=30
+# up --secure writes a CA, certificates, a gossip key and tokens here;
+# while it holds a CA, every node and every tally call of this script
+# uses TLS, the gossip key and the admin token.
+certs_dir=$run_dir/certs
 
 usage() {
 	cat <<EOF
@@ -27,7 +31,9 @@ Usage: scripts/cluster.sh <command> [args]
 Runs a local tally cluster on 127.0.0.1 (run dir: $run_dir).
 
 Commands:
-  up [N]             start N nodes (default 3) and wait until all are ready
+  up [N] [--secure]  start N nodes (default 3) and wait until all are ready;
+                     --secure: TLS everywhere, encrypted gossip and tokens
+                     (tally certs init into RUN_DIR/certs); prints the token
   status             members and shard leaders, and which local nodes run
   stop NODE          SIGTERM a node and wait (up to ${stop_secs}s) for it to exit
   kill NODE          SIGKILL a node
@@ -135,6 +141,10 @@ running() {
 # read gives up after 2 s, which covers a stopped node: on loopback the
 # connect itself is accepted or refused at once.
 http_status() {
+	if secure; then
+		"$bin/tally" --addr "$1" --timeout 2s probe "$2" 2>/dev/null || echo 000
+		return
+	fi
 	local code
 	code=$(
 		exec 2>/dev/null # bash reports a refused connect on stderr
@@ -143,6 +153,16 @@ http_status() {
 		read -r -t 2 _ status _ <&3 && echo "$status"
 	) || true
 	echo "${code:-000}"
+}
+
+secure() { [[ -f $certs_dir/ca.crt ]]; }
+
+# use_certs: point tally at the CA and the admin token of a secure cluster.
+use_certs() {
+	secure || return 0
+	export TALLY_CACERT=$certs_dir/ca.crt
+	TALLY_TOKEN=$(awk '$2 == "admin" { print $1; exit }' "$certs_dir/tokens")
+	export TALLY_TOKEN
 }
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -247,7 +267,13 @@ first_live() {
 }
 
 cmd_up() {
-	local n=${1:-3} i id p join http raft gsp rsp
+	local n=3 i id p join http raft gsp rsp want_secure=false a
+	for a; do
+		case $a in
+		--secure) want_secure=true ;;
+		*) n=$a ;;
+		esac
+	done
 	[[ $n =~ ^[1-9][0-9]*$ ]] || usage_error "up: N must be a positive number, not '$n'"
 	((base_port > 0 && base_port + 10 * (n - 1) + 3 <= 65535)) ||
 		usage_error "up: $n nodes from base port $base_port run past port 65535"
@@ -272,6 +298,12 @@ cmd_up() {
 		clean_state
 	fi
 	mkdir -p "$run_dir"
+	rm -rf "$certs_dir"
+	unset TALLY_CACERT TALLY_TOKEN
+	if $want_secure; then
+		"$bin/tally" certs init "$certs_dir" --hosts 127.0.0.1,localhost >/dev/null
+		use_certs
+	fi
 
 	local -a gossip=()
 	for ((i = 1; i <= n; i++)); do
@@ -288,6 +320,12 @@ cmd_up() {
 	for ((i = 1; i <= n; i++)); do ids+=("n$i"); done
 	wait_ready "${ids[@]}"
 	echo "cluster of $n up: tally --addr $(cmd_addrs)"
+	if secure; then
+		echo "secure: TLS, encrypted gossip and tokens ($certs_dir/tokens holds admin, write and read tokens). Talk to it with:"
+		echo "  export TALLY_CACERT=$TALLY_CACERT TALLY_TOKEN=$TALLY_TOKEN"
+		echo "  curl --cacert \$TALLY_CACERT -H \"Authorization: Bearer \$TALLY_TOKEN\" -XPOST https://127.0.0.1:$base_port/v1/counters/x/incr"
+		echo "  redis-cli -p $((base_port + 3)) --tls --cacert \$TALLY_CACERT -a \$TALLY_TOKEN --no-auth-warning INCR x"
+	fi
 }
 
 # new_node I JOIN EXPECT: write node I's command line (joining the
@@ -302,6 +340,10 @@ new_node() {
 		--http "127.0.0.1:$http" --raft "127.0.0.1:$raft" --gossip "127.0.0.1:$gsp" --resp "127.0.0.1:$rsp"
 		--bootstrap-expect "$expect" --shards "$shards")
 	[[ -z $join ]] || cmd+=(--join "$join")
+	if secure; then
+		cmd+=(--tls-cert "$certs_dir/node.crt" --tls-key "$certs_dir/node.key" --tls-ca "$certs_dir/ca.crt"
+			--gossip-key-file "$certs_dir/gossip.key" --auth-token-file "$certs_dir/tokens")
+	fi
 	cmd+=("${extra[@]}")
 	mkdir -p "$run_dir/$id"
 	quote "${cmd[@]}" >"$run_dir/$id.cmd"
@@ -595,10 +637,11 @@ nargs() {
 	(($# >= min && $# <= max)) || usage_error "$subcommand: wrong number of arguments"
 }
 
+use_certs
 subcommand=${1:-}
 (($# == 0)) || shift
 case $subcommand in
-up) nargs 0 1 "$@" && cmd_up "$@" ;;
+up) nargs 0 2 "$@" && cmd_up "$@" ;;
 status) nargs 0 0 "$@" && cmd_status ;;
 kill) nargs 1 1 "$@" && cmd_kill "$1" ;;
 stop) nargs 1 1 "$@" && cmd_stop "$1" ;;

@@ -15,11 +15,13 @@
 package transport
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -28,6 +30,19 @@ import (
 // defaultHeaderTimeout bounds how long an accepted connection may take to
 // send its header, so a silent or slow client cannot pin a goroutine.
 const defaultHeaderTimeout = 5 * time.Second
+
+// maxPending bounds the accepted connections that have not yet finished
+// their TLS handshake and header: past it, new connections are closed at
+// once, so a flood of silent or garbage connections cannot pin memory.
+const maxPending = 1024
+
+// TLS is what the Mux needs to speak mutual TLS with other nodes
+// (*tlsconf.Store is one): each side presents a certificate the other
+// verifies, and the handshake completes before the header is read.
+type TLS interface {
+	PeerServerConfig() *tls.Config
+	PeerClientConfig(host string) *tls.Config
+}
 
 // ErrBlocked is returned by dials to a peer that fault injection has blocked.
 var ErrBlocked = errors.New("transport: peer blocked by fault injection")
@@ -46,6 +61,8 @@ type Mux struct {
 	logger        *slog.Logger
 	faults        *Faults // nil unless enabled
 	headerTimeout time.Duration
+	tls           TLS // nil: plaintext
+	pending       atomic.Int64
 
 	done      chan struct{} // closed by Close; unblocks Accept and hand-offs
 	closeOnce sync.Once
@@ -64,12 +81,23 @@ type Mux struct {
 // Listen binds bindAddr (e.g. "127.0.0.1:0" in tests) and starts accepting. advertise is the address
 // other nodes dial (if empty, the bound address is used — so ":0" in tests works). faults=true enables fault injection.
 func Listen(bindAddr, advertise string, faults bool, logger *slog.Logger) (*Mux, error) {
-	return listen(bindAddr, advertise, faults, logger, defaultHeaderTimeout)
+	return listenTLS(bindAddr, advertise, faults, logger, defaultHeaderTimeout, nil)
+}
+
+// ListenTLS is Listen with mutual TLS on every connection, accepted and
+// dialed; a peer that fails the handshake is closed before anything it
+// sent is read as tally's protocol.
+func ListenTLS(bindAddr, advertise string, faults bool, logger *slog.Logger, sec TLS) (*Mux, error) {
+	return listenTLS(bindAddr, advertise, faults, logger, defaultHeaderTimeout, sec)
 }
 
 // listen is Listen with a configurable header timeout, so tests need not
 // wait five seconds to watch a silent connection get dropped.
 func listen(bindAddr, advertise string, faults bool, logger *slog.Logger, headerTimeout time.Duration) (*Mux, error) {
+	return listenTLS(bindAddr, advertise, faults, logger, headerTimeout, nil)
+}
+
+func listenTLS(bindAddr, advertise string, faults bool, logger *slog.Logger, headerTimeout time.Duration, sec TLS) (*Mux, error) {
 	ln, err := net.Listen("tcp", bindAddr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen %s: %w", bindAddr, err)
@@ -91,6 +119,7 @@ func listen(bindAddr, advertise string, faults bool, logger *slog.Logger, header
 		addr:          advertise,
 		logger:        logger.With("component", "transport", "addr", advertise),
 		headerTimeout: headerTimeout,
+		tls:           sec,
 		done:          make(chan struct{}),
 		listeners:     make(map[key]*listener),
 		conns:         make(map[*conn]struct{}),
@@ -99,7 +128,7 @@ func listen(bindAddr, advertise string, faults bool, logger *slog.Logger, header
 		m.faults = &Faults{m: m, blocked: make(map[string]struct{})}
 	}
 	m.wg.Go(m.acceptLoop)
-	m.logger.Info("transport listening", "bind", ln.Addr().String(), "faults", faults)
+	m.logger.Info("transport listening", "bind", ln.Addr().String(), "faults", faults, "tls", sec != nil)
 	return m, nil
 }
 
@@ -151,6 +180,24 @@ func (m *Mux) ForwardListener() net.Listener {
 // DialForward opens a KindForward connection to the node whose Mux advertises addr.
 func (m *Mux) DialForward(addr string, timeout time.Duration) (net.Conn, error) {
 	return m.dial(addr, key{KindForward, 0}, timeout)
+}
+
+// Probe opens a connection to the Mux advertising addr, completes the
+// TLS handshake (verifying the peer's certificate, when the Mux has TLS)
+// and closes it without sending a header.
+func (m *Mux) Probe(addr string, timeout time.Duration) error {
+	nc, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if m.tls == nil {
+		return nil
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	tc := tls.Client(nc, m.tls.PeerClientConfig(host))
+	tc.SetDeadline(time.Now().Add(timeout))
+	return tc.Handshake()
 }
 
 // Close stops accepting, closes all listeners and every connection it
@@ -232,6 +279,17 @@ func (m *Mux) dial(addr string, k key, timeout time.Duration) (net.Conn, error) 
 	if err != nil {
 		return nil, err
 	}
+	if m.tls != nil {
+		host, _, _ := net.SplitHostPort(addr)
+		tc := tls.Client(nc, m.tls.PeerClientConfig(host))
+		tc.SetDeadline(deadline)
+		if err := tc.Handshake(); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("transport: TLS handshake with %s: %w", addr, err)
+		}
+		tc.SetDeadline(time.Time{})
+		nc = tc
+	}
 	// The header must not be able to block forever if the peer stops reading.
 	nc.SetWriteDeadline(deadline)
 	if _, err := nc.Write(hdr); err != nil {
@@ -284,11 +342,21 @@ func (m *Mux) acceptLoop() {
 			continue
 		}
 		delay = 0
+		if m.pending.Add(1) > maxPending {
+			m.pending.Add(-1)
+			m.logger.Debug("dropping connection: too many handshakes under way", "remote", nc.RemoteAddr().String())
+			nc.Close()
+			continue
+		}
+		if m.tls != nil {
+			nc = tls.Server(nc, m.tls.PeerServerConfig())
+		}
 
 		c := &conn{Conn: nc, m: m}
 		m.mu.Lock()
 		if m.closed {
 			m.mu.Unlock()
+			m.pending.Add(-1)
 			nc.Close()
 			return
 		}
@@ -304,14 +372,13 @@ func (m *Mux) acceptLoop() {
 
 // handshake reads c's header and hands c to the matching listener.
 func (m *Mux) handshake(c *conn) {
-	c.SetReadDeadline(time.Now().Add(m.headerTimeout))
-	h, err := readHeader(c)
+	h, err := m.readPeerHeader(c)
+	m.pending.Add(-1)
 	if err != nil {
-		m.logger.Debug("dropping connection: bad header", "remote", c.RemoteAddr().String(), "err", err)
+		m.logger.Debug("dropping connection", "remote", c.RemoteAddr().String(), "err", err)
 		c.Close()
 		return
 	}
-	c.SetReadDeadline(time.Time{})
 
 	k := key{h.kind, h.shard}
 	m.mu.Lock()
@@ -344,6 +411,23 @@ func (m *Mux) handshake(c *conn) {
 	case <-m.done:
 		c.Close()
 	}
+}
+
+// readPeerHeader completes the TLS handshake, if any, and reads the
+// header, both within the header timeout.
+func (m *Mux) readPeerHeader(c *conn) (header, error) {
+	c.SetDeadline(time.Now().Add(m.headerTimeout))
+	if tc, ok := c.Conn.(*tls.Conn); ok {
+		if err := tc.Handshake(); err != nil {
+			return header{}, fmt.Errorf("TLS handshake: %w", err)
+		}
+	}
+	h, err := readHeader(c)
+	if err != nil {
+		return header{}, fmt.Errorf("bad header: %w", err)
+	}
+	c.SetDeadline(time.Time{})
+	return h, nil
 }
 
 // takeConnsLocked removes and returns the tracked connections matching

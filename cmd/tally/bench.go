@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"tally/client"
@@ -48,7 +47,7 @@ func runBench(e *env, args []string) error {
 	if *consistency != "linearizable" && *consistency != "stale" {
 		return usagef("--consistency must be linearizable or stale")
 	}
-	var opts []loadgen.HTTPOption
+	opts := []loadgen.HTTPOption{loadgen.Secure(e.tls(), e.token)}
 	switch *routeMode {
 	case "leader":
 		opts = append(opts, loadgen.RouteToLeaders())
@@ -61,7 +60,7 @@ func runBench(e *env, args []string) error {
 	}
 	b.JSON = e.json
 	b.Route = *routeMode
-	addrs := strings.Split(e.addr, ",")
+	addrs := e.addrs()
 	h := loadgen.NewHTTP(addrs, b.Clients, *consistency, opts...)
 	if rt := h.Routes(); rt != nil {
 		// Load the map before the clock starts, so the first requests
@@ -74,7 +73,7 @@ func runBench(e *env, args []string) error {
 		cancel()
 	}
 	if *nodeMetrics {
-		b.Nodes = newNodeScraper(addrs, e.timeout)
+		b.Nodes = newNodeScraper(addrs, e.httpClient(e.timeout))
 	}
 	defer h.Close()
 	c := e.client()

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -41,8 +40,8 @@ type nodeScraper struct {
 
 // newNodeScraper scrapes addrs (host:port or URLs). A node named twice in
 // --addr is scraped once, so its CPU is not counted twice.
-func newNodeScraper(addrs []string, timeout time.Duration) *nodeScraper {
-	s := &nodeScraper{hc: &http.Client{Timeout: timeout}}
+func newNodeScraper(addrs []string, hc *http.Client) *nodeScraper {
+	s := &nodeScraper{hc: hc}
 	for _, a := range addrs {
 		if u := loadgen.BaseURL(a); !slices.Contains(s.addrs, u) {
 			s.addrs = append(s.addrs, u)
@@ -61,7 +60,7 @@ func (s *nodeScraper) Scrape(ctx context.Context) []loadgen.NodeSample {
 		go func() {
 			defer wg.Done()
 			vals, err := s.scrape(ctx, base)
-			out[i] = loadgen.NodeSample{Addr: strings.TrimPrefix(base, "http://"), Values: vals, Err: err}
+			out[i] = loadgen.NodeSample{Addr: base[strings.Index(base, "://")+3:], Values: vals, Err: err}
 		}()
 	}
 	wg.Wait()

@@ -266,7 +266,7 @@ func TestScrapeDeadNode(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	got := newNodeScraper([]string{addr}, 5*time.Second).Scrape(context.Background())
+	got := newNodeScraper([]string{addr}, &http.Client{Timeout: 5 * time.Second}).Scrape(context.Background())
 	if len(got) != 1 || got[0].Addr != addr || got[0].Err == nil || got[0].Values != nil {
 		t.Fatalf("samples %+v", got)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,7 +49,7 @@ func runFill(e *env, args []string) error {
 	if *counters < 0 || *keys < 0 || *counters+*keys == 0 || *clients < 1 {
 		return usagef("fill needs --counters or --keys (>= 0, not both 0) and --clients >= 1")
 	}
-	f := &filler{addrs: strings.Split(e.addr, ","), http: &http.Client{Timeout: e.timeout}}
+	f := &filler{addrs: e.addrs(), http: e.httpClient(e.timeout)}
 	for _, phase := range []struct {
 		what string
 		n    int
@@ -88,7 +87,7 @@ type fillOp struct {
 }
 
 type filler struct {
-	addrs []string
+	addrs []string // base URLs
 	http  *http.Client
 }
 
@@ -120,7 +119,7 @@ func (f *filler) run(n, clients int, op func(int) fillOp) (int64, int64, error) 
 				}
 				for try := 1; ; try++ {
 					// A resend goes to the next node: the last may be down.
-					url := "http://" + f.addrs[(c+try-1)%len(f.addrs)] + "/v1/batch"
+					url := f.addrs[(c+try-1)%len(f.addrs)] + "/v1/batch"
 					bad, err := f.send(url, ops)
 					if len(bad) == 0 {
 						break

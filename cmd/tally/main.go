@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -15,13 +16,16 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"tally/auth"
 	"tally/client"
+	"tally/tlsconf"
 )
 
 func main() {
@@ -48,6 +52,9 @@ type env struct {
 	addr           string
 	json           bool
 	timeout        time.Duration
+	token          string      // --token: sent as a bearer token
+	cacert         string      // --cacert: the CA that https addresses are verified against
+	tlsCfg         *tls.Config // from cacert, set by parse
 	cmd            *command
 }
 
@@ -78,6 +85,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		defAddr = v
 	}
 	e.addr = defAddr
+	e.token, e.cacert = getenv("TALLY_TOKEN"), getenv("TALLY_CACERT")
 	e.timeout = 10 * time.Second
 	e.globalFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -112,9 +120,11 @@ func (e *env) globalFlags(fs *flag.FlagSet) {
 	fs.StringVar(&e.addr, "addr", e.addr, "nodes to ask, a comma-separated `host:port` list (env TALLY_ADDR)")
 	fs.BoolVar(&e.json, "json", e.json, "print the server's JSON answer on one line")
 	fs.DurationVar(&e.timeout, "timeout", e.timeout, "give up retrying after this long")
+	fs.StringVar(&e.token, "token", e.token, "access token, for a cluster run with --auth-token-file (env TALLY_TOKEN)")
+	fs.StringVar(&e.cacert, "cacert", e.cacert, "PEM CA `file` to verify https nodes with; addresses without a scheme then mean https (env TALLY_CACERT)")
 }
 
-var globalNames = map[string]bool{"addr": true, "json": true, "timeout": true}
+var globalNames = map[string]bool{"addr": true, "json": true, "timeout": true, "token": true, "cacert": true}
 
 func mainUsage(w io.Writer, global *flag.FlagSet) {
 	fmt.Fprint(w, "Usage: tally [global flags] <command> [args]\n\nCommands:\n")
@@ -190,6 +200,11 @@ func (e *env) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		}
 		return nil, usagef("%v", err)
 	}
+	cfg, err := tlsconf.ClientConfig(e.cacert)
+	if err != nil {
+		return nil, fmt.Errorf("--cacert: %w", err)
+	}
+	e.tlsCfg = cfg
 	return pos, nil
 }
 
@@ -212,7 +227,7 @@ func (e *env) commandUsage(w io.Writer, fs *flag.FlagSet) {
 		fmt.Fprint(w, "\nFlags:\n")
 		printFlags(w, fs, func(n string) bool { return !globalNames[n] })
 	}
-	fmt.Fprint(w, "\nGlobal flags (--addr, --json, --timeout) may come before or after the command.\n")
+	fmt.Fprint(w, "\nGlobal flags (--addr, --json, --timeout, --token, --cacert) may come before or after the command.\n")
 }
 
 // client returns a client for the --addr nodes; call it after parse, since
@@ -220,7 +235,42 @@ func (e *env) commandUsage(w io.Writer, fs *flag.FlagSet) {
 // one request or a few, and learning the shard map would cost a request
 // of its own, as much as the forwarding hop it saves.
 func (e *env) client() *client.Client {
-	return client.New(strings.Split(e.addr, ","), client.WithRetryDeadline(e.timeout), client.WithoutRouting())
+	return client.New(e.addrs(), client.WithRetryDeadline(e.timeout), client.WithoutRouting(), client.WithToken(e.token), client.WithTLS(e.tls()))
+}
+
+// addrs are the --addr nodes as base URLs: https when --cacert is given
+// and an address names no scheme.
+func (e *env) addrs() []string {
+	var out []string
+	for _, a := range strings.Split(e.addr, ",") {
+		if a = strings.TrimSpace(a); a == "" {
+			continue
+		}
+		if !strings.Contains(a, "://") {
+			if e.cacert != "" {
+				a = "https://" + a
+			} else {
+				a = "http://" + a
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// tls verifies https nodes against --cacert (the system's roots without
+// it); parse loads it.
+func (e *env) tls() *tls.Config { return e.tlsCfg }
+
+// httpClient is a plain HTTP client with the global TLS and token settings.
+func (e *env) httpClient(timeout time.Duration) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = e.tls()
+	var rt http.RoundTripper = tr
+	if e.token != "" {
+		rt = auth.Bearer(tr, e.token)
+	}
+	return &http.Client{Transport: rt, Timeout: timeout}
 }
 
 // context bounds a command by --timeout.

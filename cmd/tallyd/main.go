@@ -21,6 +21,7 @@ import (
 	"tally/node"
 	"tally/raftstore"
 	"tally/resp"
+	"tally/tlsconf"
 )
 
 func main() {
@@ -57,6 +58,12 @@ func run(args []string) int {
 		splitFor  = fs.Duration("split-sustain", 5*time.Second, "how long a counter must stay hot before it is split")
 		splitTo   = fs.Int("split-to", 0, "split factor for hot counters (0: min(shards, 2 x nodes))")
 		logStore  = fs.String("log-store", raftstore.KindDefault, "raft log storage: pebble (one store for every shard, one fsync per round) or bolt (raft-boltdb, raft.db)")
+		tlsCert   = fs.String("tls-cert", "", "PEM certificate of this node: HTTP and RESP serve TLS with it, and it proves the node to other nodes (with --tls-key, --tls-ca; reloaded on SIGHUP)")
+		tlsKey    = fs.String("tls-key", "", "PEM private key of --tls-cert")
+		tlsCA     = fs.String("tls-ca", "", "PEM CA certificate every node's certificate is signed by; node-to-node traffic is mutual TLS verified against it")
+		gossipKey = fs.String("gossip-key-file", "", "file of base64 gossip encryption keys (16, 24 or 32 bytes), one a line, the first primary; reloaded on SIGHUP")
+		tokenFile = fs.String("auth-token-file", "", "file of access tokens, lines \"TOKEN ROLE\" (read, write, admin); every request but /healthz and /readyz then needs one; reloaded on SIGHUP")
+		maxConns  = fs.Int("max-conns", 10000, "open client connections at most on each of HTTP and RESP; more are closed at once")
 	)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: tallyd [flags]   (each flag also as env TALLY_<FLAG>, e.g. TALLY_DATA_DIR)")
@@ -89,6 +96,11 @@ func run(args []string) int {
 		return 2
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	sec, err := loadSecurity(tlsconf.Files{Cert: *tlsCert, Key: *tlsKey, CA: *tlsCA}, *gossipKey, *tokenFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tallyd:", err)
+		return 2
+	}
 
 	cfg := node.Config{
 		ID:                *id,
@@ -116,6 +128,10 @@ func run(args []string) int {
 		SplitTo:           *splitTo,
 		LogStore:          *logStore,
 		Logger:            logger,
+		TLS:               sec.tls,
+		Tokens:            sec.tokens,
+		GossipKeys:        sec.gossipKeys,
+		MaxHTTPConns:      *maxConns,
 	}
 	for _, a := range strings.Split(*join, ",") {
 		if a = strings.TrimSpace(a); a != "" {
@@ -129,7 +145,7 @@ func run(args []string) int {
 	}
 	n.Serve(httpapi.NewServer(n))
 	if cfg.RESPAddr != "" {
-		rs := resp.New(resp.Config{Core: n, Router: resp.NodeRouter(n), Redirect: redirectMode, NodeID: n.ID(), Logger: logger})
+		rs := resp.New(resp.Config{Core: n, Router: resp.NodeRouter(n), Redirect: redirectMode, NodeID: n.ID(), Tokens: sec.tokens, MaxConns: *maxConns, Logger: logger})
 		if err := n.ServeRESP(rs); err != nil {
 			logger.Error("start failed", "err", err)
 			return 1
@@ -137,14 +153,21 @@ func run(args []string) int {
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	code := 0
-	select {
-	case s := <-sig:
-		logger.Info("signal received; shutting down", "signal", s.String())
-	case <-n.Failed():
-		logger.Error("this node cannot take part in the cluster; exiting", "err", n.FormationError())
-		fmt.Fprintln(os.Stderr, "tallyd:", n.FormationError())
-		code = 1
+	for running := true; running; {
+		select {
+		case <-hup:
+			sec.reload(n, logger)
+		case s := <-sig:
+			logger.Info("signal received; shutting down", "signal", s.String())
+			running = false
+		case <-n.Failed():
+			logger.Error("this node cannot take part in the cluster; exiting", "err", n.FormationError())
+			fmt.Fprintln(os.Stderr, "tallyd:", n.FormationError())
+			code, running = 1, false
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -56,7 +56,7 @@ func startNode(t testing.TB, cfg node.Config, redirect resp.Redirect) *node.Node
 	}
 	n.Serve(httpapi.NewServer(n))
 	if cfg.RESPAddr != "" {
-		rs := resp.New(resp.Config{Core: n, Router: resp.NodeRouter(n), Redirect: redirect, NodeID: cfg.ID, Logger: cfg.Logger})
+		rs := resp.New(resp.Config{Core: n, Router: resp.NodeRouter(n), Redirect: redirect, NodeID: cfg.ID, Tokens: cfg.Tokens, Logger: cfg.Logger})
 		if err := n.ServeRESP(rs); err != nil {
 			t.Fatal(err)
 		}
@@ -238,7 +238,7 @@ func WaitReady(t testing.TB, nodes ...*node.Node) {
 	t.Helper()
 	WaitFor(t, "nodes ready", 90*time.Second, func() bool {
 		for _, n := range nodes {
-			resp, err := HTTP.Get("http://" + n.HTTPAddr() + "/readyz")
+			resp, err := ClientFor(n).Get(BaseURL(n) + "/readyz")
 			if err != nil {
 				return false
 			}
@@ -249,6 +249,24 @@ func WaitReady(t testing.TB, nodes ...*node.Node) {
 		}
 		return true
 	})
+}
+
+// BaseURL is n's HTTP API base URL: https when it serves TLS.
+func BaseURL(n *node.Node) string {
+	if n.Config().TLS != nil {
+		return "https://" + n.HTTPAddr()
+	}
+	return "http://" + n.HTTPAddr()
+}
+
+// ClientFor is HTTP, or for a node that serves TLS an HTTP client that
+// trusts its CA.
+func ClientFor(n *node.Node) *http.Client {
+	sec := n.Config().TLS
+	if sec == nil {
+		return HTTP
+	}
+	return &http.Client{Timeout: HTTP.Timeout, Transport: &http.Transport{TLSClientConfig: sec.ClientTLS()}}
 }
 
 // LeaderNode returns the index of the node whose own replica leads shard
