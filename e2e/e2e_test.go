@@ -28,6 +28,7 @@ type env struct {
 	vars   []string
 	addrs  []string
 	shards int
+	opts   []client.Option // for every client the env makes (TLS, a token)
 }
 
 func repoRoot(t *testing.T) string {
@@ -164,7 +165,7 @@ func (l *ledger) add(name string, err error) {
 func (e *env) load(ctx context.Context, writers int, names []string, led *ledger, stop <-chan struct{}) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	for w := 0; w < writers; w++ {
-		c := client.New(rotate(e.addrs, w), client.WithRetryDeadline(60*time.Second))
+		c := client.New(rotate(e.addrs, w), append([]client.Option{client.WithRetryDeadline(60 * time.Second)}, e.opts...)...)
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
@@ -186,7 +187,7 @@ func (e *env) load(ctx context.Context, writers int, names []string, led *ledger
 // monitor reads name linearizably, one read after another, and reports
 // any value lower than one read before it.
 func (e *env) monitor(ctx context.Context, name string, stop <-chan struct{}) (wait func() (reads int, backwards []string)) {
-	c := client.New(e.addrs, client.WithRetryDeadline(60*time.Second))
+	c := client.New(e.addrs, append([]client.Option{client.WithRetryDeadline(60 * time.Second)}, e.opts...)...)
 	var reads int
 	var backwards []string
 	done := make(chan struct{})

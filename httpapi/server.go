@@ -62,6 +62,10 @@ var _ Core = (*node.Node)(nil)
 // ReadTimeout, an answer may take WriteTimeout to write, and an idle
 // keep-alive connection is closed after IdleTimeout.
 func NewServer(core Core) *http.Server {
+	// What net/http logs is a client's failing (a bad TLS handshake, a
+	// malformed request): debug, so a flood of them cannot flood the log.
+	errLog := logbridge.Std(core.Config().Logger, "http")
+	errLog.SetPrefix("[DEBUG] ")
 	return &http.Server{
 		Handler:           Handler(core),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -69,7 +73,7 @@ func NewServer(core Core) *http.Server {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          logbridge.Std(core.Config().Logger, "http"),
+		ErrorLog:          errLog,
 	}
 }
 

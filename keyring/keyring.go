@@ -1,5 +1,5 @@
-// Package keyring reads the gossip encryption key file and applies it to
-// memberlist's keyring.
+// Package keyring reads and writes the gossip encryption key file (the
+// node puts its keys on memberlist's keyring).
 //
 // The file holds base64 AES keys of 16, 24 or 32 bytes, one a line; the
 // first is the primary (it encrypts what this node sends), the others
@@ -16,8 +16,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-
-	"github.com/hashicorp/memberlist"
 )
 
 // Parse reads a key file's contents; the primary key comes first.
@@ -65,34 +63,4 @@ func New() string {
 	k := make([]byte, 32)
 	rand.Read(k)
 	return base64.StdEncoding.EncodeToString(k)
-}
-
-// Keyring makes memberlist's keyring from keys.
-func Keyring(keys [][]byte) (*memberlist.Keyring, error) {
-	return memberlist.NewKeyring(keys[1:], keys[0])
-}
-
-// Apply makes kr hold exactly keys, with keys[0] primary, without a
-// moment in which a key both old and new configurations share is missing.
-func Apply(kr *memberlist.Keyring, keys [][]byte) error {
-	for _, k := range keys {
-		if err := kr.AddKey(k); err != nil {
-			return err
-		}
-	}
-	if err := kr.UseKey(keys[0]); err != nil {
-		return err
-	}
-	keep := map[string]bool{}
-	for _, k := range keys {
-		keep[string(k)] = true
-	}
-	for _, k := range kr.GetKeys() {
-		if !keep[string(k)] {
-			if err := kr.RemoveKey(k); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"tally/internal/codec"
-	"tally/keyring"
 	"tally/logbridge"
 	"tally/placement"
 )
@@ -206,7 +205,7 @@ func startMembership(self meta, gossipAddr, advertise string, keys [][]byte, ver
 	if len(keys) > 0 {
 		// Every message is encrypted with the primary key and must decrypt
 		// with one of the ring's: a node without a key never becomes a member.
-		if c.Keyring, err = keyring.Keyring(keys); err != nil {
+		if c.Keyring, err = memberlist.NewKeyring(keys[1:], keys[0]); err != nil {
 			return nil, fmt.Errorf("gossip keys: %w", err)
 		}
 		ms.keyring = c.Keyring
@@ -326,7 +325,33 @@ func (ms *membership) setKeys(keys [][]byte) error {
 	if kr == nil {
 		return errors.New("gossip keys: this node started without --gossip-key-file; restart it with one")
 	}
-	return keyring.Apply(kr, keys)
+	return applyKeys(kr, keys)
+}
+
+// applyKeys makes kr hold exactly keys, with keys[0] primary, adding
+// before removing so that no key the old and new sets share is missing
+// for a moment.
+func applyKeys(kr *memberlist.Keyring, keys [][]byte) error {
+	for _, k := range keys {
+		if err := kr.AddKey(k); err != nil {
+			return err
+		}
+	}
+	if err := kr.UseKey(keys[0]); err != nil {
+		return err
+	}
+	keep := map[string]bool{}
+	for _, k := range keys {
+		keep[string(k)] = true
+	}
+	for _, k := range kr.GetKeys() {
+		if !keep[string(k)] {
+			if err := kr.RemoveKey(k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // join contacts existing members; it is fine for some to be down.

@@ -2,6 +2,7 @@ package resp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -16,6 +17,8 @@ import (
 // answers them, bounding the replies held for a client that pipelines
 // without end.
 const maxPipeline = 1024
+
+const handshakeTimeout = 10 * time.Second
 
 // conn is one client connection.
 type conn struct {
@@ -59,6 +62,16 @@ func newConn(s *Server, nc net.Conn) *conn {
 // serve answers commands until the client leaves, sends garbage, or the
 // server closes.
 func (c *conn) serve() {
+	// A TLS client gets as long to finish its handshake as to send a
+	// header over HTTP; idle after that is its right, as in Redis.
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		tc.SetDeadline(time.Now().Add(handshakeTimeout))
+		if err := tc.Handshake(); err != nil {
+			c.s.log.Debug("resp TLS handshake failed", "remote", c.nc.RemoteAddr().String(), "err", err)
+			return
+		}
+		tc.SetDeadline(time.Time{})
+	}
 	for !c.quit {
 		if err := c.readPipeline(); err != nil {
 			var pe *ProtocolError

@@ -121,6 +121,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		delay = 0
 		if s.open.Add(1) > int64(s.cfg.MaxConns) {
 			s.open.Add(-1)
+			// Bounded: over TLS the write runs the handshake first, and a
+			// silent client must not stall the accept loop.
+			c.SetDeadline(time.Now().Add(time.Second))
 			c.Write([]byte("-ERR max number of clients reached\r\n"))
 			c.Close()
 			continue
