@@ -255,3 +255,56 @@ func hosts(n *node.Node, id string) bool {
 	}
 	return false
 }
+
+// TestGossipKeyRotatesLive: the three reloads of a key rotation (add the
+// new key, make it primary, drop the old) on every node keep the members
+// together, and afterwards a node with only the new key joins while one
+// with only the old key cannot.
+func TestGossipKeyRotatesLive(t *testing.T) {
+	sec := newSecured(t)
+	tc := testcluster.StartWith(t, 3, 2, sec.apply)
+	oldKey := sec.keys[0]
+	fresh, err := keyring.Parse([]byte(keyring.New()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKey := fresh[0]
+	for _, step := range [][][]byte{{oldKey, newKey}, {newKey, oldKey}, {newKey}} {
+		for _, n := range tc.Nodes {
+			if err := n.SetGossipKeys(step); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	start := func(id string, key []byte) {
+		cfg := tc.Cfgs[0]
+		cfg.ID, cfg.DataDir, cfg.Join, cfg.BootstrapExpect = id, t.TempDir(), []string{tc.Nodes[1].GossipAddr()}, 4
+		cfg.HTTPAddr, cfg.RaftAddr, cfg.GossipAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+		cfg.GossipKeys = [][]byte{key}
+		testcluster.StartNode(t, cfg)
+	}
+	start("stale", oldKey)
+	start("n4", newKey)
+	testcluster.WaitFor(t, "n4 to be a member everywhere", time.Minute, func() bool {
+		for _, n := range tc.Nodes {
+			found := false
+			for _, m := range n.ClusterStatus().Members {
+				found = found || (m.ID == "n4" && m.State == "alive")
+			}
+			if !found {
+				return false
+			}
+		}
+		return true
+	})
+	for _, n := range tc.Nodes {
+		for _, m := range n.ClusterStatus().Members {
+			if m.ID == "stale" {
+				t.Fatalf("%s lists a node that has only the retired key", n.ID())
+			}
+			if m.State != "alive" {
+				t.Fatalf("%s sees %s %s after the rotation", n.ID(), m.ID, m.State)
+			}
+		}
+	}
+}
