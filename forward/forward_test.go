@@ -45,6 +45,11 @@ func (fakeLocal) Read(_ context.Context, req ReadRequest) (ReadResponse, error) 
 	return ReadResponse{Values: out}, nil
 }
 
+func (l fakeLocal) ReadAt(ctx context.Context, req ReadAtRequest) (ReadAtResponse, error) {
+	r, err := l.Read(ctx, ReadRequest(req))
+	return ReadAtResponse{Index: 1000 + uint64(req.Shard), Values: r.Values}, err
+}
+
 func (fakeLocal) Member(_ context.Context, req MemberRequest) (MemberResponse, error) {
 	return MemberResponse{Member: req.Name == "likes" && req.Actor == "ann" && req.Linearizable}, nil
 }
@@ -170,6 +175,10 @@ func TestEveryMessageRoundTrips(t *testing.T) {
 	r, err := c.Read(ctx, addr, ReadRequest{Shard: 4, Names: []string{"x", "yyy"}, Linearizable: true})
 	if wantL := []shard.Lookup{{Value: -1, ExpiresAt: 0, Split: 4}, {Value: -3, ExpiresAt: 1, Split: 4}}; err != nil || !reflect.DeepEqual(r.Values, wantL) {
 		t.Fatalf("read: %+v, %v; want %+v", r.Values, err, wantL)
+	}
+	ra, err := c.ReadAt(ctx, addr, ReadAtRequest{Shard: 4, Names: []string{"x", "yyy"}, Linearizable: true})
+	if wantL := []shard.Lookup{{Value: -1, ExpiresAt: 0, Split: 4}, {Value: -3, ExpiresAt: 1, Split: 4}}; err != nil || ra.Index != 1004 || !reflect.DeepEqual(ra.Values, wantL) {
+		t.Fatalf("read at: %+v, %v", ra, err)
 	}
 	m, err := c.Member(ctx, addr, MemberRequest{Shard: 1, Name: "likes", Actor: "ann", Linearizable: true})
 	if err != nil || !m.Member {

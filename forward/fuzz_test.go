@@ -27,6 +27,7 @@ func FuzzDecodeRequests(f *testing.F) {
 	f.Add(frameOf(&ReadRequest{Shard: 1, Names: []string{"a", "b"}, Linearizable: true}, &MemberRequest{Name: "c", Actor: "u"}))
 	f.Add(frameOf(&SplitRequest{Name: "c", Factor: 4}, &CardRequest{Name: "c"}, &ReplicaRequest{ID: "n2"}))
 	f.Add(frameOf(&ConfigRequest{Shard: 3}, &HostRequest{Shard: 1, Open: true, Node: "n4"}))
+	f.Add(frameOf(&ReadAtRequest{Shard: 2, Names: []string{"w"}, Linearizable: true}))
 	f.Add([]byte{frameRequests, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		in, err := decodeRequests(b)

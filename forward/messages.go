@@ -166,7 +166,7 @@ func decodeRequest(d *dec, kind uint8, sh uint32) request {
 			return nil
 		}
 		return &WriteRequest{Shard: sh, Ops: e.Ops}
-	case reqRead, reqMember:
+	case reqRead, reqMember, reqReadAt:
 		linear := d.U8() == 1
 		k := d.Count()
 		names := make([]string, 0, k)
@@ -175,6 +175,9 @@ func decodeRequest(d *dec, kind uint8, sh uint32) request {
 		}
 		if kind == reqRead {
 			return &ReadRequest{Shard: sh, Names: names, Linearizable: linear}
+		}
+		if kind == reqReadAt {
+			return &ReadAtRequest{Shard: sh, Names: names, Linearizable: linear}
 		}
 		if len(names) != 2 {
 			d.Fail()

@@ -19,6 +19,7 @@ import (
 type Local interface {
 	Write(ctx context.Context, req WriteRequest) (WriteResponse, error)
 	Read(ctx context.Context, req ReadRequest) (ReadResponse, error)
+	ReadAt(ctx context.Context, req ReadAtRequest) (ReadAtResponse, error)
 	Member(ctx context.Context, req MemberRequest) (MemberResponse, error)
 	Split(ctx context.Context, req SplitRequest) (SplitResponse, error)
 	Card(ctx context.Context, req CardRequest) (CardResponse, error)
@@ -149,6 +150,9 @@ func dispatch(ctx context.Context, h Local, req request) (response, error) {
 		return &resp, err
 	case *ReplicaRequest:
 		resp, err := h.Replica(ctx, *req)
+		return &resp, err
+	case *ReadAtRequest:
+		resp, err := h.ReadAt(ctx, *req)
 		return &resp, err
 	case *ConfigRequest:
 		resp, err := h.Config(ctx, *req)

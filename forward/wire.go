@@ -23,14 +23,15 @@ const (
 	frameResponses = 2
 
 	reqWrite   = 1
-	reqRead    = 2 // counter values with their expiry
-	reqMember  = 3 // is an actor in a counter's actor set
-	reqSplit   = 4 // run the split protocol on a counter's home shard
-	reqCard    = 5 // the size of a counter's actor set
-	reqReplica = 6 // which incarnation of a node the receiver knows as a replica
-	reqConfig  = 7 // a shard's raft configuration
-	reqChange  = 8 // change a shard's configuration (its leader does)
-	reqHost    = 9 // open or close a node's replica of a shard
+	reqRead    = 2  // counter values with their expiry
+	reqMember  = 3  // is an actor in a counter's actor set
+	reqSplit   = 4  // run the split protocol on a counter's home shard
+	reqCard    = 5  // the size of a counter's actor set
+	reqReplica = 6  // which incarnation of a node the receiver knows as a replica
+	reqConfig  = 7  // a shard's raft configuration
+	reqChange  = 8  // change a shard's configuration (its leader does)
+	reqHost    = 9  // open or close a node's replica of a shard
+	reqReadAt  = 10 // counter values and the raft index they reflect
 
 	statusOK          = 0
 	statusNotLeader   = 1 // nothing done; leader hint follows

@@ -10,6 +10,7 @@ package fsm
 import (
 	"encoding/binary"
 	"errors"
+	"strings"
 
 	"tally/placement"
 )
@@ -194,17 +195,21 @@ func (op Op) Validate() error {
 // validateSplit checks the fields of the split kinds.
 func (op Op) validateSplit() error {
 	base, sub := placement.ParseSubName(op.Name)
+	// A split's own ops name the counter itself: a plain name, as the
+	// snapshot's split table must hold it (no '/', which only sub-counter
+	// names have).
+	plain := strings.IndexByte(op.Name, '/') < 0
 	ok := op.TTL == 0
 	if op.Kind != OpImportKey {
 		ok = ok && op.Actor == ""
 	}
 	switch op.Kind {
 	case OpSplitBegin:
-		ok = ok && sub == 0 && len(base) <= MaxNameLen && op.Key == "" &&
+		ok = ok && plain && sub == 0 && len(base) <= MaxNameLen && op.Key == "" &&
 			op.Delta >= 2 && op.Delta <= MaxSplit && op.HasMax && op.Max >= op.Delta && op.Max <= MaxSplit &&
 			!op.HasMin && op.Min == 0
 	case OpSplitEnd:
-		ok = ok && sub == 0 && len(base) <= MaxNameLen && op.Key == "" &&
+		ok = ok && plain && sub == 0 && len(base) <= MaxNameLen && op.Key == "" &&
 			op.Delta >= 2 && op.Delta <= MaxSplit && !op.HasMin && op.Min == 0 && !op.HasMax && op.Max == 0
 	case OpImportKey:
 		// The key itself, or its hash (see ImportKeyHash): one of them.

@@ -69,6 +69,9 @@ func (echoCore) IsMember(context.Context, node.MemberRequest) (bool, error) { re
 func (echoCore) Split(_ context.Context, r node.SplitRequest) (node.SplitResult, error) {
 	return node.SplitResult{}, nil
 }
+func (echoCore) Watch(context.Context, string, node.Consistency) (*node.Watch, error) {
+	return nil, &node.Error{Code: node.CodeUnavailable, Message: "no watches here"}
+}
 func (echoCore) Delete(context.Context, string) (bool, error) { return true, nil }
 func (echoCore) ClusterDetail(context.Context) node.ClusterStatus {
 	return node.ClusterStatus{Node: "n1"}

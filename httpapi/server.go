@@ -43,6 +43,7 @@ type Core interface {
 	IsMember(ctx context.Context, req node.MemberRequest) (bool, error)
 	Split(ctx context.Context, req node.SplitRequest) (node.SplitResult, error)
 	Delete(ctx context.Context, name string) (bool, error)
+	Watch(ctx context.Context, name string, c node.Consistency) (*node.Watch, error)
 
 	ClusterDetail(ctx context.Context) node.ClusterStatus
 	Decommission(ctx context.Context, id string) (node.NodeChange, error)
@@ -128,6 +129,7 @@ func (a *api) counterRoutes(r chi.Router) {
 	r.Post("/v1/counters/{name}/incr", a.handleAdd(1))
 	r.Post("/v1/counters/{name}/decr", a.handleAdd(-1))
 	r.Get("/v1/counters/{name}", a.handleGet)
+	r.Get("/v1/counters/{name}/watch", a.handleWatch)
 	r.Delete("/v1/counters/{name}", a.handleDelete)
 	r.Put("/v1/counters/{name}/actors/{actor}", a.handleActor(a.core.Like))
 	r.Delete("/v1/counters/{name}/actors/{actor}", a.handleActor(a.core.Unlike))
@@ -171,6 +173,10 @@ type statusWriter struct {
 	http.ResponseWriter
 	status int
 }
+
+// Unwrap lets http.ResponseController reach the connection's writer
+// (flushes and deadlines, for streams).
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (s *statusWriter) WriteHeader(code int) {
 	s.status = code

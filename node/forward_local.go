@@ -20,6 +20,11 @@ func (l forwardLocal) Read(ctx context.Context, req forward.ReadRequest) (forwar
 	return forward.ReadResponse{Values: vals}, err
 }
 
+func (l forwardLocal) ReadAt(ctx context.Context, req forward.ReadAtRequest) (forward.ReadAtResponse, error) {
+	vals, idx, err := l.n.localReadAt(ctx, req.Shard, req.Names, req.Linearizable)
+	return forward.ReadAtResponse{Index: idx, Values: vals}, err
+}
+
 func (l forwardLocal) Member(ctx context.Context, req forward.MemberRequest) (forward.MemberResponse, error) {
 	ok, err := l.n.localMember(ctx, req.Shard, req.Name, req.Actor, req.Linearizable)
 	return forward.MemberResponse{Member: ok}, err

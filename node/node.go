@@ -179,6 +179,8 @@ type Node struct {
 	tracker    *hot.Tracker
 	splitLog   splitLog
 
+	watches watchHub // the counters clients watch (watch.go)
+
 	formed   atomic.Bool
 	stopping atomic.Bool
 	stop     chan struct{}

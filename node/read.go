@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"tally/placement"
+	"tally/shard"
 )
 
 // counterRead is one counter's value as readCounters sums it.
@@ -13,6 +14,10 @@ type counterRead struct {
 	expiresAt int64 // unsplit counters only
 	split     int
 	overflow  bool // the sub-counters' sum does not fit an int64
+	// index is, with readCountersAt, the raft index the value reflects:
+	// the home shard's for an unsplit counter, the sum over the shards
+	// read for a split one. Either only grows from one read to the next.
+	index uint64
 }
 
 // readCounters reads names, summing the sub-counters of split ones: every
@@ -23,6 +28,12 @@ type counterRead struct {
 // call, so the sum lies between the value when the call began and when it
 // ended, and a later read's sum is never smaller.
 func (n *Node) readCounters(ctx context.Context, names []string, linear bool) ([]counterRead, error) {
+	return n.readCountersAt(ctx, names, linear, false)
+}
+
+// readCountersAt is readCounters that, when withIndex, also reports the
+// index each value reflects (see counterRead.index).
+func (n *Node) readCountersAt(ctx context.Context, names []string, linear, withIndex bool) ([]counterRead, error) {
 	keys := n.keys()
 	out := make([]counterRead, len(names))
 	type sub struct{ name, i int }
@@ -52,7 +63,14 @@ func (n *Node) readCounters(ctx context.Context, names []string, linear bool) ([
 				for j, w := range subs {
 					stored[j] = placement.SubName(names[w.name], w.i)
 				}
-				vals, err := n.read(ctx, s, stored, linear)
+				var vals []shard.Lookup
+				var idx uint64
+				var err error
+				if withIndex {
+					vals, idx, err = n.readAt(ctx, s, stored, linear)
+				} else {
+					vals, err = n.read(ctx, s, stored, linear)
+				}
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
@@ -61,8 +79,16 @@ func (n *Node) readCounters(ctx context.Context, names []string, linear bool) ([
 					}
 					return
 				}
+				var counted map[int]bool // each name counts this shard's index once
+				if withIndex {
+					counted = map[int]bool{}
+				}
 				for j, w := range subs {
 					r := &out[w.name]
+					if withIndex && !counted[w.name] {
+						r.index += idx
+						counted[w.name] = true
+					}
 					sum := r.value + vals[j].Value
 					if (vals[j].Value > 0 && sum < r.value) || (vals[j].Value < 0 && sum > r.value) {
 						r.overflow = true

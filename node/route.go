@@ -112,6 +112,14 @@ func (n *Node) localRead(ctx context.Context, s uint32, names []string, linear b
 	return sh.Lookup(ctx, names, linear)
 }
 
+func (n *Node) localReadAt(ctx context.Context, s uint32, names []string, linear bool) ([]shard.Lookup, uint64, error) {
+	sh := n.shard(s)
+	if sh == nil {
+		return nil, 0, forward.ErrNoShard
+	}
+	return sh.LookupAt(ctx, names, linear)
+}
+
 func (n *Node) localMember(ctx context.Context, s uint32, name, actor string, linear bool) (bool, error) {
 	sh := n.shard(s)
 	if sh == nil {
@@ -162,6 +170,29 @@ func (n *Node) read(ctx context.Context, s uint32, names []string, linear bool) 
 		return err
 	})
 	return vals, err
+}
+
+// readAt is read with the raft index of the replica state it reflects.
+func (n *Node) readAt(ctx context.Context, s uint32, names []string, linear bool) ([]shard.Lookup, uint64, error) {
+	if !linear {
+		if sh := n.shard(s); sh != nil {
+			return sh.LookupAt(ctx, names, false)
+		}
+	}
+	var vals []shard.Lookup
+	var idx uint64
+	err := n.routed(ctx, s, func(sh *shard.Shard, addr string) error {
+		var err error
+		if sh != nil {
+			vals, idx, err = sh.LookupAt(ctx, names, linear)
+		} else {
+			var r forward.ReadAtResponse
+			r, err = n.fwd.ReadAt(ctx, addr, forward.ReadAtRequest{Shard: s, Names: names, Linearizable: linear})
+			vals, idx = r.Values, r.Index
+		}
+		return err
+	})
+	return vals, idx, err
 }
 
 // member reports whether actor is in the actor set of name (on shard s).

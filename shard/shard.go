@@ -369,6 +369,18 @@ func (s *Shard) Lookup(ctx context.Context, names []string, linearizable bool) (
 	return s.sm.lookup(names, make([]Lookup, 0, len(names))), nil
 }
 
+// LookupAt is Lookup with the raft index of this replica's state the
+// values reflect: exactly the state after that entry.
+func (s *Shard) LookupAt(ctx context.Context, names []string, linearizable bool) ([]Lookup, uint64, error) {
+	if linearizable {
+		if err := s.rd.wait(ctx); err != nil {
+			return nil, 0, err
+		}
+	}
+	vals, idx := s.sm.lookupAt(names, make([]Lookup, 0, len(names)))
+	return vals, idx, nil
+}
+
 // PendingSplits returns the counters whose split was begun on this shard
 // (their home) and not ended, with the factor each is going to, as this
 // replica has applied them.

@@ -90,14 +90,21 @@ func (s *stateMachine) ApplyBatch(logs []*raft.Log) []interface{} {
 			}
 		}
 	}
+	// The index moves with the state, under the same lock, so a lookup
+	// reads a value and the exact index it reflects (lookupAt).
+	last := uint64(0)
+	if n := len(logs); n > 0 && logs[n-1].Index > s.applied.Load() {
+		last = logs[n-1].Index
+		s.applied.Store(last)
+	}
 	s.mu.Unlock()
 	if s.onSplit != nil {
 		for _, op := range splits {
 			s.onSplit(op.Name, int(op.SplitFactor()))
 		}
 	}
-	if n := len(logs); n > 0 {
-		s.setApplied(logs[n-1].Index)
+	if last > 0 {
+		s.wake()
 	}
 	if s.sinceSnap.Add(bytes) >= s.snapBytes && s.snapBytes > 0 && s.onLogBytes != nil {
 		s.onLogBytes()
@@ -105,11 +112,8 @@ func (s *stateMachine) ApplyBatch(logs []*raft.Log) []interface{} {
 	return out
 }
 
-func (s *stateMachine) setApplied(idx uint64) {
-	if idx <= s.applied.Load() {
-		return
-	}
-	s.applied.Store(idx)
+// wake tells waitApplied's callers the applied index moved.
+func (s *stateMachine) wake() {
 	s.nmu.Lock()
 	close(s.notify)
 	s.notify = make(chan struct{})
@@ -145,7 +149,14 @@ func (s *stateMachine) now() int64 {
 
 // lookup reads counters from the local state.
 func (s *stateMachine) lookup(names []string, dst []Lookup) []Lookup {
+	dst, _ = s.lookupAt(names, dst)
+	return dst
+}
+
+// lookupAt is lookup with the applied index the values reflect.
+func (s *stateMachine) lookupAt(names []string, dst []Lookup) ([]Lookup, uint64) {
 	s.mu.RLock()
+	idx := s.applied.Load()
 	now := s.now()
 	for _, n := range names {
 		v, exp := s.m.Get(n, now)
@@ -153,7 +164,7 @@ func (s *stateMachine) lookup(names []string, dst []Lookup) []Lookup {
 		dst = append(dst, Lookup{Value: v, ExpiresAt: exp, Split: split})
 	}
 	s.mu.RUnlock()
-	return dst
+	return dst, idx
 }
 
 func (s *stateMachine) isMember(name, actor string) bool {

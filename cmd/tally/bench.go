@@ -27,6 +27,7 @@ func runBench(e *env, args []string) error {
 	consistency := fs.String("consistency", "linearizable", "consistency of the reads under load (--reads): linearizable or stale")
 	routeMode := fs.String("route", "leader", "where requests go (`leader|any`): leader sends each one straight to the leader of its counter's shard (learnt from /v1/cluster; batches still go to the client's --addr node), any to the client's --addr node, which forwards it")
 	keys := fs.Bool("keys", false, "give every single increment an Idempotency-Key of its own, as retrying clients do")
+	watchers := fs.Int("watchers", 0, "hold this many watch streams of the (first) counter open on the first --addr node during the load, then report how soon after the last acknowledged write each showed the final value")
 	nodeMetrics := fs.Bool("node-metrics", true, "scrape every --addr node's /metrics right before and after the load and report node CPU per op, ops per raft entry and fsyncs per increment")
 	pos, err := e.parse(fs, args)
 	if err != nil {
@@ -82,7 +83,27 @@ func runBench(e *env, args []string) error {
 	read := func(_ context.Context, names []string) (map[string]int64, error) {
 		return readAll(c, names, e.timeout)
 	}
-	return b.Execute(context.Background(), e.stdout, h.Client, read)
+	if *watchers <= 0 {
+		return b.Execute(context.Background(), e.stdout, h.Client, read)
+	}
+	name := b.Counter
+	if b.Counters > 1 {
+		name = b.Config.Names()[0]
+	}
+	w, err := e.startWatchers(addrs[0], name, *watchers)
+	if err != nil {
+		return err
+	}
+	defer w.stop()
+	if err := b.Execute(context.Background(), e.stdout, w.observe(h.Client), read); err != nil {
+		return err
+	}
+	final, err := readAll(c, []string{name}, e.timeout)
+	if err != nil {
+		return err
+	}
+	w.report(e.stdout, final[name], e.timeout)
+	return nil
 }
 
 func readAll(c *client.Client, names []string, timeout time.Duration) (map[string]int64, error) {

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/url"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"tally/loadgen"
+)
+
+// benchWatchers are the watch streams `tally bench --watchers` holds open
+// on one node during the load: what watching costs the writers, and how
+// soon after the last acknowledged write every watcher shows the final
+// value.
+type benchWatchers struct {
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	value   []int64     // each watcher's latest value
+	at      []time.Time // when it arrived
+	opened  atomic.Int64
+	lastAck atomic.Int64 // unix ns of the last acknowledged write
+}
+
+// start opens n streams of counter on base and returns once all are open.
+func (e *env) startWatchers(base, counter string, n int) (*benchWatchers, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &benchWatchers{cancel: cancel, value: make([]int64, n), at: make([]time.Time, n)}
+	hc := e.httpClient(0)
+	u := base + "/v1/counters/" + url.PathEscape(counter) + "/watch"
+	for i := range n {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			var last uint64
+			first := true
+			for ctx.Err() == nil {
+				e.stream(ctx, hc, u, &last, func(ev watchEvent) bool {
+					if first {
+						first = false
+						w.opened.Add(1)
+					}
+					w.mu.Lock()
+					w.value[i], w.at[i] = ev.Value, time.Now()
+					w.mu.Unlock()
+					return true
+				})
+			}
+		}()
+	}
+	deadline := time.Now().Add(e.timeout + time.Duration(n)*time.Millisecond)
+	for w.opened.Load() < int64(n) {
+		if time.Now().After(deadline) {
+			w.stop()
+			return nil, fmt.Errorf("--watchers: %d of %d watch streams open after %v", w.opened.Load(), n, time.Until(deadline))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return w, nil
+}
+
+// observe wraps a load target so the time of the last acknowledged write
+// is known.
+func (w *benchWatchers) observe(newTarget func(int) loadgen.Target) func(int) loadgen.Target {
+	return func(i int) loadgen.Target { return ackClock{newTarget(i), &w.lastAck} }
+}
+
+type ackClock struct {
+	loadgen.Target
+	last *atomic.Int64
+}
+
+func (a ackClock) Incr(ctx context.Context, counter string, delta int64) error {
+	err := a.Target.Incr(ctx, counter, delta)
+	if err == nil {
+		a.last.Store(time.Now().UnixNano())
+	}
+	return err
+}
+
+// report waits (up to timeout) until every watcher shows final, and
+// prints how long after the last acknowledged write they did.
+func (w *benchWatchers) report(out io.Writer, final int64, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for {
+		w.mu.Lock()
+		behind := 0
+		for _, v := range w.value {
+			if v != final {
+				behind++
+			}
+		}
+		var lags []time.Duration
+		if behind == 0 {
+			last := time.Unix(0, w.lastAck.Load())
+			for _, t := range w.at {
+				lags = append(lags, max(0, t.Sub(last)))
+			}
+		}
+		w.mu.Unlock()
+		if behind == 0 {
+			slices.Sort(lags)
+			fmt.Fprintf(out, "watchers: %d saw the final value %d, median %v and at most %v after the last acknowledged write\n",
+				len(lags), final, lags[len(lags)/2].Round(time.Millisecond), lags[len(lags)-1].Round(time.Millisecond))
+			return
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(out, "watchers: %d of %d did not show the final value %d within %v\n", behind, len(w.value), final, timeout)
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (w *benchWatchers) stop() {
+	w.cancel()
+	w.wg.Wait()
+}

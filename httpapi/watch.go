@@ -1,0 +1,117 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"tally/node"
+)
+
+const (
+	defaultWatchInterval = 100 * time.Millisecond
+	maxWatchInterval     = time.Hour
+	// keepAlive is how often an idle stream carries a comment line, so
+	// proxies and clients can tell a quiet counter from a dead connection.
+	keepAlive = 15 * time.Second
+)
+
+var (
+	keepAliveLine = []byte(": keep-alive\n\n")
+	dataPrefix    = []byte("\ndata: ")
+	eventEnd      = []byte("\n\n")
+)
+
+// handleWatch streams a counter's value as server-sent events: the first
+// event is its value now, then one for each change, at most one per
+// ?interval= (the latest value then: changes in between are coalesced).
+// Each event's id is the raft index its value is at; a client that
+// reconnects with Last-Event-ID gets no state older than that.
+func (a *api) handleWatch(w http.ResponseWriter, r *http.Request) {
+	name, ok := requireName(w, r)
+	if !ok {
+		return
+	}
+	c, ok := requireConsistency(w, r)
+	if !ok {
+		return
+	}
+	interval := defaultWatchInterval
+	if s := r.URL.Query().Get("interval"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < node.MinWatchInterval || d > maxWatchInterval {
+			writeError(w, http.StatusBadRequest, "bad_interval", fmt.Sprintf("interval %q: want a duration from %v to %v, e.g. 250ms", s, node.MinWatchInterval, maxWatchInterval), nil)
+			return
+		}
+		interval = d
+	}
+	var after uint64
+	if s := r.Header.Get("Last-Event-ID"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "bad_event_id", fmt.Sprintf("Last-Event-ID %q: want the id of an event this API sent", s), nil)
+			return
+		}
+		after = v
+	}
+	watch, err := a.core.Watch(r.Context(), name, c)
+	if err != nil {
+		writeCoreError(w, err)
+		return
+	}
+	defer watch.Close()
+
+	// A stream outlives the server's read and write timeouts: lift them,
+	// and bound each write on its own instead.
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Time{})
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	send := func(parts ...[]byte) bool {
+		rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		for _, p := range parts {
+			if _, err := w.Write(p); err != nil {
+				return false
+			}
+		}
+		return rc.Flush() == nil
+	}
+	if !send([]byte("retry: 1000\n\n")) {
+		return
+	}
+	ctx := r.Context()
+	pause := time.NewTimer(0)
+	defer pause.Stop()
+	var id []byte
+	for {
+		wait, cancel := context.WithTimeout(ctx, keepAlive)
+		ev, err := watch.Next(wait, after)
+		cancel()
+		switch {
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			if !send(keepAliveLine) {
+				return
+			}
+			continue
+		case err != nil:
+			return
+		}
+		id = strconv.AppendUint(append(id[:0], "id: "...), ev.Index, 10)
+		if !send(id, dataPrefix, ev.JSON, eventEnd) {
+			return
+		}
+		after = ev.Index
+		pause.Reset(interval)
+		select {
+		case <-ctx.Done():
+			return
+		case <-pause.C:
+		}
+	}
+}

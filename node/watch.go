@@ -1,0 +1,242 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// watchTick is how often a node reads the counters its clients watch: one
+// batched read per shard and consistency for all of them, however many
+// clients watch each.
+const watchTick = 50 * time.Millisecond
+
+// MinWatchInterval is the shortest coalescing interval a watch may ask
+// for: events cannot come faster than the node reads.
+const MinWatchInterval = watchTick
+
+// WatchEvent is one state of a watched counter: its value (the sum of its
+// sub-counters when split) and the raft index that state is at (for a
+// split counter, the sum of its shards' indexes). Index only grows.
+type WatchEvent struct {
+	Name  string
+	Value int64
+	Index uint64
+	// JSON is the event as {"name","value","index"}, rendered once for
+	// every watcher of the counter; read only.
+	JSON []byte
+}
+
+type watchKey struct {
+	name   string
+	linear bool
+}
+
+// watchSub is the one subscription of a node to a counter at a
+// consistency, shared by every watch of it.
+type watchSub struct {
+	key      watchKey
+	watchers int // guarded by the hub's mu
+
+	mu      sync.Mutex
+	name    []byte // the counter's name as a JSON string
+	ev      WatchEvent
+	have    bool
+	seen    uint64        // the highest index read, so an older state is never taken
+	changed chan struct{} // closed and replaced when ev changes
+}
+
+// offer takes a read of the counter unless it is older than one taken.
+func (s *watchSub) offer(value int64, index uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.have && index < s.seen {
+		return
+	}
+	s.seen = index
+	if s.have && value == s.ev.Value {
+		return
+	}
+	s.ev, s.have = WatchEvent{Name: s.key.name, Value: value, Index: index, JSON: s.render(value, index)}, true
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func (s *watchSub) render(value int64, index uint64) []byte {
+	if s.name == nil {
+		s.name, _ = json.Marshal(s.key.name)
+	}
+	b := make([]byte, 0, len(s.name)+64)
+	b = append(b, `{"name":`...)
+	b = append(b, s.name...)
+	b = append(b, `,"value":`...)
+	b = strconv.AppendInt(b, value, 10)
+	b = append(b, `,"index":`...)
+	b = strconv.AppendUint(b, index, 10)
+	return append(b, '}')
+}
+
+func (s *watchSub) state() (WatchEvent, bool, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ev, s.have, s.changed
+}
+
+// watchHub holds a node's subscriptions and reads them every tick.
+type watchHub struct {
+	mu      sync.Mutex
+	subs    map[watchKey]*watchSub
+	running bool
+}
+
+// Watch is one client's watch of a counter. Next returns its states in
+// order; Close ends it.
+type Watch struct {
+	n    *Node
+	sub  *watchSub
+	sent bool
+	last int64
+	once sync.Once
+}
+
+// Watch starts watching name. Its first state comes from a read made
+// now, at consistency c (linearizable: it reflects every write
+// acknowledged before the call); later ones from the node's reads every
+// watchTick. It fails as a read would (unknown leader, bad name).
+func (n *Node) Watch(ctx context.Context, name string, c Consistency) (*Watch, error) {
+	if err := n.checkFormed(); err != nil {
+		return nil, err
+	}
+	if bad := ValidName(name); bad != "" {
+		return nil, badInput(CodeBadName, "%s", bad)
+	}
+	if n.stopping.Load() {
+		return nil, &Error{Code: CodeUnavailable, Message: "this node is shutting down; watch through another"}
+	}
+	key := watchKey{name: name, linear: c == Linearizable}
+	rctx, cancel := n.requestContext(ctx, 1)
+	vals, err := n.readCountersAt(rctx, []string{name}, key.linear, true)
+	cancel()
+	if err != nil {
+		return nil, clusterError(err)
+	}
+	h := &n.watches
+	h.mu.Lock()
+	if h.subs == nil {
+		h.subs = map[watchKey]*watchSub{}
+	}
+	sub := h.subs[key]
+	if sub == nil {
+		sub = &watchSub{key: key, changed: make(chan struct{})}
+		h.subs[key] = sub
+	}
+	sub.watchers++
+	start := !h.running
+	h.running = true
+	h.mu.Unlock()
+	sub.offer(vals[0].value, vals[0].index)
+	if start {
+		n.wg.Add(1)
+		go n.watchLoop()
+	}
+	return &Watch{n: n, sub: sub}, nil
+}
+
+// errWatchEnded is Next's error once the node stops.
+var errWatchEnded = errors.New("node: the node is shutting down")
+
+// Next blocks until the counter is in a state this watch has not
+// returned, at an index above after (the index of the last event the
+// client saw, as Last-Event-ID carries it; 0 for none), then returns it.
+// A state with the value last returned is skipped: events are changes.
+func (w *Watch) Next(ctx context.Context, after uint64) (WatchEvent, error) {
+	for {
+		ev, have, changed := w.sub.state()
+		if have && ev.Index > after && (!w.sent || ev.Value != w.last) {
+			w.sent, w.last = true, ev.Value
+			return ev, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return WatchEvent{}, ctx.Err()
+		case <-w.n.stop:
+			return WatchEvent{}, errWatchEnded
+		}
+	}
+}
+
+// Close ends the watch; the node stops reading the counter when no watch
+// of it is left.
+func (w *Watch) Close() {
+	w.once.Do(func() {
+		h := &w.n.watches
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if w.sub.watchers--; w.sub.watchers == 0 {
+			delete(h.subs, w.sub.key)
+		}
+	})
+}
+
+// WatchStats is how many counters (at each consistency) this node reads
+// for its watchers, and how many watches there are.
+func (n *Node) WatchStats() (subscriptions, watchers int) {
+	h := &n.watches
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, s := range h.subs {
+		watchers += s.watchers
+	}
+	return len(h.subs), watchers
+}
+
+// watchLoop reads every watched counter each tick, in one batched read per
+// consistency, until no watch is left or the node stops.
+func (n *Node) watchLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(watchTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		h := &n.watches
+		h.mu.Lock()
+		if len(h.subs) == 0 {
+			h.running = false
+			h.mu.Unlock()
+			return
+		}
+		byConsistency := map[bool][]*watchSub{}
+		for k, s := range h.subs {
+			byConsistency[k.linear] = append(byConsistency[k.linear], s)
+		}
+		h.mu.Unlock()
+		for linear, subs := range byConsistency {
+			for start := 0; start < len(subs); start += MaxReadMany {
+				chunk := subs[start:min(len(subs), start+MaxReadMany)]
+				names := make([]string, len(chunk))
+				for i, s := range chunk {
+					names[i] = s.key.name
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+				vals, err := n.readCountersAt(ctx, names, linear, true)
+				cancel()
+				if err != nil {
+					continue // no leader just now: the next tick tries again
+				}
+				for i, s := range chunk {
+					if !vals[i].overflow {
+						s.offer(vals[i].value, vals[i].index)
+					}
+				}
+			}
+		}
+	}
+}
