@@ -1,8 +1,6 @@
 package httpapi
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -86,21 +84,28 @@ func (a *api) handleWatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	pause := time.NewTimer(0)
+	pause := time.NewTimer(interval)
 	defer pause.Stop()
+	quiet := time.NewTicker(keepAlive)
+	defer quiet.Stop()
 	var id []byte
 	for {
-		wait, cancel := context.WithTimeout(ctx, keepAlive)
-		ev, err := watch.Next(wait, after)
-		cancel()
-		switch {
-		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-			if !send(keepAliveLine) {
+		// Changed before Next: a change between the two is not missed.
+		changed := watch.Changed()
+		ev, ok := watch.Next(after)
+		if !ok {
+			select {
+			case <-changed:
+			case <-quiet.C:
+				if !send(keepAliveLine) {
+					return
+				}
+			case <-watch.Ended():
+				return
+			case <-ctx.Done():
 				return
 			}
 			continue
-		case err != nil:
-			return
 		}
 		id = strconv.AppendUint(append(id[:0], "id: "...), ev.Index, 10)
 		if !send(id, dataPrefix, ev.JSON, eventEnd) {

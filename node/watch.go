@@ -3,9 +3,9 @@ package node
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -41,34 +41,44 @@ type watchSub struct {
 	key      watchKey
 	watchers int // guarded by the hub's mu
 
-	mu      sync.Mutex
-	name    []byte // the counter's name as a JSON string
+	mu   sync.Mutex // serializes offers
+	name []byte     // the counter's name as a JSON string
+	seen uint64     // the highest index read, so an older state is never taken
+	// cur is the latest state, read by watchers without a lock: each
+	// change stores a new one and closes the old one's changed.
+	cur atomic.Pointer[watchState]
+}
+
+type watchState struct {
 	ev      WatchEvent
-	have    bool
-	seen    uint64        // the highest index read, so an older state is never taken
-	changed chan struct{} // closed and replaced when ev changes
+	changed chan struct{}
+}
+
+func newWatchSub(key watchKey) *watchSub {
+	s := &watchSub{key: key}
+	s.name, _ = json.Marshal(key.name)
+	return s
 }
 
 // offer takes a read of the counter unless it is older than one taken.
 func (s *watchSub) offer(value int64, index uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.have && index < s.seen {
+	old := s.cur.Load()
+	if old != nil && index < s.seen {
 		return
 	}
 	s.seen = index
-	if s.have && value == s.ev.Value {
+	if old != nil && value == old.ev.Value {
 		return
 	}
-	s.ev, s.have = WatchEvent{Name: s.key.name, Value: value, Index: index, JSON: s.render(value, index)}, true
-	close(s.changed)
-	s.changed = make(chan struct{})
+	s.cur.Store(&watchState{ev: WatchEvent{Name: s.key.name, Value: value, Index: index, JSON: s.render(value, index)}, changed: make(chan struct{})})
+	if old != nil {
+		close(old.changed)
+	}
 }
 
 func (s *watchSub) render(value int64, index uint64) []byte {
-	if s.name == nil {
-		s.name, _ = json.Marshal(s.key.name)
-	}
 	b := make([]byte, 0, len(s.name)+64)
 	b = append(b, `{"name":`...)
 	b = append(b, s.name...)
@@ -77,12 +87,6 @@ func (s *watchSub) render(value int64, index uint64) []byte {
 	b = append(b, `,"index":`...)
 	b = strconv.AppendUint(b, index, 10)
 	return append(b, '}')
-}
-
-func (s *watchSub) state() (WatchEvent, bool, <-chan struct{}) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.ev, s.have, s.changed
 }
 
 // watchHub holds a node's subscriptions and reads them every tick.
@@ -130,7 +134,7 @@ func (n *Node) Watch(ctx context.Context, name string, c Consistency) (*Watch, e
 	}
 	sub := h.subs[key]
 	if sub == nil {
-		sub = &watchSub{key: key, changed: make(chan struct{})}
+		sub = newWatchSub(key)
 		h.subs[key] = sub
 	}
 	sub.watchers++
@@ -145,29 +149,26 @@ func (n *Node) Watch(ctx context.Context, name string, c Consistency) (*Watch, e
 	return &Watch{n: n, sub: sub}, nil
 }
 
-// errWatchEnded is Next's error once the node stops.
-var errWatchEnded = errors.New("node: the node is shutting down")
-
-// Next blocks until the counter is in a state this watch has not
+// Next returns the counter's state if it is one this watch has not
 // returned, at an index above after (the index of the last event the
-// client saw, as Last-Event-ID carries it; 0 for none), then returns it.
-// A state with the value last returned is skipped: events are changes.
-func (w *Watch) Next(ctx context.Context, after uint64) (WatchEvent, error) {
-	for {
-		ev, have, changed := w.sub.state()
-		if have && ev.Index > after && (!w.sent || ev.Value != w.last) {
-			w.sent, w.last = true, ev.Value
-			return ev, nil
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return WatchEvent{}, ctx.Err()
-		case <-w.n.stop:
-			return WatchEvent{}, errWatchEnded
-		}
+// client saw, as Last-Event-ID carries it; 0 for none); ok is false when
+// there is none yet: wait for Changed. A state with the value last
+// returned is skipped: events are changes.
+func (w *Watch) Next(after uint64) (ev WatchEvent, ok bool) {
+	st := w.sub.cur.Load()
+	if st == nil || st.ev.Index <= after || (w.sent && st.ev.Value == w.last) {
+		return WatchEvent{}, false
 	}
+	w.sent, w.last = true, st.ev.Value
+	return st.ev, true
 }
+
+// Changed is closed when the counter's state changes after the one Next
+// last looked at; a watcher selects on it, and on Ended.
+func (w *Watch) Changed() <-chan struct{} { return w.sub.cur.Load().changed }
+
+// Ended is closed when the node stops: no more changes will come.
+func (w *Watch) Ended() <-chan struct{} { return w.n.stop }
 
 // Close ends the watch; the node stops reading the counter when no watch
 // of it is left.
