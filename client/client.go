@@ -119,7 +119,10 @@ func New(addrs []string, opts ...Option) *Client {
 
 func defaultHTTPClient(tlsCfg *tls.Config) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = tlsCfg
+	if tlsCfg != nil {
+		// Each transport adds its ALPN protocols to its config: never share one.
+		t.TLSClientConfig = tlsCfg.Clone()
+	}
 	// Many goroutines hammer the same few nodes; the default of 2 idle
 	// connections per host would make most requests dial anew.
 	t.MaxIdleConns = 256

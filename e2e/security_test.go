@@ -172,7 +172,7 @@ func TestSecureClusterUnderAttack(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.tls = cfg
-	s.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	s.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg.Clone()}}
 	plainAddrs := e.addrs
 	e.addrs = nil
 	for _, a := range plainAddrs {

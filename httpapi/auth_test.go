@@ -29,6 +29,7 @@ func TestEveryRouteHasTheRoleItNeeds(t *testing.T) {
 		"POST /v1/counters/{name}/incr":             auth.Write,
 		"POST /v1/counters/{name}/decr":             auth.Write,
 		"GET /v1/counters/{name}":                   auth.Read,
+		"GET /v1/counters/{name}/watch":             auth.Read,
 		"DELETE /v1/counters/{name}":                auth.Write,
 		"PUT /v1/counters/{name}/actors/{actor}":    auth.Write,
 		"DELETE /v1/counters/{name}/actors/{actor}": auth.Write,

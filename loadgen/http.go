@@ -58,7 +58,9 @@ func WithKeys() HTTPOption {
 // Give it before RouteToLeaders, whose map requests need both too.
 func Secure(cfg *tls.Config, token string) HTTPOption {
 	return func(h *HTTP) {
-		h.tr.TLSClientConfig = cfg
+		if cfg != nil {
+			h.tr.TLSClientConfig = cfg.Clone() // a transport changes its config: never share one
+		}
 		if token != "" {
 			h.hc.Transport = auth.Bearer(h.tr, token)
 		}

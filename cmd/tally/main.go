@@ -265,7 +265,9 @@ func (e *env) tls() *tls.Config { return e.tlsCfg }
 // httpClient is a plain HTTP client with the global TLS and token settings.
 func (e *env) httpClient(timeout time.Duration) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = e.tls()
+	if cfg := e.tls(); cfg != nil {
+		tr.TLSClientConfig = cfg.Clone() // a transport changes its config: never share one
+	}
 	var rt http.RoundTripper = tr
 	if e.token != "" {
 		rt = auth.Bearer(tr, e.token)
