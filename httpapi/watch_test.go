@@ -192,3 +192,22 @@ func TestWatchBadInput(t *testing.T) {
 		t.Fatalf("refused watches left %d subscriptions", subs)
 	}
 }
+
+// TestWatchEndsWhenTheNodeStops: a graceful shutdown ends watch streams at
+// once instead of waiting out the HTTP drain, so their clients move on.
+func TestWatchEndsWhenTheNodeStops(t *testing.T) {
+	tc := testcluster.Start(t, 1, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	events := watch(t, ctx, testcluster.BaseURL(tc.Nodes[0])+"/v1/counters/w/watch", "")
+	until(t, events, 0, 30*time.Second)
+	start := time.Now()
+	if err := tc.Nodes[0].Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range events {
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Fatalf("shutdown with an open watch took %v: the stream held the drain", d)
+	}
+}

@@ -204,6 +204,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	log := cfg.Logger.With("node", cfg.ID)
 	n := &Node{cfg: cfg, log: log, shards: map[uint32]*shard.Shard{}, stop: make(chan struct{}), done: make(chan struct{}), failed: make(chan struct{})}
+	n.watches.ended = make(chan struct{})
 	n.idHash = placement.Hash(cfg.ID)
 	if !cfg.NoAutoSplit {
 		n.tracker = hot.New(hot.Config{Threshold: cfg.SplitThreshold, Sustain: cfg.SplitSustain}, time.Now())
@@ -574,6 +575,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	n.log.Info("shutting down")
+	n.watches.end()
 	for _, sh := range n.hostedShards() {
 		if sh.IsLeader() {
 			if err := sh.TransferLeadership("", ""); err != nil {
@@ -641,6 +643,7 @@ func (n *Node) Kill() {
 }
 
 func (n *Node) closeAll() {
+	n.watches.end()
 	close(n.stop)
 	n.wg.Wait()
 	for _, sh := range n.hostedShards() {

@@ -94,7 +94,14 @@ type watchHub struct {
 	mu      sync.Mutex
 	subs    map[watchKey]*watchSub
 	running bool
+
+	// ended closes when the node begins to stop, so that streams end and
+	// the HTTP server's graceful drain need not wait for them.
+	endOnce sync.Once
+	ended   chan struct{}
 }
+
+func (h *watchHub) end() { h.endOnce.Do(func() { close(h.ended) }) }
 
 // Watch is one client's watch of a counter. Next returns its states in
 // order; Close ends it.
@@ -167,8 +174,9 @@ func (w *Watch) Next(after uint64) (ev WatchEvent, ok bool) {
 // last looked at; a watcher selects on it, and on Ended.
 func (w *Watch) Changed() <-chan struct{} { return w.sub.cur.Load().changed }
 
-// Ended is closed when the node stops: no more changes will come.
-func (w *Watch) Ended() <-chan struct{} { return w.n.stop }
+// Ended is closed when the node begins to stop: no more changes will
+// come; a stream ends (and its client reconnects to another node).
+func (w *Watch) Ended() <-chan struct{} { return w.n.watches.ended }
 
 // Close ends the watch; the node stops reading the counter when no watch
 // of it is left.

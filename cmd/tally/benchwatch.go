@@ -27,7 +27,8 @@ type benchWatchers struct {
 	lastAck atomic.Int64 // unix ns of the last acknowledged write
 }
 
-// start opens n streams of counter on base and returns once all are open.
+// startWatchers opens n streams of counter on base and returns once all
+// are open.
 func (e *env) startWatchers(base, counter string, n int) (*benchWatchers, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &benchWatchers{cancel: cancel, value: make([]int64, n), at: make([]time.Time, n)}
