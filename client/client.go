@@ -65,8 +65,9 @@ func WithRetryDeadline(d time.Duration) Option { return func(c *Client) { c.retr
 func WithToken(token string) Option { return func(c *Client) { c.token = token } }
 
 // WithTLS sets how https addresses are verified, e.g. a tls.Config whose
-// RootCAs hold the cluster's CA (tlsconf.ClientConfig). It applies to the
-// default HTTP client, not to one given WithHTTPClient.
+// RootCAs hold the cluster's CA (tlsconf.ClientConfig), and makes
+// addresses without a scheme https. It applies to the default HTTP
+// client, not to one given WithHTTPClient.
 func WithTLS(cfg *tls.Config) Option { return func(c *Client) { c.tls = cfg } }
 
 // WithoutRouting makes every call go to the next of the client's addresses,
@@ -92,16 +93,24 @@ func New(addrs []string, opts ...Option) *Client {
 		if a == "" {
 			continue
 		}
-		if !strings.Contains(a, "://") {
-			a = "http://" + a
-		}
 		c.bases = append(c.bases, a)
 	}
 	if len(c.bases) == 0 {
-		c.bases = []string{"http://" + DefaultAddr}
+		c.bases = []string{DefaultAddr}
 	}
 	for _, o := range opts {
 		o(c)
+	}
+	// An address without a scheme is https when the client was given TLS
+	// settings: a token must not cross the wire in the clear by default.
+	scheme := "http://"
+	if c.tls != nil {
+		scheme = "https://"
+	}
+	for i, a := range c.bases {
+		if !strings.Contains(a, "://") {
+			c.bases[i] = scheme + a
+		}
 	}
 	if c.hc == nil {
 		c.hc = defaultHTTPClient(c.tls)
@@ -109,6 +118,8 @@ func New(addrs []string, opts ...Option) *Client {
 	if c.token != "" {
 		hc := *c.hc
 		hc.Transport = auth.Bearer(hc.Transport, c.token)
+		// tally never redirects; a redirect must not carry the token elsewhere.
+		hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 		c.hc = &hc
 	}
 	if !c.noRouting {

@@ -113,10 +113,20 @@ func (a *api) handleWatch(w http.ResponseWriter, r *http.Request) {
 		}
 		after = ev.Index
 		pause.Reset(interval)
-		select {
-		case <-ctx.Done():
-			return
-		case <-pause.C:
+	paused:
+		for {
+			select {
+			case <-pause.C:
+				break paused
+			case <-quiet.C:
+				if !send(keepAliveLine) {
+					return
+				}
+			case <-watch.Ended():
+				return
+			case <-ctx.Done():
+				return
+			}
 		}
 	}
 }

@@ -199,7 +199,8 @@ func TestWatchEndsWhenTheNodeStops(t *testing.T) {
 	tc := testcluster.Start(t, 1, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	events := watch(t, ctx, testcluster.BaseURL(tc.Nodes[0])+"/v1/counters/w/watch", "")
+	// An hour between events: the stream is in its pause when the node stops.
+	events := watch(t, ctx, testcluster.BaseURL(tc.Nodes[0])+"/v1/counters/w/watch?interval=1h", "")
 	until(t, events, 0, 30*time.Second)
 	start := time.Now()
 	if err := tc.Nodes[0].Shutdown(ctx); err != nil {

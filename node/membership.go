@@ -172,13 +172,13 @@ type membership struct {
 	// CA is never listed, so no replica is placed on it and no request
 	// routed to it. verified holds the address each member passed with;
 	// checking, the members being checked.
-	verify   func(raftAddr string) error
+	verify   func(name, raftAddr string) error
 	verified map[string]string
 	checking map[string]bool
 	pending  map[string]memberlist.Node // the latest event of each member being checked, copied
 }
 
-func startMembership(self meta, gossipAddr, advertise string, keys [][]byte, verify func(string) error, log *slog.Logger) (*membership, error) {
+func startMembership(self meta, gossipAddr, advertise string, keys [][]byte, verify func(name, raftAddr string) error, log *slog.Logger) (*membership, error) {
 	host, port, err := splitPort(gossipAddr)
 	if err != nil {
 		return nil, err
@@ -249,10 +249,12 @@ func (ms *membership) addr() string { return ms.gossipAddr }
 // member is observed anew.
 func (ms *membership) admit(n *memberlist.Node, state string) bool {
 	if state != "alive" {
-		// A member that was never admitted is not one to mourn.
+		// A member that was never admitted is not one to mourn; a check
+		// under way must not bring it back as alive.
 		ms.mu.Lock()
 		defer ms.mu.Unlock()
 		delete(ms.verified, n.Name)
+		delete(ms.pending, n.Name)
 		_, known := ms.members[n.Name]
 		return known
 	}
@@ -272,12 +274,14 @@ func (ms *membership) admit(n *memberlist.Node, state string) bool {
 	if !ms.checking[n.Name] {
 		ms.checking[n.Name] = true
 		ms.wg.Add(1)
-		go ms.check(n.Name, m.Raft)
+		go ms.check(n.Name)
 	}
 	return false
 }
 
-func (ms *membership) check(name, raftAddr string) {
+// check verifies member name at the address of its latest event until it
+// passes, the member leaves gossip, or the node stops.
+func (ms *membership) check(name string) {
 	defer ms.wg.Done()
 	done := func() {
 		ms.mu.Lock()
@@ -286,21 +290,35 @@ func (ms *membership) check(name, raftAddr string) {
 		ms.mu.Unlock()
 	}
 	for warned := false; ; warned = true {
-		err := ms.verify(raftAddr)
+		ms.mu.Lock()
+		n, ok := ms.pending[name]
+		ms.mu.Unlock()
+		if !ok {
+			done() // it died or was admitted meanwhile
+			return
+		}
+		raftAddr := ""
+		if m, err := decodeMeta(n.Meta); err == nil {
+			raftAddr = m.Raft
+		}
+		err := ms.verify(name, raftAddr)
 		if err == nil {
 			ms.mu.Lock()
-			ms.verified[name] = raftAddr
+			latest, ok := ms.pending[name]
 			delete(ms.checking, name)
-			n, ok := ms.pending[name]
 			delete(ms.pending, name)
+			if ok {
+				ms.verified[name] = raftAddr
+			}
 			ms.mu.Unlock()
 			if ok {
-				ms.observe(&n, "alive")
+				// If it moved meanwhile, observe checks the new address.
+				ms.observe(&latest, "alive")
 			}
 			return
 		}
 		if !warned {
-			ms.log.Warn("gossip member refused: its transport failed mutual TLS; it takes no part until it passes", "member", name, "raft", raftAddr, "err", err)
+			ms.log.Warn("gossip member refused: its cluster address failed the mutual TLS and identity check; it takes no part until it passes", "member", name, "raft", raftAddr, "err", err)
 		}
 		select {
 		case <-ms.stop:

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -265,9 +266,9 @@ func Start(cfg Config) (*Node, error) {
 	if state != nil {
 		self.Formed, self.Peers = true, state.Members
 	}
-	var verify func(string) error
+	var verify func(name, addr string) error
 	if cfg.TLS != nil {
-		verify = func(addr string) error { return n.mux.Probe(addr, 5*time.Second) }
+		verify = n.verifyMember
 	}
 	n.ms, err = startMembership(self, cfg.GossipAddr, cfg.AdvertiseGossip, cfg.GossipKeys, verify, log)
 	if err != nil {
@@ -283,6 +284,26 @@ func Start(cfg Config) (*Node, error) {
 	n.wg.Add(1)
 	go n.run(state)
 	return n, nil
+}
+
+// verifyMember admits a gossip member: its cluster address must pass a
+// mutual TLS handshake (a certificate of the cluster's CA), and the node
+// answering there must be name itself, not another node whose address a
+// member without a certificate claims.
+func (n *Node) verifyMember(name, addr string) error {
+	if addr == "" {
+		return errors.New("no cluster address in its meta")
+	}
+	if err := n.mux.Probe(addr, 5*time.Second); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := n.fwd.Config(ctx, addr, forward.ConfigRequest{Shard: 0, Node: name})
+	if err != nil && strings.Contains(err.Error(), notMePrefix) {
+		return fmt.Errorf("the node at %s is not %s: %v", addr, name, err)
+	}
+	return nil
 }
 
 // or is a unless it is empty, else b.

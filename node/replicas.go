@@ -157,10 +157,13 @@ func (n *Node) publishHosted() {
 // a replacement listening on a removed node's address.
 func (n *Node) notMe(id string) error {
 	if id != "" && id != n.cfg.ID {
-		return fmt.Errorf("this is node %s, not %s", n.cfg.ID, id)
+		return fmt.Errorf(notMePrefix+"%s, not %s", n.cfg.ID, id)
 	}
 	return nil
 }
+
+// notMePrefix starts notMe's refusal, which travels back as text.
+const notMePrefix = "this is node "
 
 func (n *Node) localConfig(req forward.ConfigRequest) (forward.ConfigResponse, error) {
 	if err := n.notMe(req.Node); err != nil {

@@ -212,6 +212,9 @@ func TestNodesWithoutTheClusterSecretsNeverJoin(t *testing.T) {
 	}
 	start("rogue-ca", func(c *node.Config) { c.TLS = other.tls })
 	start("rogue-key", func(c *node.Config) { c.GossipKeys = other.keys })
+	// Without a certificate of the CA, claiming a member's cluster address
+	// (whose real owner passes the TLS check) does not get it in either.
+	start("rogue-addr", func(c *node.Config) { c.TLS, c.AdvertiseRaft = other.tls, tc.Nodes[1].RaftAddr() })
 
 	// Raw garbage and a never-finished handshake on a node's cluster port.
 	for _, payload := range []string{"\x16\x03\x01\xff\xffgarbage", "*3\r\n$3\r\nSET\r\n", ""} {
@@ -234,7 +237,7 @@ func TestNodesWithoutTheClusterSecretsNeverJoin(t *testing.T) {
 		if _, err := c.Incr(testcluster.Ctx(t, 30*time.Second), fmt.Sprintf("k%d", i%8), 1); err != nil {
 			t.Fatalf("incr during the attempts: %v", err)
 		}
-		for _, id := range []string{"rogue-ca", "rogue-key"} {
+		for _, id := range []string{"rogue-ca", "rogue-key", "rogue-addr"} {
 			if listed(tc, id) {
 				t.Fatalf("%s is listed in the cluster", id)
 			}

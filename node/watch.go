@@ -70,6 +70,13 @@ func (s *watchSub) offer(value int64, index uint64) {
 	}
 	s.seen = index
 	if old != nil && value == old.ev.Value {
+		// The same value at a later index: no event for those who have it,
+		// but a watcher resuming above the old index must see this state.
+		if index > old.ev.Index {
+			ev := old.ev
+			ev.Index, ev.JSON = index, s.render(value, index)
+			s.cur.Store(&watchState{ev: ev, changed: old.changed})
+		}
 		return
 	}
 	s.cur.Store(&watchState{ev: WatchEvent{Name: s.key.name, Value: value, Index: index, JSON: s.render(value, index)}, changed: make(chan struct{})})
@@ -222,30 +229,46 @@ func (n *Node) watchLoop() {
 			h.mu.Unlock()
 			return
 		}
-		byConsistency := map[bool][]*watchSub{}
+		// One group per consistency and home shard, read side by side: a
+		// shard without a leader, or a slow one, holds up only its own
+		// counters.
+		type group struct {
+			linear bool
+			shard  uint32
+		}
+		keys := n.keys()
+		groups := map[group][]*watchSub{}
 		for k, s := range h.subs {
-			byConsistency[k.linear] = append(byConsistency[k.linear], s)
+			g := group{k.linear, keys.Home(k.name)}
+			groups[g] = append(groups[g], s)
 		}
 		h.mu.Unlock()
-		for linear, subs := range byConsistency {
+		var wg sync.WaitGroup
+		for g, subs := range groups {
 			for start := 0; start < len(subs); start += MaxReadMany {
 				chunk := subs[start:min(len(subs), start+MaxReadMany)]
-				names := make([]string, len(chunk))
-				for i, s := range chunk {
-					names[i] = s.key.name
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
-				vals, err := n.readCountersAt(ctx, names, linear, true)
-				cancel()
-				if err != nil {
-					continue // no leader just now: the next tick tries again
-				}
-				for i, s := range chunk {
-					if !vals[i].overflow {
-						s.offer(vals[i].value, vals[i].index)
-					}
-				}
+				wg.Go(func() { n.readWatched(g.linear, chunk) })
 			}
+		}
+		wg.Wait()
+	}
+}
+
+// readWatched reads the counters of subs and offers each its value.
+func (n *Node) readWatched(linear bool, subs []*watchSub) {
+	names := make([]string, len(subs))
+	for i, s := range subs {
+		names[i] = s.key.name
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RequestTimeout)
+	defer cancel()
+	vals, err := n.readCountersAt(ctx, names, linear, true)
+	if err != nil {
+		return // no leader just now: the next tick tries again
+	}
+	for i, s := range subs {
+		if !vals[i].overflow {
+			s.offer(vals[i].value, vals[i].index)
 		}
 	}
 }

@@ -87,3 +87,42 @@ func TestGoRedisAuthenticates(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestUnauthenticatedConnectionsDoNotHoldSlots: connections that never
+// authenticate are closed after AuthTimeout, so they cannot keep real
+// clients out once they fill the connection cap.
+func TestUnauthenticatedConnectionsDoNotHoldSlots(t *testing.T) {
+	tokens, err := auth.Parse([]byte("write-token-0123456789 write\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := serveTest(t, ln, Config{Core: newMem(), NodeID: "n1", Tokens: tokens, MaxConns: 2, AuthTimeout: 300 * time.Millisecond})
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if i == 1 {
+			c.Write([]byte("*2\r\n$4\r\nINCR\r\n$65536\r\n")) // half a command
+		}
+	}
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c := redis.NewClient(&redis.Options{Addr: s.Addr().String(), Password: "write-token-0123456789", MaxRetries: -1})
+		err := c.Incr(ctx, "a").Err()
+		c.Close()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a real client never got a slot: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

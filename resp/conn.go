@@ -18,8 +18,6 @@ import (
 // without end.
 const maxPipeline = 1024
 
-const handshakeTimeout = 10 * time.Second
-
 // conn is one client connection.
 type conn struct {
 	s     *Server
@@ -31,6 +29,9 @@ type conn struct {
 	quit  bool
 	stale bool      // READONLY: reads answer from this node's replica
 	role  auth.Role // what the connection's token allows (everything without tokens)
+	// unauthDeadline: a read deadline bounds the wait for the next
+	// command, since the connection has not authenticated.
+	unauthDeadline bool
 
 	// Shutdown closes an idle connection at once and a busy one after
 	// it has answered what it is running.
@@ -65,7 +66,7 @@ func (c *conn) serve() {
 	// A TLS client gets as long to finish its handshake as to send a
 	// header over HTTP; idle after that is its right, as in Redis.
 	if tc, ok := c.nc.(*tls.Conn); ok {
-		tc.SetDeadline(time.Now().Add(handshakeTimeout))
+		tc.SetDeadline(time.Now().Add(c.s.cfg.AuthTimeout))
 		if err := tc.Handshake(); err != nil {
 			c.s.log.Debug("resp TLS handshake failed", "remote", c.nc.RemoteAddr().String(), "err", err)
 			return
@@ -73,6 +74,17 @@ func (c *conn) serve() {
 		tc.SetDeadline(time.Time{})
 	}
 	for !c.quit {
+		// Until it authenticates, a connection gets as long between
+		// commands as a TLS handshake: idle unauthenticated connections
+		// must not fill the server's slots. Once authenticated, idle is
+		// its right.
+		if c.role == auth.None {
+			c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.AuthTimeout))
+			c.unauthDeadline = true
+		} else if c.unauthDeadline {
+			c.nc.SetReadDeadline(time.Time{})
+			c.unauthDeadline = false
+		}
 		if err := c.readPipeline(); err != nil {
 			var pe *ProtocolError
 			if errors.As(err, &pe) {

@@ -62,7 +62,8 @@ func cmdHello(_ context.Context, c *conn, args [][]byte) {
 		}
 		proto = int(v)
 	}
-	name, setName, authed := c.name, false, false
+	name, setName := c.name, false
+	var token []byte
 	for i := 2; i < len(args); i++ {
 		switch upper(args[i]) {
 		case "AUTH":
@@ -70,12 +71,7 @@ func cmdHello(_ context.Context, c *conn, args [][]byte) {
 				c.wr.Error(errSyntax)
 				return
 			}
-			// The user name is not checked: a token alone says who may do what.
-			if c.s.cfg.Tokens.Enabled() && !c.authenticate(args[i+2]) {
-				c.wr.Error(errWrongPass)
-				return
-			}
-			authed = true
+			token = args[i+2] // checked once every option parsed
 			i += 2
 		case "SETNAME":
 			if i+1 >= len(args) {
@@ -93,7 +89,14 @@ func cmdHello(_ context.Context, c *conn, args [][]byte) {
 			return
 		}
 	}
-	if c.role == auth.None && !authed {
+	// The user name is not checked: a token alone says who may do what.
+	switch {
+	case token != nil && c.s.cfg.Tokens.Enabled():
+		if !c.authenticate(token) {
+			c.wr.Error(errWrongPass)
+			return
+		}
+	case c.role == auth.None:
 		c.wr.Error(errHelloAuth)
 		return
 	}

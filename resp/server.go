@@ -44,7 +44,10 @@ type Config struct {
 	// WriteTimeout closes a connection whose client does not read its
 	// replies (default 30 s), so a stuck client cannot pin memory.
 	WriteTimeout time.Duration
-	NodeID       string // answered by HELLO and INFO
+	// AuthTimeout bounds a TLS handshake and, with Tokens, each wait for
+	// the next command until the connection authenticates (default 10 s).
+	AuthTimeout time.Duration
+	NodeID      string // answered by HELLO and INFO
 	// Router, when set, answers the CLUSTER commands; Redirect says
 	// whether keys led elsewhere are forwarded or redirected.
 	Router   Router
@@ -82,6 +85,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 30 * time.Second
+	}
+	if cfg.AuthTimeout <= 0 {
+		cfg.AuthTimeout = 10 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -121,11 +127,13 @@ func (s *Server) Serve(ln net.Listener) error {
 		delay = 0
 		if s.open.Add(1) > int64(s.cfg.MaxConns) {
 			s.open.Add(-1)
-			// Bounded: over TLS the write runs the handshake first, and a
-			// silent client must not stall the accept loop.
-			c.SetDeadline(time.Now().Add(time.Second))
-			c.Write([]byte("-ERR max number of clients reached\r\n"))
-			c.Close()
+			// Off the accept loop: over TLS the write runs the handshake
+			// first, and a silent client must not stall accepting.
+			go func() {
+				c.SetDeadline(time.Now().Add(time.Second))
+				c.Write([]byte("-ERR max number of clients reached\r\n"))
+				c.Close()
+			}()
 			continue
 		}
 		cn := newConn(s, c)

@@ -36,6 +36,10 @@ const defaultHeaderTimeout = 5 * time.Second
 // once, so a flood of silent or garbage connections cannot pin memory.
 const maxPending = 1024
 
+// maxPendingPerHost bounds them per remote host too, so that one host
+// flooding the port cannot crowd out the handshakes of real peers.
+const maxPendingPerHost = 64
+
 // TLS is what the Mux needs to speak mutual TLS with other nodes
 // (*tlsconf.Store is one): each side presents a certificate the other
 // verifies, and the handshake completes before the header is read.
@@ -63,6 +67,8 @@ type Mux struct {
 	headerTimeout time.Duration
 	tls           TLS // nil: plaintext
 	pending       atomic.Int64
+	pendingMu     sync.Mutex
+	pendingByHost map[string]int
 
 	done      chan struct{} // closed by Close; unblocks Accept and hand-offs
 	closeOnce sync.Once
@@ -342,8 +348,8 @@ func (m *Mux) acceptLoop() {
 			continue
 		}
 		delay = 0
-		if m.pending.Add(1) > maxPending {
-			m.pending.Add(-1)
+		host := remoteHost(nc)
+		if !m.startPending(host) {
 			m.logger.Debug("dropping connection: too many handshakes under way", "remote", nc.RemoteAddr().String())
 			nc.Close()
 			continue
@@ -356,7 +362,7 @@ func (m *Mux) acceptLoop() {
 		m.mu.Lock()
 		if m.closed {
 			m.mu.Unlock()
-			m.pending.Add(-1)
+			m.endPending(host)
 			nc.Close()
 			return
 		}
@@ -366,14 +372,14 @@ func (m *Mux) acceptLoop() {
 
 		// One goroutine per connection: a slow header, or a listener that is
 		// not accepting, must not hold up connections for other shards.
-		m.wg.Go(func() { m.handshake(c) })
+		m.wg.Go(func() { m.handshake(c, host) })
 	}
 }
 
 // handshake reads c's header and hands c to the matching listener.
-func (m *Mux) handshake(c *conn) {
+func (m *Mux) handshake(c *conn, host string) {
 	h, err := m.readPeerHeader(c)
-	m.pending.Add(-1)
+	m.endPending(host)
 	if err != nil {
 		m.logger.Debug("dropping connection", "remote", c.RemoteAddr().String(), "err", err)
 		c.Close()
@@ -411,6 +417,39 @@ func (m *Mux) handshake(c *conn) {
 	case <-m.done:
 		c.Close()
 	}
+}
+
+// startPending counts a connection from host into its handshake, unless
+// that passes maxPending in all or maxPendingPerHost for host.
+func (m *Mux) startPending(host string) bool {
+	m.pendingMu.Lock()
+	defer m.pendingMu.Unlock()
+	if m.pending.Load() >= maxPending || m.pendingByHost[host] >= maxPendingPerHost {
+		return false
+	}
+	if m.pendingByHost == nil {
+		m.pendingByHost = map[string]int{}
+	}
+	m.pending.Add(1)
+	m.pendingByHost[host]++
+	return true
+}
+
+func (m *Mux) endPending(host string) {
+	m.pendingMu.Lock()
+	defer m.pendingMu.Unlock()
+	m.pending.Add(-1)
+	if m.pendingByHost[host]--; m.pendingByHost[host] <= 0 {
+		delete(m.pendingByHost, host)
+	}
+}
+
+func remoteHost(c net.Conn) string {
+	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
+	if err != nil {
+		return c.RemoteAddr().String()
+	}
+	return host
 }
 
 // readPeerHeader completes the TLS handshake, if any, and reads the

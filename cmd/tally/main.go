@@ -269,10 +269,13 @@ func (e *env) httpClient(timeout time.Duration) *http.Client {
 		tr.TLSClientConfig = cfg.Clone() // a transport changes its config: never share one
 	}
 	var rt http.RoundTripper = tr
+	hc := &http.Client{Transport: rt, Timeout: timeout}
 	if e.token != "" {
-		rt = auth.Bearer(tr, e.token)
+		hc.Transport = auth.Bearer(tr, e.token)
+		// tally never redirects; a redirect must not carry the token elsewhere.
+		hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	}
-	return &http.Client{Transport: rt, Timeout: timeout}
+	return hc
 }
 
 // context bounds a command by --timeout.

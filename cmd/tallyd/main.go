@@ -138,6 +138,12 @@ func run(args []string) int {
 			cfg.Join = append(cfg.Join, a)
 		}
 	}
+	// Signals are caught before the node starts: a SIGHUP during startup
+	// must reload (once it has started), not kill the process.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	n, err := node.Start(cfg)
 	if err != nil {
 		logger.Error("start failed", "err", err)
@@ -151,10 +157,6 @@ func run(args []string) int {
 			return 1
 		}
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
 	code := 0
 	for running := true; running; {
 		select {

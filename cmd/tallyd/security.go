@@ -62,7 +62,7 @@ func (s *security) reload(n *node.Node, log *slog.Logger) {
 			err = n.SetGossipKeys(keys)
 		}
 		if err != nil {
-			log.Error("reload failed; the gossip keys in force stay", "err", err)
+			log.Error("gossip key reload failed; the keys in force stay, or part of the new set if applying it failed midway: fix the file and send SIGHUP again", "err", err)
 		} else {
 			log.Info("gossip keys reloaded", "keys", len(keys))
 		}
