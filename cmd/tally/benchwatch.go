@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/url"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"tally/client"
 	"tally/loadgen"
 )
 
@@ -32,33 +32,30 @@ type benchWatchers struct {
 func (e *env) startWatchers(base, counter string, n int) (*benchWatchers, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &benchWatchers{cancel: cancel, value: make([]int64, n), at: make([]time.Time, n)}
-	hc := e.httpClient(0)
-	u := base + "/v1/counters/" + url.PathEscape(counter) + "/watch"
+	c := client.New([]string{base}, client.WithToken(e.token), client.WithTLS(e.tls()), client.WithoutRouting(), client.WithRetryDeadline(e.timeout))
 	for i := range n {
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
-			var last uint64
 			first := true
-			for ctx.Err() == nil {
-				e.stream(ctx, hc, u, &last, func(ev watchEvent) bool {
-					if first {
-						first = false
-						w.opened.Add(1)
-					}
-					w.mu.Lock()
-					w.value[i], w.at[i] = ev.Value, time.Now()
-					w.mu.Unlock()
-					return true
-				})
-			}
+			c.Watch(ctx, counter, client.WatchOptions{}, func(ev client.WatchEvent) bool {
+				if first {
+					first = false
+					w.opened.Add(1)
+				}
+				w.mu.Lock()
+				w.value[i], w.at[i] = ev.Value, time.Now()
+				w.mu.Unlock()
+				return true
+			})
 		}()
 	}
-	deadline := time.Now().Add(e.timeout + time.Duration(n)*time.Millisecond)
+	began := time.Now()
+	deadline := began.Add(e.timeout + time.Duration(n)*time.Millisecond)
 	for w.opened.Load() < int64(n) {
 		if time.Now().After(deadline) {
 			w.stop()
-			return nil, fmt.Errorf("--watchers: %d of %d watch streams open after %v", w.opened.Load(), n, time.Until(deadline))
+			return nil, fmt.Errorf("--watchers: %d of %d watch streams open on %s after %v", w.opened.Load(), n, base, time.Since(began).Round(time.Millisecond))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

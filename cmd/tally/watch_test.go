@@ -48,3 +48,21 @@ func TestWatchResumesOnAnotherNode(t *testing.T) {
 		t.Fatalf("Last-Event-ID of the requests: %q, want \"\" then 9", resumedFrom)
 	}
 }
+
+// TestWatchBadInputIsFinal: an error answer other than a 503 ends the
+// watch at once with the server's words, without retrying.
+func TestWatchBadInputIsFinal(t *testing.T) {
+	calls := 0
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(400)
+		fmt.Fprint(w, `{"error":{"code":"bad_interval","message":"interval too short"}}`)
+	}))
+	defer s.Close()
+	var out, errOut bytes.Buffer
+	code := run([]string{"--addr", strings.TrimPrefix(s.URL, "http://"), "watch", "likes", "--interval", "1ms"}, &out, &errOut, func(string) string { return "" })
+	if code == 0 || !strings.Contains(errOut.String(), "bad_interval") || calls != 1 {
+		t.Fatalf("exit %d, %d calls, stderr %q", code, calls, errOut.String())
+	}
+}
