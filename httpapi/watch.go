@@ -84,25 +84,38 @@ func (a *api) handleWatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	pause := time.NewTimer(interval)
-	defer pause.Stop()
 	quiet := time.NewTicker(keepAlive)
 	defer quiet.Stop()
+	// await blocks until the counter changes or the timer fires (the
+	// other one nil), writing a keep-alive comment on a quiet stream
+	// meanwhile; false when the stream must end.
+	await := func(changed <-chan struct{}, timer <-chan time.Time) bool {
+		for {
+			select {
+			case <-changed:
+				return true
+			case <-timer:
+				return true
+			case <-quiet.C:
+				if !send(keepAliveLine) {
+					return false
+				}
+			case <-watch.Ended():
+				return false
+			case <-ctx.Done():
+				return false
+			}
+		}
+	}
+	pause := time.NewTimer(interval)
+	defer pause.Stop()
 	var id []byte
 	for {
 		// Changed before Next: a change between the two is not missed.
 		changed := watch.Changed()
 		ev, ok := watch.Next(after)
 		if !ok {
-			select {
-			case <-changed:
-			case <-quiet.C:
-				if !send(keepAliveLine) {
-					return
-				}
-			case <-watch.Ended():
-				return
-			case <-ctx.Done():
+			if !await(changed, nil) {
 				return
 			}
 			continue
@@ -112,21 +125,10 @@ func (a *api) handleWatch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		after = ev.Index
+		// At most one event per interval: wait it out before the next.
 		pause.Reset(interval)
-	paused:
-		for {
-			select {
-			case <-pause.C:
-				break paused
-			case <-quiet.C:
-				if !send(keepAliveLine) {
-					return
-				}
-			case <-watch.Ended():
-				return
-			case <-ctx.Done():
-				return
-			}
+		if !await(nil, pause.C) {
+			return
 		}
 	}
 }

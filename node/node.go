@@ -381,6 +381,11 @@ func (n *Node) run(state *clusterState) {
 	n.formed.Store(true)
 	n.wg.Add(1)
 	go n.splitLoop()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.every(watchTick, n.pollWatches)
+	}()
 	if n.cfg.PlaceInterval > 0 {
 		n.wg.Add(1)
 		go func() {

@@ -98,9 +98,8 @@ func (s *watchSub) render(value int64, index uint64) []byte {
 
 // watchHub holds a node's subscriptions and reads them every tick.
 type watchHub struct {
-	mu      sync.Mutex
-	subs    map[watchKey]*watchSub
-	running bool
+	mu   sync.Mutex
+	subs map[watchKey]*watchSub
 
 	// ended closes when the node begins to stop, so that streams end and
 	// the HTTP server's graceful drain need not wait for them.
@@ -152,14 +151,8 @@ func (n *Node) Watch(ctx context.Context, name string, c Consistency) (*Watch, e
 		h.subs[key] = sub
 	}
 	sub.watchers++
-	start := !h.running
-	h.running = true
 	h.mu.Unlock()
 	sub.offer(vals[0].value, vals[0].index)
-	if start {
-		n.wg.Add(1)
-		go n.watchLoop()
-	}
 	return &Watch{n: n, sub: sub}, nil
 }
 
@@ -210,48 +203,37 @@ func (n *Node) WatchStats() (subscriptions, watchers int) {
 	return len(h.subs), watchers
 }
 
-// watchLoop reads every watched counter each tick, in one batched read per
-// consistency, until no watch is left or the node stops.
-func (n *Node) watchLoop() {
-	defer n.wg.Done()
-	t := time.NewTicker(watchTick)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-t.C:
-		}
-		h := &n.watches
-		h.mu.Lock()
-		if len(h.subs) == 0 {
-			h.running = false
-			h.mu.Unlock()
-			return
-		}
-		// One group per consistency and home shard, read side by side: a
-		// shard without a leader, or a slow one, holds up only its own
-		// counters.
-		type group struct {
-			linear bool
-			shard  uint32
-		}
-		keys := n.keys()
-		groups := map[group][]*watchSub{}
-		for k, s := range h.subs {
-			g := group{k.linear, keys.Home(k.name)}
-			groups[g] = append(groups[g], s)
-		}
+// pollWatches reads every watched counter (the node calls it every
+// watchTick once formed; with no watch it does nothing).
+func (n *Node) pollWatches() {
+	h := &n.watches
+	h.mu.Lock()
+	if len(h.subs) == 0 {
 		h.mu.Unlock()
-		var wg sync.WaitGroup
-		for g, subs := range groups {
-			for start := 0; start < len(subs); start += MaxReadMany {
-				chunk := subs[start:min(len(subs), start+MaxReadMany)]
-				wg.Go(func() { n.readWatched(g.linear, chunk) })
-			}
-		}
-		wg.Wait()
+		return
 	}
+	// One group per consistency and home shard, read side by side: a
+	// shard without a leader, or a slow one, holds up only its own
+	// counters.
+	type group struct {
+		linear bool
+		shard  uint32
+	}
+	keys := n.keys()
+	groups := map[group][]*watchSub{}
+	for k, s := range h.subs {
+		g := group{k.linear, keys.Home(k.name)}
+		groups[g] = append(groups[g], s)
+	}
+	h.mu.Unlock()
+	var wg sync.WaitGroup
+	for g, subs := range groups {
+		for start := 0; start < len(subs); start += MaxReadMany {
+			chunk := subs[start:min(len(subs), start+MaxReadMany)]
+			wg.Go(func() { n.readWatched(g.linear, chunk) })
+		}
+	}
+	wg.Wait()
 }
 
 // readWatched reads the counters of subs and offers each its value.

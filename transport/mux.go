@@ -21,7 +21,6 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -65,9 +64,9 @@ type Mux struct {
 	logger        *slog.Logger
 	faults        *Faults // nil unless enabled
 	headerTimeout time.Duration
-	tls           TLS // nil: plaintext
-	pending       atomic.Int64
-	pendingMu     sync.Mutex
+	tls           TLS        // nil: plaintext
+	pendingMu     sync.Mutex // guards the two below
+	pending       int        // accepted connections in their handshake
 	pendingByHost map[string]int
 
 	done      chan struct{} // closed by Close; unblocks Accept and hand-offs
@@ -424,13 +423,13 @@ func (m *Mux) handshake(c *conn, host string) {
 func (m *Mux) startPending(host string) bool {
 	m.pendingMu.Lock()
 	defer m.pendingMu.Unlock()
-	if m.pending.Load() >= maxPending || m.pendingByHost[host] >= maxPendingPerHost {
+	if m.pending >= maxPending || m.pendingByHost[host] >= maxPendingPerHost {
 		return false
 	}
 	if m.pendingByHost == nil {
 		m.pendingByHost = map[string]int{}
 	}
-	m.pending.Add(1)
+	m.pending++
 	m.pendingByHost[host]++
 	return true
 }
@@ -438,7 +437,7 @@ func (m *Mux) startPending(host string) bool {
 func (m *Mux) endPending(host string) {
 	m.pendingMu.Lock()
 	defer m.pendingMu.Unlock()
-	m.pending.Add(-1)
+	m.pending--
 	if m.pendingByHost[host]--; m.pendingByHost[host] <= 0 {
 		delete(m.pendingByHost, host)
 	}

@@ -115,3 +115,43 @@ func TestPeersOutsideTheCAAreRefused(t *testing.T) {
 	}
 	waitFor(t, waitTimeout, "refused connections untracked", func() bool { return trackedConns(b) == 0 })
 }
+
+// TestOneHostCannotFillTheHandshakes: past maxPendingPerHost silent
+// connections from one host, its next connection is closed at once; once
+// they are gone, connections are handed on again.
+func TestOneHostCannotFillTheHandshakes(t *testing.T) {
+	b := newMux(t, false)
+	echoOn(t, b.ForwardListener())
+	a := newMux(t, false)
+	var silent []net.Conn
+	for range maxPendingPerHost {
+		c, err := net.Dial("tcp", b.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		silent = append(silent, c)
+	}
+	waitFor(t, waitTimeout, "the silent connections to be pending", func() bool {
+		b.pendingMu.Lock()
+		defer b.pendingMu.Unlock()
+		return b.pending == maxPendingPerHost
+	})
+	echoes := func() bool {
+		c, err := a.DialForward(b.Addr(), dialTimeout)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(ioTimeout))
+		c.Write([]byte("x"))
+		_, err = io.ReadFull(c, make([]byte, 1))
+		return err == nil
+	}
+	if echoes() {
+		t.Fatal("a connection past the per-host cap was served")
+	}
+	for _, c := range silent {
+		c.Close()
+	}
+	waitFor(t, waitTimeout, "a connection to be served again", echoes)
+}
