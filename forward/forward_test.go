@@ -50,6 +50,18 @@ func (l fakeLocal) ReadAt(ctx context.Context, req ReadAtRequest) (ReadAtRespons
 	return ReadAtResponse{Index: 1000 + uint64(req.Shard), Values: r.Values}, err
 }
 
+func (fakeLocal) Changes(_ context.Context, req ChangesRequest) (ChangesResponse, error) {
+	if req.After < 10 {
+		return ChangesResponse{Status: ChangesExpired, Floor: 10}, nil
+	}
+	b := shard.ChangeBatch{Index: req.After + 1, Time: -7, Changes: []fsm.Change{{Name: "a", Old: -1, Value: 5}, {Name: "b/2", Old: 3, Value: 0}}}
+	return ChangesResponse{Page: shard.ChangesPage{Batches: []shard.ChangeBatch{b}, Through: req.After + uint64(req.Max)}}, nil
+}
+
+func (fakeLocal) Dump(_ context.Context, req DumpRequest) (DumpResponse, error) {
+	return DumpResponse{Index: 77 + uint64(req.Shard), Counters: []shard.NamedValue{{Name: "a", Value: -2}, {Name: "b/1", Value: 9}}}, nil
+}
+
 func (fakeLocal) Member(_ context.Context, req MemberRequest) (MemberResponse, error) {
 	return MemberResponse{Member: req.Name == "likes" && req.Actor == "ann" && req.Linearizable}, nil
 }
@@ -179,6 +191,18 @@ func TestEveryMessageRoundTrips(t *testing.T) {
 	ra, err := c.ReadAt(ctx, addr, ReadAtRequest{Shard: 4, Names: []string{"x", "yyy"}, Linearizable: true})
 	if wantL := []shard.Lookup{{Value: -1, ExpiresAt: 0, Split: 4}, {Value: -3, ExpiresAt: 1, Split: 4}}; err != nil || ra.Index != 1004 || !reflect.DeepEqual(ra.Values, wantL) {
 		t.Fatalf("read at: %+v, %v", ra, err)
+	}
+	if ch, err := c.Changes(ctx, addr, ChangesRequest{Shard: 2, After: 3, Max: 5}); err != nil || ch.Status != ChangesExpired || ch.Floor != 10 {
+		t.Fatalf("changes before the floor: %+v, %v", ch, err)
+	}
+	ch, err := c.Changes(ctx, addr, ChangesRequest{Shard: 2, After: 20, Max: 5})
+	wantB := []shard.ChangeBatch{{Index: 21, Time: -7, Changes: []fsm.Change{{Name: "a", Old: -1, Value: 5}, {Name: "b/2", Old: 3, Value: 0}}}}
+	if err != nil || ch.Status != ChangesOK || ch.Page.Through != 25 || !reflect.DeepEqual(ch.Page.Batches, wantB) {
+		t.Fatalf("changes: %+v, %v", ch, err)
+	}
+	dm, err := c.Dump(ctx, addr, DumpRequest{Shard: 3})
+	if wantD := []shard.NamedValue{{Name: "a", Value: -2}, {Name: "b/1", Value: 9}}; err != nil || dm.Index != 80 || !reflect.DeepEqual(dm.Counters, wantD) {
+		t.Fatalf("dump: %+v, %v", dm, err)
 	}
 	m, err := c.Member(ctx, addr, MemberRequest{Shard: 1, Name: "likes", Actor: "ann", Linearizable: true})
 	if err != nil || !m.Member {

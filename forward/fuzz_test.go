@@ -28,6 +28,7 @@ func FuzzDecodeRequests(f *testing.F) {
 	f.Add(frameOf(&SplitRequest{Name: "c", Factor: 4}, &CardRequest{Name: "c"}, &ReplicaRequest{ID: "n2"}))
 	f.Add(frameOf(&ConfigRequest{Shard: 3}, &HostRequest{Shard: 1, Open: true, Node: "n4"}))
 	f.Add(frameOf(&ReadAtRequest{Shard: 2, Names: []string{"w"}, Linearizable: true}))
+	f.Add(frameOf(&ChangesRequest{Shard: 2, After: 99, Max: 4096}, &DumpRequest{Shard: 5}))
 	f.Add([]byte{frameRequests, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		in, err := decodeRequests(b)

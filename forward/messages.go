@@ -194,6 +194,10 @@ func decodeRequest(d *dec, kind uint8, sh uint32) request {
 		return &ReplicaRequest{ID: d.Str()}
 	case reqConfig, reqChange, reqHost:
 		return decodeMembershipRequest(d, kind, sh)
+	case reqChanges:
+		return decodeChangesRequest(d, sh)
+	case reqDump:
+		return &DumpRequest{Shard: sh}
 	}
 	d.Fail()
 	return nil

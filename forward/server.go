@@ -27,6 +27,8 @@ type Local interface {
 	Config(ctx context.Context, req ConfigRequest) (ConfigResponse, error)
 	Change(ctx context.Context, req ChangeRequest) (ChangeResponse, error)
 	Host(ctx context.Context, req HostRequest) (HostResponse, error)
+	Changes(ctx context.Context, req ChangesRequest) (ChangesResponse, error)
+	Dump(ctx context.Context, req DumpRequest) (DumpResponse, error)
 }
 
 // Serve answers forwarded requests on every connection l accepts, until l
@@ -162,6 +164,12 @@ func dispatch(ctx context.Context, h Local, req request) (response, error) {
 		return &resp, err
 	case *HostRequest:
 		resp, err := h.Host(ctx, *req)
+		return &resp, err
+	case *ChangesRequest:
+		resp, err := h.Changes(ctx, *req)
+		return &resp, err
+	case *DumpRequest:
+		resp, err := h.Dump(ctx, *req)
 		return &resp, err
 	}
 	return nil, errors.New("forward: unknown request type")

@@ -32,6 +32,8 @@ const (
 	reqChange  = 8  // change a shard's configuration (its leader does)
 	reqHost    = 9  // open or close a node's replica of a shard
 	reqReadAt  = 10 // counter values and the raft index they reflect
+	reqChanges = 11 // a page of a replica's recent changes
+	reqDump    = 12 // every counter of a replica and the index it is at
 
 	statusOK          = 0
 	statusNotLeader   = 1 // nothing done; leader hint follows

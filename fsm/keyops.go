@@ -16,7 +16,8 @@ func (m *Machine) splitHome(name string) bool {
 // keep being summed, so an increment that lands on one while the delete
 // runs still counts.
 func (m *Machine) deleteCounter(op *Op) Result {
-	_, held := m.load(op.Name)
+	c, held := m.load(op.Name)
+	m.note(op.Name, c.value, 0)
 	// Drop even an expired entry the next reclaim would drop; its heap
 	// item goes stale (lazy deletion).
 	m.ctrs.del(op.Name)
@@ -34,6 +35,8 @@ func (m *Machine) setCounter(op *Op) Result {
 	if op.TTL > 0 {
 		c.expiry = expiryAt(m.lastTime, op.TTL)
 	}
+	old, _ := m.load(op.Name)
+	m.note(op.Name, old.value, c.value)
 	m.ctrs.del(op.Name) // store below keeps only what is held
 	m.store(op.Name, c, true)
 	return Result{Value: c.value, ExpiresAt: c.expiry, Code: OK}

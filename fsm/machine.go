@@ -145,6 +145,12 @@ type Machine struct {
 	// is and that were ever split (see split.go). Entries are never
 	// removed: a split factor only grows.
 	splits map[string]splitState
+
+	// The changes of the current Apply, when tracked (see changes.go);
+	// changeAt indexes them by name once they are many.
+	track    bool
+	changes  []Change
+	changeAt map[string]int
 }
 
 // counter is one counter's state. A counter is held while it has a non-zero
@@ -281,6 +287,7 @@ func (m *Machine) Apply(e *Entry) []Result {
 // reused dst, applying ops allocates nothing beyond map, ring and heap growth
 // and new actor sets.
 func (m *Machine) ApplyTo(dst []Result, e *Entry) []Result {
+	m.resetChanges()
 	m.expire(e.Time)
 	if e.Time > m.lastTime {
 		m.lastTime = e.Time
@@ -393,6 +400,7 @@ func (m *Machine) add(op *Op) Result {
 		refused.Code = ErrOutOfBounds
 		return refused
 	}
+	m.note(op.Name, cur, v)
 	c.value = v
 	// A counter that was absent (or expired, which load made absent) starts
 	// a new window; one that is held keeps its expiry, or its lack of one.
@@ -429,6 +437,7 @@ func (m *Machine) actor(op *Op) Result {
 	if (delta > 0 && v < c.value) || (delta < 0 && v > c.value) {
 		return Result{Value: c.value, ExpiresAt: c.expiry, Code: ErrOverflow}
 	}
+	m.note(op.Name, c.value, v)
 	c.value = v
 	if op.Kind == OpActorAdd {
 		m.own(&c).add(op.Actor)
@@ -463,6 +472,7 @@ func (m *Machine) reclaim(now int64) {
 	for len(m.expiries) > 0 && m.expiries[0].at <= now {
 		it := m.pop()
 		if c, ok := m.ctrs.get(it.name); ok && c.expiry == it.at {
+			m.note(it.name, c.value, 0)
 			m.ctrs.del(it.name)
 		}
 		n++

@@ -38,6 +38,8 @@ func TestEveryRouteHasTheRoleItNeeds(t *testing.T) {
 		"POST /v1/batch":                            auth.Write,
 		"POST /v1/counters/{name}/split":            auth.Admin,
 		"GET /v1/hot":                               auth.Read,
+		"GET /v1/changes":                           auth.Read,
+		"GET /v1/changes/dump":                      auth.Read,
 		"GET /v1/cluster":                           auth.Read,
 		"POST /v1/cluster/nodes/{id}/decommission":  auth.Admin,
 		"DELETE /v1/cluster/nodes/{id}":             auth.Admin,

@@ -80,6 +80,10 @@ func status(c node.Code) int {
 		return http.StatusConflict
 	case node.CodeNoLeader, node.CodeUnavailable, node.CodeOutcomeUnknown, node.CodeKeysFull:
 		return http.StatusServiceUnavailable
+	case node.CodeCursorExpired:
+		return http.StatusGone
+	case node.CodeChangesOff:
+		return http.StatusNotImplemented
 	}
 	return http.StatusInternalServerError
 }

@@ -73,6 +73,21 @@ func (echoCore) Watch(context.Context, string, node.Consistency) (*node.Watch, e
 	return nil, &node.Error{Code: node.CodeUnavailable, Message: "no watches here"}
 }
 func (echoCore) Delete(context.Context, string) (bool, error) { return true, nil }
+
+// The feed answers one event and then ends, as at a node's shutdown.
+func (echoCore) ReadChanges(_ context.Context, c node.Cursor) ([]node.ChangeEvent, node.Cursor, error) {
+	next := append(node.Cursor(nil), c...)
+	next[0]++
+	return []node.ChangeEvent{{Shard: 0, Index: next[0], Changes: []node.CounterChange{{Name: "a", Value: 1, Delta: 1}}}}, next, nil
+}
+func (echoCore) NowCursor(context.Context) (node.Cursor, error) { return make(node.Cursor, 8), nil }
+func (echoCore) WaitChanges(context.Context, node.Cursor) bool  { return false }
+func (echoCore) Dump(_ context.Context, fn func(int, node.DumpedCounter) error) (node.Cursor, error) {
+	if err := fn(1, node.DumpedCounter{Name: "a", Value: 3}); err != nil {
+		return nil, err
+	}
+	return make(node.Cursor, 8), nil
+}
 func (echoCore) ClusterDetail(context.Context) node.ClusterStatus {
 	return node.ClusterStatus{Node: "n1"}
 }

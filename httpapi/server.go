@@ -44,6 +44,10 @@ type Core interface {
 	Split(ctx context.Context, req node.SplitRequest) (node.SplitResult, error)
 	Delete(ctx context.Context, name string) (bool, error)
 	Watch(ctx context.Context, name string, c node.Consistency) (*node.Watch, error)
+	ReadChanges(ctx context.Context, cursor node.Cursor) ([]node.ChangeEvent, node.Cursor, error)
+	NowCursor(ctx context.Context) (node.Cursor, error)
+	WaitChanges(ctx context.Context, cursor node.Cursor) bool
+	Dump(ctx context.Context, fn func(shard int, c node.DumpedCounter) error) (node.Cursor, error)
 
 	ClusterDetail(ctx context.Context) node.ClusterStatus
 	Decommission(ctx context.Context, id string) (node.NodeChange, error)
@@ -138,6 +142,8 @@ func (a *api) counterRoutes(r chi.Router) {
 	r.Post("/v1/batch", a.handleBatch)
 	r.Post("/v1/counters/{name}/split", a.handleSplit)
 	r.Get("/v1/hot", a.handleHot)
+	r.Get("/v1/changes", a.handleChanges)
+	r.Get("/v1/changes/dump", a.handleDump)
 }
 
 // requireFormed answers 503 until the node has joined a formed cluster:

@@ -25,6 +25,7 @@ const (
 	CodeBadSplit     Code = "bad_split"
 	CodeTooManyNames Code = "too_many_names"
 	CodeTooManyOps   Code = "too_many_ops"
+	CodeBadCursor    Code = "bad_cursor"
 
 	// Refused by the state machine; nothing changed. Overflow and
 	// out-of-bounds carry the counter's current value.
@@ -52,6 +53,11 @@ const (
 	CodeUnknownNode       Code = "unknown_node"
 	CodeMembershipRefused Code = "membership_refused"
 
+	// Changefeed: the cursor is older than a shard's history (resync from
+	// a dump), or the shard keeps no changes.
+	CodeCursorExpired Code = "cursor_expired"
+	CodeChangesOff    Code = "changes_off"
+
 	CodeInternal Code = "internal"
 )
 
@@ -59,7 +65,7 @@ const (
 func (c Code) BadInput() bool {
 	switch c {
 	case CodeBadName, CodeBadActor, CodeBadKey, CodeBadDelta, CodeBadBounds, CodeBadTTL, CodeBadSplit,
-		CodeTooManyNames, CodeTooManyOps:
+		CodeTooManyNames, CodeTooManyOps, CodeBadCursor:
 		return true
 	}
 	return false

@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"errors"
 
 	"tally/forward"
+	"tally/shard"
 )
 
 // forwardLocal is the node as forward.Serve sees it: it serves requests
@@ -43,4 +45,29 @@ func (l forwardLocal) Card(ctx context.Context, req forward.CardRequest) (forwar
 func (l forwardLocal) Replica(ctx context.Context, req forward.ReplicaRequest) (forward.ReplicaResponse, error) {
 	inc, err := l.n.replicaIncarnation(ctx, req.ID)
 	return forward.ReplicaResponse{Incarnation: inc}, err
+}
+
+func (l forwardLocal) Changes(ctx context.Context, req forward.ChangesRequest) (forward.ChangesResponse, error) {
+	sh := l.n.shard(req.Shard)
+	if sh == nil {
+		return forward.ChangesResponse{}, forward.ErrNoShard
+	}
+	p, err := sh.Changes(req.After, req.Max)
+	var ce *shard.CursorExpiredError
+	switch {
+	case errors.As(err, &ce):
+		return forward.ChangesResponse{Status: forward.ChangesExpired, Floor: ce.Floor}, nil
+	case errors.Is(err, shard.ErrChangesOff):
+		return forward.ChangesResponse{Status: forward.ChangesOff}, nil
+	}
+	return forward.ChangesResponse{Page: p}, err
+}
+
+func (l forwardLocal) Dump(ctx context.Context, req forward.DumpRequest) (forward.DumpResponse, error) {
+	sh := l.n.shard(req.Shard)
+	if sh == nil {
+		return forward.DumpResponse{}, forward.ErrNoShard
+	}
+	vals, idx := sh.Dump()
+	return forward.DumpResponse{Index: idx, Counters: vals}, nil
 }

@@ -53,6 +53,9 @@ type Config struct {
 	Pprof           bool   // serve /debug/pprof on the HTTP address
 	RESPAddr        string // Redis-protocol listen address; "" = no RESP listener
 	DedupTTL        time.Duration
+	// ChangeRetention: recent changes each replica keeps for the
+	// changefeed (0: DefaultChangeRetention; negative: none).
+	ChangeRetention int
 	DedupMaxKeys    int64  // idempotency keys this node's replicas may remember in all; 0 = sized from memory (defaultKeyCap)
 	LogStore        string // the raft log's storage kind (raftstore.KindPebble, KindBolt); "" = the default
 	Logger          *slog.Logger
@@ -118,6 +121,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Replicas <= 0 {
 		c.Replicas = 3
+	}
+	if c.ChangeRetention == 0 {
+		c.ChangeRetention = DefaultChangeRetention
 	}
 	if c.MaxHTTPConns <= 0 {
 		c.MaxHTTPConns = 10000
@@ -532,6 +538,7 @@ func (n *Node) shardConfig(id uint32) shard.Config {
 		OnSplit:           n.splits.learn,
 		AdmitKeys:         n.admitKeys,
 		Logs:              n.logs,
+		ChangeRetention:   max(n.cfg.ChangeRetention, 0),
 	}
 }
 

@@ -83,6 +83,9 @@ type Config struct {
 	// for every shard's appends). Nil: this replica keeps its own
 	// raft-boltdb file in Dir, as do replicas whose Dir already has one.
 	Logs *raftstore.Store
+	// ChangeRetention is how many recent changes (a counter moved by an
+	// entry) the replica keeps for changefeeds; 0 keeps none.
+	ChangeRetention int
 }
 
 // logCacheEntries is how many recent log entries each replica keeps in
@@ -231,6 +234,7 @@ func Open(cfg Config) (*Shard, error) {
 	}
 	sm := newStateMachine(fsm.Config{DedupTTL: cfg.DedupTTL})
 	sm.onSplit = cfg.OnSplit
+	sm.keepChanges(cfg.ChangeRetention)
 	sm.log = logger
 	// Raft may apply entries (replaying its log) before Open returns the
 	// Shard; until then, nothing to call.

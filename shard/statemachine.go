@@ -48,6 +48,8 @@ type stateMachine struct {
 	// onSnapshot, if set, is told their average size as a snapshot starts.
 	entries    atomic.Uint64
 	onSnapshot func(avg uint64)
+
+	changes changeLog // what the recent entries changed (changes.go)
 }
 
 func newStateMachine(cfg fsm.Config) *stateMachine {
@@ -83,6 +85,9 @@ func (s *stateMachine) ApplyBatch(logs []*raft.Log) []interface{} {
 		}
 		res := s.m.Apply(&e)
 		out[i] = applyResult{results: res}
+		if s.changes.limit > 0 {
+			s.changes.record(l.Index, e.Time, s.m.Changes())
+		}
 		s.keys.Store(int64(s.m.DedupKeys()))
 		for j := range e.Ops {
 			if e.Ops[j].Kind == fsm.OpSplitEnd && res[j].Code == fsm.OK {
@@ -95,6 +100,7 @@ func (s *stateMachine) ApplyBatch(logs []*raft.Log) []interface{} {
 	last := uint64(0)
 	if n := len(logs); n > 0 && logs[n-1].Index > s.applied.Load() {
 		last = logs[n-1].Index
+		s.changes.advance(last)
 		s.applied.Store(last)
 	}
 	s.mu.Unlock()
@@ -264,6 +270,9 @@ func (s *stateMachine) Restore(rc io.ReadCloser) error {
 	s.keys.Store(int64(s.m.DedupKeys()))
 	s.sinceSnap.Store(0)
 	s.entries.Store(0)
+	if err == nil {
+		s.changes.reset(applied)
+	}
 	s.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
