@@ -5,12 +5,16 @@ PKGS    := ./...
 # conditions with generous deadlines, so they stay correct, only slower.
 TESTFLAGS ?= -race -count=1 -timeout 8m
 
-.PHONY: build run stop test test-short fuzz lint bench bench-go scale clean
+.PHONY: build sink run stop test test-short fuzz lint bench bench-go scale clean
 
 build:
 	$(GO) build -o $(BIN)/tallyd ./cmd/tallyd
 	$(GO) build -o $(BIN)/tally ./cmd/tally
 	$(GO) build -o $(BIN)/tally-lazyfs ./cmd/tally-lazyfs
+
+## sink: build tally-sync-postgres (own module: the PostgreSQL driver stays out of tally), which `tally sync postgres` runs.
+sink:
+	cd sink && $(GO) build -o ../$(BIN)/tally-sync-postgres ./cmd/tally-sync-postgres
 
 ## run: start a 3-node local cluster (scripts/cluster.sh up) and print examples.
 run: build
@@ -32,6 +36,8 @@ test: build
 	$(GO) test $(TESTFLAGS) $(PKGS)
 	# The bench/ module (peer drivers, own go.mod): unit tests only, no servers.
 	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
+	# The sink/ module: tally-sync-postgres against a real PostgreSQL and cluster.
+	cd sink && $(GO) vet ./... && $(GO) test -count=1 -timeout 10m ./...
 	$(MAKE) fuzz FUZZTIME=8s
 
 # Every decoder that reads what a client, a peer or a disk sends, as
@@ -57,6 +63,7 @@ lint:
 	$(GO) vet $(PKGS)
 	staticcheck $(PKGS)
 	cd bench && $(GO) vet ./... && staticcheck ./...
+	cd sink && $(GO) vet ./... && staticcheck ./...
 
 ## bench: tally side by side with Redis, PostgreSQL, etcd and a bare HTTP server, then tally over RESP against Redis with redis-benchmark (scripts/bench.sh).
 bench: build

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+)
+
+func init() {
+	register(&command{
+		name: "sync",
+		args: "postgres --dsn DSN [--table T]",
+		summary: "keep a PostgreSQL table of (name, value) exactly in step with the cluster, through the changefeed " +
+			"(runs tally-sync-postgres, built by `make sink`: the PostgreSQL driver lives outside tally)",
+		run: runSync,
+	})
+}
+
+// syncPrograms names the program of each sink.
+var syncPrograms = map[string]string{"postgres": "tally-sync-postgres"}
+
+// runSync hands over to the sink's own program, beside this one or on
+// PATH, with the global flags as its environment.
+func runSync(e *env, args []string) error {
+	if len(args) == 0 || syncPrograms[args[0]] == "" {
+		return usagef("sync takes a sink: postgres")
+	}
+	prog := syncPrograms[args[0]]
+	path := ""
+	if self, err := os.Executable(); err == nil {
+		if p := filepath.Join(filepath.Dir(self), prog); isExecutable(p) {
+			path = p
+		}
+	}
+	if path == "" {
+		p, err := exec.LookPath(prog)
+		if err != nil {
+			return errors.New("tally sync " + args[0] + " runs " + prog + ", found neither beside tally nor on PATH: build it with `make sink` (bin/" + prog + ")")
+		}
+		path = p
+	}
+	env := append(os.Environ(), "TALLY_ADDR="+e.addr, "TALLY_TOKEN="+e.token, "TALLY_CACERT="+e.cacert)
+	// exec, not a child: signals and the exit status are the sink's own.
+	return syscall.Exec(path, append([]string{prog}, args[1:]...), env)
+}
+
+func isExecutable(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
+}
