@@ -2,8 +2,11 @@ package shard
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"testing"
+
+	"github.com/hashicorp/raft"
 
 	"tally/fsm"
 )
@@ -37,5 +40,33 @@ func BenchmarkProposeParallel(b *testing.B) {
 	}
 	if entries > 0 {
 		b.ReportMetric(float64(b.N)/float64(entries), "ops/entry")
+	}
+}
+
+// BenchmarkApplyChanges: what keeping the changefeed costs the apply of
+// an entry of 64 increments, on one hot counter and on 64 counters.
+func BenchmarkApplyChanges(b *testing.B) {
+	for _, wl := range []string{"hot", "spread"} {
+		for _, keep := range []int{0, 65536} {
+			b.Run(fmt.Sprintf("%s/retention=%d", wl, keep), func(b *testing.B) {
+				sm := newStateMachine(fsm.Config{})
+				sm.keepChanges(keep)
+				ops := make([]fsm.Op, 64)
+				for i := range ops {
+					name := "hot"
+					if wl == "spread" {
+						name = fmt.Sprint("c", i)
+					}
+					ops[i] = fsm.Op{Kind: fsm.OpAdd, Name: name, Delta: 1}
+				}
+				data := fsm.AppendEntry(nil, &fsm.Entry{Time: 1, Ops: ops})
+				logs := []*raft.Log{{Type: raft.LogCommand, Data: data}}
+				b.ReportAllocs()
+				for i := 0; b.Loop(); i++ {
+					logs[0].Index = uint64(i + 1)
+					sm.ApplyBatch(logs)
+				}
+			})
+		}
 	}
 }
