@@ -71,8 +71,16 @@ func (a *api) handleWatch(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
+	// Each write must finish within writeWithin; the deadline is moved
+	// only once half of it is used, not on every event (it costs more than
+	// the write on a busy stream).
+	const writeWithin = 30 * time.Second
+	var deadline time.Time
 	send := func(parts ...[]byte) bool {
-		rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if now := time.Now(); deadline.Sub(now) < writeWithin/2 {
+			deadline = now.Add(writeWithin)
+			rc.SetWriteDeadline(deadline)
+		}
 		for _, p := range parts {
 			if _, err := w.Write(p); err != nil {
 				return false

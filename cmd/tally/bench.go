@@ -28,6 +28,7 @@ func runBench(e *env, args []string) error {
 	routeMode := fs.String("route", "leader", "where requests go (`leader|any`): leader sends each one straight to the leader of its counter's shard (learnt from /v1/cluster; batches still go to the client's --addr node), any to the client's --addr node, which forwards it")
 	keys := fs.Bool("keys", false, "give every single increment an Idempotency-Key of its own, as retrying clients do")
 	watchers := fs.Int("watchers", 0, "hold this many watch streams of the (first) counter open on the first --addr node during the load, then report how soon after the last acknowledged write each showed the final value")
+	watchEvery := fs.Duration("watch-interval", 0, "the --watchers streams' ?interval= (0: the server's default, 100ms)")
 	nodeMetrics := fs.Bool("node-metrics", true, "scrape every --addr node's /metrics right before and after the load and report node CPU per op, ops per raft entry and fsyncs per increment")
 	pos, err := e.parse(fs, args)
 	if err != nil {
@@ -90,7 +91,7 @@ func runBench(e *env, args []string) error {
 	if b.Counters > 1 {
 		name = b.Config.Names()[0]
 	}
-	w, err := e.startWatchers(addrs[0], name, *watchers)
+	w, err := e.startWatchers(addrs[0], name, *watchers, *watchEvery)
 	if err != nil {
 		return err
 	}

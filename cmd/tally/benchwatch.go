@@ -29,7 +29,7 @@ type benchWatchers struct {
 
 // startWatchers opens n streams of counter on base and returns once all
 // are open.
-func (e *env) startWatchers(base, counter string, n int) (*benchWatchers, error) {
+func (e *env) startWatchers(base, counter string, n int, interval time.Duration) (*benchWatchers, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &benchWatchers{cancel: cancel, value: make([]int64, n), at: make([]time.Time, n)}
 	c := client.New([]string{base}, client.WithToken(e.token), client.WithTLS(e.tls()), client.WithoutRouting(), client.WithRetryDeadline(e.timeout))
@@ -38,7 +38,7 @@ func (e *env) startWatchers(base, counter string, n int) (*benchWatchers, error)
 		go func() {
 			defer w.wg.Done()
 			first := true
-			c.Watch(ctx, counter, client.WatchOptions{}, func(ev client.WatchEvent) bool {
+			c.Watch(ctx, counter, client.WatchOptions{Interval: interval}, func(ev client.WatchEvent) bool {
 				if first {
 					first = false
 					w.opened.Add(1)
