@@ -84,7 +84,8 @@ function askToken(message) {
 
 function fmtRate(v) {
   if (v === null || v === undefined || !isFinite(v)) return "–";
-  if (v < 10) return v.toFixed(1);
+  if (v === 0) return "0";
+  if (v < 9.95) return v.toFixed(1);
   return Math.round(v).toLocaleString("en-US");
 }
 
@@ -224,13 +225,20 @@ function plot(svg, lines, t0, t1, opts) {
     svg.append(Object.assign(svgEl("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "empty" }), { textContent: opts.empty }));
     return;
   }
-  if (opts.zero) { lo = 0; hi = niceMax(hi); }
-  else if (hi === lo) { hi += 1; lo -= 1; }
-  else { const pad = (hi - lo) * 0.08; hi += pad; lo -= pad; }
+  // Grid lines at round values: a quarter of a round maximum for rates
+  // (from zero), a round step for a counter's value (never below zero
+  // for a counter that has not been).
+  let step;
+  if (opts.zero) { lo = 0; hi = niceMax(hi); step = hi / 4; }
+  else {
+    step = niceMax(Math.max(hi - lo, 3) / 4);
+    lo = Math.floor(lo / step) * step;
+    hi = Math.ceil(hi / step) * step;
+    if (hi === lo) hi = lo + step;
+  }
   const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
   const y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
-  for (let k = 0; k <= 4; k++) {
-    const v = lo + ((hi - lo) * k) / 4;
+  for (let v = lo; v <= hi + step / 2; v += step) {
     svg.append(svgEl("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" }));
     const label = svgEl("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end", class: "axis" });
     label.textContent = opts.zero ? fmtRate(v) : fmtInt(Math.round(v));
