@@ -24,7 +24,9 @@ const (
 	// /v1/hot): a member that is down or stuck costs the page at most
 	// this, and the others are scraped meanwhile.
 	scrapeTimeout = 2 * time.Second
-	// maxParallel bounds the scrapes in flight for one page request.
+	// maxParallel bounds the scrapes in flight from this node, over
+	// every page request: a read token cannot turn one node into a
+	// flood of requests to the others.
 	maxParallel = 16
 	// maxBody bounds what is read of one answer.
 	maxBody = 16 << 20
@@ -154,6 +156,7 @@ type scraper struct {
 	cluster Cluster
 	log     *slog.Logger
 	timeout time.Duration // per member; scrapeTimeout but in tests
+	slots   chan struct{} // maxParallel of them
 }
 
 func (s *scraper) handleNodes(w http.ResponseWriter, r *http.Request) {
@@ -163,7 +166,6 @@ func (s *scraper) handleNodes(w http.ResponseWriter, r *http.Request) {
 
 	stats := make([]nodeStats, len(members))
 	hots := make([]*hotReport, len(members))
-	sem := make(chan struct{}, maxParallel)
 	var wg sync.WaitGroup
 	for i, m := range members {
 		stats[i] = nodeStats{ID: m.ID, URL: m.URL, State: m.State, Health: m.Health}
@@ -172,8 +174,13 @@ func (s *scraper) handleNodes(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
+			select {
+			case s.slots <- struct{}{}:
+				defer func() { <-s.slots }()
+			case <-r.Context().Done():
+				stats[i].Error = "not scraped: " + r.Context().Err().Error()
+				return
+			}
 			ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 			defer cancel()
 			var inner sync.WaitGroup

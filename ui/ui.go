@@ -85,7 +85,7 @@ func newHandler(c Cluster, log *slog.Logger, timeout time.Duration) http.Handler
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &scraper{cluster: c, log: log, timeout: timeout}
+	s := &scraper{cluster: c, log: log, timeout: timeout, slots: make(chan struct{}, maxParallel)}
 	files := http.FileServerFS(assets)
 	r := chi.NewRouter()
 	r.Use(secureHeaders)

@@ -344,3 +344,60 @@ func TestStaticPage(t *testing.T) {
 		t.Errorf("GET /ui: %d to %q, want a redirect to /ui/", rec.Code, rec.Header().Get("Location"))
 	}
 }
+
+// TestNodesBoundsScrapesInFlight: however many members and page
+// requests, at most maxParallel members are scraped at once (two
+// requests each: /metrics and /v1/hot).
+func TestNodesBoundsScrapesInFlight(t *testing.T) {
+	var mu sync.Mutex
+	inFlight, peak := 0, 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		inFlight++
+		peak = max(peak, inFlight)
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			inFlight--
+			mu.Unlock()
+		}()
+		// Long enough for scrapes to overlap.
+		time.Sleep(30 * time.Millisecond)
+		if r.URL.Path == "/metrics" {
+			io.WriteString(w, metricsText)
+			return
+		}
+		io.WriteString(w, `{"hot":[],"splits":[],"known":{}}`)
+	}))
+	t.Cleanup(srv.Close)
+	var members []Member
+	for i := 0; i < 3*maxParallel; i++ {
+		members = append(members, Member{ID: fmt.Sprintf("n%d", i), URL: srv.URL})
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: 4 * maxParallel}
+	t.Cleanup(tr.CloseIdleConnections)
+	h := Handler(fakeCluster{members: members, client: &http.Client{Transport: tr}}, nil)
+	var wg sync.WaitGroup
+	for p := 0; p < 3; p++ {
+		wg.Go(func() {
+			// Not getNodes: a goroutine other than the test's must not
+			// end the test.
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/nodes", nil))
+			var ans nodesAnswer
+			if err := json.Unmarshal(rec.Body.Bytes(), &ans); rec.Code != 200 || err != nil || len(ans.Nodes) != len(members) {
+				t.Errorf("GET /api/nodes: %d %v %.200s", rec.Code, err, rec.Body)
+			}
+			for _, n := range ans.Nodes {
+				if n.Error != "" || n.Requests != 7 {
+					t.Errorf("%s: %+v", n.ID, n)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if peak > 2*maxParallel {
+		t.Errorf("%d requests in flight at once, want at most %d", peak, 2*maxParallel)
+	}
+	t.Logf("peak %d requests in flight", peak)
+}
