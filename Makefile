@@ -5,7 +5,7 @@ PKGS    := ./...
 # conditions with generous deadlines, so they stay correct, only slower.
 TESTFLAGS ?= -race -count=1 -timeout 8m
 
-.PHONY: build sink run stop test test-short fuzz lint bench bench-go scale clean
+.PHONY: build sink run stop test test-ui test-short fuzz lint bench bench-go scale clean
 
 build:
 	$(GO) build -o $(BIN)/tallyd ./cmd/tallyd
@@ -38,7 +38,12 @@ test: build
 	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
 	# The sink/ module: tally-sync-postgres against a real PostgreSQL and cluster.
 	cd sink && $(GO) vet ./... && $(GO) test -count=1 -timeout 10m ./...
+	$(MAKE) test-ui
 	$(MAKE) fuzz FUZZTIME=8s
+
+## test-ui: the dashboard in headless Chromium against a 3-node cluster (the uitest/ module; skips without chromium).
+test-ui:
+	cd uitest && $(GO) vet ./... && $(GO) test -count=1 -timeout 5m -v ./...
 
 # Every decoder that reads what a client, a peer or a disk sends, as
 # package:target. Crashers found are kept in the package's
@@ -64,6 +69,7 @@ lint:
 	staticcheck $(PKGS)
 	cd bench && $(GO) vet ./... && staticcheck ./...
 	cd sink && $(GO) vet ./... && staticcheck ./...
+	cd uitest && $(GO) vet ./... && staticcheck ./...
 
 ## bench: tally side by side with Redis, PostgreSQL, etcd and a bare HTTP server, then tally over RESP against Redis with redis-benchmark (scripts/bench.sh).
 bench: build

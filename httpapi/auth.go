@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"tally/auth"
+	"tally/ui"
 )
 
 // requiredRole is the role a request needs. It is decided from the method
@@ -15,6 +16,13 @@ func requiredRole(r *http.Request) auth.Role {
 	switch {
 	case p == "/healthz" || p == "/readyz":
 		return auth.None
+	case p == "/ui" || strings.HasPrefix(p, "/ui/"):
+		// The dashboard's static files reveal nothing (the page asks for
+		// a token); what it reads, its api/ included, needs read.
+		if ui.Public(strings.TrimPrefix(p, "/ui")) && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			return auth.None
+		}
+		return auth.Read
 	case strings.HasPrefix(p, "/v1/faults"), strings.HasPrefix(p, "/v1/debug"), strings.HasPrefix(p, "/debug/"),
 		strings.HasPrefix(p, "/v1/cluster/nodes/"),
 		r.Method == http.MethodPost && strings.HasPrefix(p, "/v1/counters/") && strings.HasSuffix(p, "/split"):

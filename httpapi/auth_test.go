@@ -48,11 +48,14 @@ func TestEveryRouteHasTheRoleItNeeds(t *testing.T) {
 		"GET /v1/faults":                            auth.Admin,
 		"POST /v1/faults":                           auth.Admin,
 		"GET /v1/debug/shards":                      auth.Admin,
+		"GET /ui/":                                  auth.None,
+		"GET /ui/{file}":                            auth.None, // walked as app.js; TestDashboardRoles has the rest
+		"GET /ui/api/nodes":                         auth.Read,
 	}
 	r := Handler(routesOnly{}).(chi.Routes)
 	seen := 0
 	err := chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
-		path := strings.NewReplacer("{name}", "c", "{actor}", "a", "{id}", "n1", "/*", "/pprof/").Replace(route)
+		path := strings.NewReplacer("{name}", "c", "{actor}", "a", "{id}", "n1", "{file}", "app.js", "/*", "/pprof/").Replace(route)
 		got := requiredRole(httptest.NewRequest(method, path, nil))
 		key := method + " " + route
 		switch w, ok := want[key]; {
@@ -78,6 +81,34 @@ func TestEveryRouteHasTheRoleItNeeds(t *testing.T) {
 	}
 	if seen != len(want) {
 		t.Errorf("walked %d of the table's %d routes", seen, len(want))
+	}
+}
+
+// TestDashboardRoles: only the dashboard's static files are open; any
+// other path under /ui, however spelt, needs read.
+func TestDashboardRoles(t *testing.T) {
+	for _, c := range []struct {
+		method, path string
+		want         auth.Role
+	}{
+		{"GET", "/ui", auth.None},
+		{"GET", "/ui/", auth.None},
+		{"HEAD", "/ui/", auth.None},
+		{"GET", "/ui/app.js", auth.None},
+		{"GET", "/ui/style.css", auth.None},
+		{"GET", "/ui/api/nodes", auth.Read},
+		{"GET", "/ui//api/nodes", auth.Read},
+		{"GET", "/ui/api/", auth.Read},
+		{"GET", "/ui/index.html", auth.Read},
+		{"GET", "/ui/nothing.js", auth.Read},
+		{"GET", "/ui/static/app.js", auth.Read},
+		{"GET", "/ui/../v1/cluster", auth.Read},
+		{"POST", "/ui/", auth.Read},
+		{"GET", "/uix", auth.Read},
+	} {
+		if got := requiredRole(httptest.NewRequest(c.method, "http://n1"+c.path, nil)); got != c.want {
+			t.Errorf("%s %s: role %v, want %v", c.method, c.path, got, c.want)
+		}
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"tally/node"
 	"tally/placement"
 	"tally/transport"
+	"tally/ui"
 )
 
 // Core is what the HTTP API needs of a node (*node.Node is one).
@@ -85,6 +86,7 @@ func NewServer(core Core) *http.Server {
 type api struct {
 	core     Core
 	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
 	// tokens, when set (the node's Config.Tokens), make every call but
 	// /healthz and /readyz need a bearer token whose role covers it (see
 	// requiredRole).
@@ -95,7 +97,7 @@ type api struct {
 // metrics on the core's registry (once per registry).
 func Handler(core Core) http.Handler {
 	cfg := core.Config()
-	a := &api{core: core, requests: requestsMetric(core.Metrics()), tokens: cfg.Tokens}
+	a := &api{core: core, requests: requestsMetric(core.Metrics()), latency: latencyMetric(core.Metrics()), tokens: cfg.Tokens}
 	r := chi.NewRouter()
 	r.Use(a.countRequests)
 	if a.tokens.Enabled() {
@@ -120,6 +122,7 @@ func Handler(core Core) http.Handler {
 	})
 	r.Get("/readyz", a.handleReady)
 	r.Handle("/metrics", promhttp.HandlerFor(core.Metrics(), promhttp.HandlerOpts{}))
+	r.Mount("/ui", ui.Handler(&dashboard{core: core}, cfg.Logger))
 	if cfg.EnableFaults {
 		a.faultRoutes(r)
 	}
@@ -160,13 +163,29 @@ func (a *api) requireFormed(next http.Handler) http.Handler {
 }
 
 func requestsMetric(reg *prometheus.Registry) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+	return register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tally_http_requests_total", Help: "HTTP requests by route and status code.",
-	}, []string{"route", "code"})
+	}, []string{"route", "code"}))
+}
+
+// latencyMetric is what a request's p99 is read from (the dashboard's
+// per-node latency). A stream (a watch) is observed when it ends, so
+// its route's quantiles measure how long clients watch, not latency.
+func latencyMetric(reg *prometheus.Registry) *prometheus.HistogramVec {
+	return register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "tally_http_request_duration_seconds",
+		Help:    "Time from a request's routing to its handler's return, by route.",
+		Buckets: []float64{0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1, 2, 5, 10},
+	}, []string{"route"}))
+}
+
+// register registers c on reg once per registry: a second Handler over
+// the same core reuses the first one's metric.
+func register[C prometheus.Collector](reg *prometheus.Registry, c C) C {
 	if err := reg.Register(c); err != nil {
 		var dup prometheus.AlreadyRegisteredError
 		if errors.As(err, &dup) {
-			if old, ok := dup.ExistingCollector.(*prometheus.CounterVec); ok {
+			if old, ok := dup.ExistingCollector.(C); ok {
 				return old
 			}
 		}
@@ -192,11 +211,14 @@ func (s *statusWriter) WriteHeader(code int) {
 func (a *api) countRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		start := time.Now()
 		next.ServeHTTP(sw, r)
+		took := time.Since(start)
 		route := chi.RouteContext(r.Context()).RoutePattern()
 		if route == "" {
 			route = "unmatched"
 		}
 		a.requests.WithLabelValues(route, strconv.Itoa(sw.status)).Inc()
+		a.latency.WithLabelValues(route).Observe(took.Seconds())
 	})
 }
