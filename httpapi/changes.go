@@ -12,7 +12,12 @@ import (
 
 // changesPoll is how long an idle feed waits before it reads the shards
 // this node holds no replica of again (those it holds wake it at once).
-const changesPoll = 50 * time.Millisecond
+// changesPace is the least time between reads of a busy feed: under load
+// a read then carries many entries' changes rather than one's.
+const (
+	changesPoll = 50 * time.Millisecond
+	changesPace = 20 * time.Millisecond
+)
 
 type counterChangeJSON struct {
 	Name  string `json:"name"`
@@ -80,7 +85,10 @@ func (a *api) handleChanges(w http.ResponseWriter, r *http.Request) {
 		return enc.Encode(v) == nil
 	}
 	var lastSent time.Time // the first round always says where it is
+	pace := time.NewTimer(0)
+	defer pace.Stop()
 	for {
+		round := time.Now()
 		for _, ev := range events {
 			if !send(eventJSON(ev)) {
 				return
@@ -97,6 +105,14 @@ func (a *api) handleChanges(w http.ResponseWriter, r *http.Request) {
 		}
 		if rc.Flush() != nil || !follow {
 			return
+		}
+		if len(events) > 0 {
+			pace.Reset(time.Until(round.Add(changesPace)))
+			select {
+			case <-pace.C:
+			case <-ctx.Done():
+				return
+			}
 		}
 		cursor = next
 		wctx, cancel := context.WithTimeout(ctx, changesPoll)

@@ -177,24 +177,84 @@ func (s *Syncer) saveCursor(ctx context.Context, tx pgx.Tx, cursor string) error
 	return err
 }
 
-// follow applies the changes after cursor, a step per transaction.
-func (s *Syncer) follow(ctx context.Context, cursor string) error {
-	var lastWrite time.Time
-	return s.feed.Changes(ctx, cursor, func(evs []client.ChangeEvent, next string) error {
-		if len(evs) == 0 && time.Since(lastWrite) < s.cfg.CursorEvery {
-			// Nothing changed: resuming from the older cursor misses nothing.
-			return nil
-		}
-		if err := s.apply(ctx, evs, next); err != nil {
-			return fmt.Errorf("apply changes up to %s: %w", next, err)
-		}
-		lastWrite = time.Now()
-		return nil
-	})
+// step is a part of the feed to apply: its events and the cursor after.
+type step struct {
+	events []client.ChangeEvent
+	cursor string
 }
 
-// apply writes one step: each part's latest value, each touched counter's
-// sum, and the cursor.
+// follow applies the changes after cursor. The feed is read on while a
+// transaction commits, and the steps that arrived meanwhile go into the
+// next transaction together (with the last one's cursor), so a sink that
+// falls behind catches up in fewer, larger commits.
+func (s *Syncer) follow(ctx context.Context, cursor string) error {
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	steps := make(chan step, 256)
+	failed := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		failed <- s.commitLoop(fctx, steps)
+		cancel()
+	}()
+	err := s.feed.Changes(fctx, cursor, func(evs []client.ChangeEvent, next string) error {
+		select {
+		case steps <- step{evs, next}:
+			return nil
+		case <-fctx.Done():
+			return fctx.Err()
+		}
+	})
+	close(steps)
+	<-done
+	if cerr := <-failed; cerr != nil {
+		return cerr
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// commitLoop applies the steps as they come, merging the queued ones.
+func (s *Syncer) commitLoop(ctx context.Context, steps <-chan step) error {
+	var lastWrite time.Time
+	var pending []client.ChangeEvent
+	for st := range steps {
+		pending = append(pending[:0], st.events...)
+		cursor := st.cursor
+	drain:
+		for len(pending) < 1<<16 {
+			select {
+			case more, ok := <-steps:
+				if !ok {
+					break drain
+				}
+				pending = append(pending, more.events...)
+				cursor = more.cursor
+			default:
+				break drain
+			}
+		}
+		if len(pending) == 0 && time.Since(lastWrite) < s.cfg.CursorEvery {
+			// Nothing changed: resuming from the older cursor misses nothing.
+			continue
+		}
+		if err := s.apply(ctx, pending, cursor); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("apply changes up to %s: %w", cursor, err)
+		}
+		lastWrite = time.Now()
+	}
+	return nil
+}
+
+// apply writes one transaction: each part's latest value, each touched
+// counter's sum, and the cursor. Whatever the number of changes, it is a
+// handful of statements over arrays.
 func (s *Syncer) apply(ctx context.Context, evs []client.ChangeEvent, cursor string) error {
 	type key struct {
 		name string
@@ -211,22 +271,30 @@ func (s *Syncer) apply(ctx context.Context, evs []client.ChangeEvent, cursor str
 			latest[k] = c.Value
 		}
 	}
+	var setN, dropN []string
+	var setP, dropP []int32
+	var setV []int64
+	touched := map[string]bool{}
+	var names []string
+	for _, k := range order {
+		if v := latest[k]; v != 0 {
+			setN, setP, setV = append(setN, k.name), append(setP, int32(k.part)), append(setV, v)
+		} else {
+			dropN, dropP = append(dropN, k.name), append(dropP, int32(k.part))
+		}
+		if !touched[k.name] {
+			touched[k.name] = true
+			names = append(names, k.name)
+		}
+	}
 	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
-		upsert := fmt.Sprintf(`INSERT INTO %s (name, part, value) VALUES ($1, $2, $3) ON CONFLICT (name, part) DO UPDATE SET value = EXCLUDED.value`, s.parts)
-		drop := fmt.Sprintf(`DELETE FROM %s WHERE name = $1 AND part = $2`, s.parts)
-		touched := map[string]bool{}
-		var names []string
-		for _, k := range order {
-			if v := latest[k]; v != 0 {
-				b.Queue(upsert, k.name, k.part, v)
-			} else {
-				b.Queue(drop, k.name, k.part)
-			}
-			if !touched[k.name] {
-				touched[k.name] = true
-				names = append(names, k.name)
-			}
+		if len(setN) > 0 {
+			b.Queue(fmt.Sprintf(`INSERT INTO %s (name, part, value) SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])
+ON CONFLICT (name, part) DO UPDATE SET value = EXCLUDED.value`, s.parts), setN, setP, setV)
+		}
+		if len(dropN) > 0 {
+			b.Queue(fmt.Sprintf(`DELETE FROM %s p USING unnest($1::text[], $2::int[]) AS d(name, part) WHERE p.name = d.name AND p.part = d.part`, s.parts), dropN, dropP)
 		}
 		if len(names) > 0 {
 			b.Queue(fmt.Sprintf(`DELETE FROM %s WHERE name = ANY($1)`, s.table), names)
