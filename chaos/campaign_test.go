@@ -47,7 +47,7 @@ func TestChaosCampaign(t *testing.T) {
 	if kinds[KillLeader] < 10 || kinds[PartitionLeader] < 1 || kinds[RestartAll] < 1 {
 		t.Fatalf("faults injected: %v", kinds)
 	}
-	if sum.Acked == 0 || sum.Reads == 0 || sum.Lost != 0 || sum.Duplicated != 0 || !sum.Linearizable || !sum.ReplicasAgree {
+	if sum.Acked == 0 || sum.Reads == 0 || sum.Lost != 0 || sum.Duplicated != 0 || !sum.Linearizable || !sum.ReplicasAgree || !sum.FeedAgrees {
 		t.Fatalf("summary does not add up: %+v", sum)
 	}
 	if sum.KeysFull == 0 {
@@ -84,7 +84,7 @@ func TestChaosMembership(t *testing.T) {
 	if kinds[Replace] < 2 || kinds[Decommission] < 2 {
 		t.Fatalf("faults injected: %v", kinds)
 	}
-	if sum.Acked == 0 || sum.Lost != 0 || sum.Duplicated != 0 || !sum.Linearizable || !sum.ReplicasAgree {
+	if sum.Acked == 0 || sum.Lost != 0 || sum.Duplicated != 0 || !sum.Linearizable || !sum.ReplicasAgree || !sum.FeedAgrees {
 		t.Fatalf("summary does not add up: %+v", sum)
 	}
 }
@@ -189,7 +189,7 @@ func TestChaosPowerLoss(t *testing.T) {
 		if n != 2 {
 			t.Fatalf("%d power losses injected, want 2: %+v", n, sum.Faults)
 		}
-		if sum.Acked == 0 || sum.Reads == 0 || sum.Lost != 0 || sum.Duplicated != 0 || !sum.Linearizable || !sum.ReplicasAgree {
+		if sum.Acked == 0 || sum.Reads == 0 || sum.Lost != 0 || sum.Duplicated != 0 || !sum.Linearizable || !sum.ReplicasAgree || !sum.FeedAgrees {
 			t.Fatalf("summary does not add up: %+v", sum)
 		}
 	})

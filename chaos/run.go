@@ -127,6 +127,11 @@ type Summary struct {
 	Backwards        int                        `json:"backwards"`
 	Linearizable     bool                       `json:"linearizable"`
 	ReplicasAgree    bool                       `json:"replicas_agree"`
+	// FeedAgrees: a changefeed consumer that followed the whole campaign
+	// held exactly the final values after every round; FeedResyncs is how
+	// often its cursor expired and it reloaded from a dump.
+	FeedAgrees  bool `json:"feed_agrees"`
+	FeedResyncs int  `json:"feed_resyncs"`
 	Problems         []string                   `json:"problems,omitempty"`
 	Dir              string                     `json:"dir"`
 	Elapsed          time.Duration              `json:"elapsed_ns"`
@@ -157,7 +162,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	} else if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	sum := &Summary{Dir: cfg.Dir, Linearizable: true, ReplicasAgree: true, Failover: map[string][]time.Duration{}}
+	sum := &Summary{Dir: cfg.Dir, Linearizable: true, ReplicasAgree: true, FeedAgrees: true, Failover: map[string][]time.Duration{}}
 	start := time.Now()
 	logf := func(format string, a ...any) {
 		fmt.Fprintf(cfg.Log, "%6.1fs  %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, a...))
@@ -230,11 +235,13 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		logf("TESTING: lazyfs now fakes the fsyncs of files matching %q; power losses must lose acknowledged writes", cfg.FakeFsync)
 	}
 
+	feed := followFeed(ctx, c.Addrs())
+	defer func() { sum.FeedResyncs = feed.stop() }()
 	prefix := fmt.Sprintf("chaos:%d", time.Now().UnixNano())
 	faultNo := 0
 	over := func() bool { return time.Since(start) >= cfg.Duration && faultNo >= cfg.MinFaults }
 	for round := 1; ctx.Err() == nil && !over(); round++ {
-		if err := runRound(ctx, cfg, c, fmt.Sprintf("%s:r%d", prefix, round), round, &faultNo, over, sum, logf); err != nil {
+		if err := runRound(ctx, cfg, c, feed, fmt.Sprintf("%s:r%d", prefix, round), round, &faultNo, over, sum, logf); err != nil {
 			sum.Problems = append(sum.Problems, fmt.Sprintf("round %d: %v", round, err))
 			break
 		}
@@ -283,7 +290,7 @@ func splitCounter(prefix string, busy, shards int) string {
 
 // over reports whether the campaign may end (its duration has passed and
 // it has injected the faults it must).
-func runRound(ctx context.Context, cfg Config, c *Cluster, prefix string, round int, faultNo *int, over func() bool, sum *Summary, logf func(string, ...any)) error {
+func runRound(ctx context.Context, cfg Config, c *Cluster, feed *feedCopy, prefix string, round int, faultNo *int, over func() bool, sum *Summary, logf func(string, ...any)) error {
 	hot, busy := hotCounters(prefix, cfg.Hot, c.Shards)
 	w := NewWorkload(prefix, hot, cfg.Cold, cfg.Clients, cfg.Rate)
 	if cfg.RESPClients > 0 {
@@ -398,6 +405,8 @@ func runRound(ctx context.Context, cfg Config, c *Cluster, prefix string, round 
 	}
 	agree, diffs := replicasAgree(ctx, c, time.Minute)
 	rep.Problems = append(rep.Problems, diffs...)
+	feedProbs := feed.check(finals, time.Minute)
+	rep.Problems = append(rep.Problems, feedProbs...)
 	if roundErr != nil {
 		rep.Problems = append(rep.Problems, "fault injection: "+roundErr.Error())
 	}
@@ -420,6 +429,7 @@ func runRound(ctx context.Context, cfg Config, c *Cluster, prefix string, round 
 	sum.Backwards += rep.Backwards
 	sum.Linearizable = sum.Linearizable && rep.Linearizable == porcupine.Ok
 	sum.ReplicasAgree = sum.ReplicasAgree && agree
+	sum.FeedAgrees = sum.FeedAgrees && len(feedProbs) == 0
 	logf("round %d checked: %d ops (%d acked, %d resolved by retry, %d unknown, %d reads, %d failed; over RESP %d acked, %d resolved, %d reads), linearizable %s, replicas agree %v, %d still unknown after resolve; before settling: %d counters with %d unknown writes checked, linearizable %s",
 		round, len(ops), rep.Acked, rep.Resolved, rep.Unknown, rep.Reads, rep.Failed, ra.acked, ra.resolved, ra.reads, rep.Linearizable, agree, left, rep2.Counters, rep2.Unknown, rep2.Linearizable)
 	if len(rep.Problems) == 0 {
@@ -606,6 +616,7 @@ func (s *Summary) Table(w io.Writer) {
 	fmt.Fprintf(tw, "reads backwards\t%d\n", s.Backwards)
 	fmt.Fprintf(tw, "linearizable\t%s\n", yesNo(s.Linearizable))
 	fmt.Fprintf(tw, "replicas agree\t%s\n", yesNo(s.ReplicasAgree))
+	fmt.Fprintf(tw, "changefeed copy agrees\t%s (%d reloads from a dump after an expired cursor)\n", yesNo(s.FeedAgrees), s.FeedResyncs)
 	var fk []string
 	for k := range s.Failover {
 		fk = append(fk, k)
