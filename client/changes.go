@@ -108,8 +108,17 @@ type fnError struct{ err error }
 
 func (e *fnError) Error() string { return e.err.Error() }
 
+// feedIdle is how long a feed may stay silent before the client takes
+// its node for stuck and moves on: the node sends a line at least every
+// 15 s.
+const feedIdle = 45 * time.Second
+
 // followFeed reads one changefeed stream from u.
 func (c *Client) followFeed(ctx context.Context, hc *http.Client, u string, step func([]ChangeEvent, string) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	idle := time.AfterFunc(feedIdle, cancel)
+	defer idle.Stop()
 	body, err := c.openStream(ctx, hc, u)
 	if err != nil {
 		return err
@@ -117,6 +126,7 @@ func (c *Client) followFeed(ctx context.Context, hc *http.Client, u string, step
 	defer body.Close()
 	var events []ChangeEvent
 	err = scanLines(body, func(l *feedLine) error {
+		idle.Reset(feedIdle)
 		switch {
 		case l.Error != nil:
 			if l.Error.Code == "cursor_expired" {
@@ -164,7 +174,7 @@ func (c *Client) openStream(ctx context.Context, hc *http.Client, u string) (io.
 // scanLines decodes newline-delimited JSON lines from r into fn.
 func scanLines(r io.Reader, fn func(*feedLine) error) error {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	sc.Buffer(make([]byte, 64<<10), 256<<20) // a line is an entry's changes: an entry that expired very many counters is one line
 	for sc.Scan() {
 		var l feedLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {

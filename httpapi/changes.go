@@ -10,13 +10,15 @@ import (
 	"tally/node"
 )
 
-// changesPoll is how long an idle feed waits before it reads the shards
-// this node holds no replica of again (those it holds wake it at once).
+// changesPoll is how long a feed waits before it reads the shards this
+// node holds no replica of again (those it holds wake it at once), growing
+// to changesIdlePoll while nothing changes.
 // changesPace is the least time between reads of a busy feed: under load
 // a read then carries many entries' changes rather than one's.
 const (
-	changesPoll = 50 * time.Millisecond
-	changesPace = 20 * time.Millisecond
+	changesPoll     = 50 * time.Millisecond
+	changesIdlePoll = 500 * time.Millisecond
+	changesPace     = 20 * time.Millisecond
 )
 
 type counterChangeJSON struct {
@@ -85,6 +87,7 @@ func (a *api) handleChanges(w http.ResponseWriter, r *http.Request) {
 		return enc.Encode(v) == nil
 	}
 	var lastSent time.Time // the first round always says where it is
+	poll := changesPoll
 	pace := time.NewTimer(0)
 	defer pace.Stop()
 	for {
@@ -114,8 +117,15 @@ func (a *api) handleChanges(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
+		// An idle feed reads the shards it holds no replica of less and
+		// less often (those it holds wake it at once).
+		if len(events) > 0 {
+			poll = changesPoll
+		} else {
+			poll = min(2*poll, changesIdlePoll)
+		}
 		cursor = next
-		wctx, cancel := context.WithTimeout(ctx, changesPoll)
+		wctx, cancel := context.WithTimeout(ctx, poll)
 		alive := a.core.WaitChanges(wctx, cursor)
 		cancel()
 		if !alive || ctx.Err() != nil {
@@ -156,13 +166,21 @@ func (a *api) handleDump(w http.ResponseWriter, r *http.Request) {
 	}
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Time{})
-	rc.SetWriteDeadline(time.Time{})
 	h := w.Header()
 	h.Set("Content-Type", "application/x-ndjson")
 	h.Set("Cache-Control", "no-cache")
 	enc := json.NewEncoder(w)
 	started := false
+	// A dump may take longer than the server's write timeout, but a
+	// client that stops reading must not hold it: the deadline moves on
+	// with the writes.
+	const writeWithin = 30 * time.Second
+	var deadline time.Time
 	cursor, err := a.core.Dump(r.Context(), func(s int, c node.DumpedCounter) error {
+		if now := time.Now(); deadline.Sub(now) < writeWithin/2 {
+			deadline = now.Add(writeWithin)
+			rc.SetWriteDeadline(deadline)
+		}
 		if !started {
 			w.WriteHeader(http.StatusOK)
 			started = true

@@ -253,3 +253,34 @@ func TestChangesBadInput(t *testing.T) {
 		t.Errorf("cursor=now: %d %v", a.Status, a.Body)
 	}
 }
+
+// TestChangesMoveOffACutOffNode: a node cut off from the others stops
+// serving its stale replicas' feed, so a consumer moves on to a node
+// that has the changes.
+func TestChangesMoveOffACutOffNode(t *testing.T) {
+	tc := testcluster.StartWith(t, 3, 4, func(c *node.Config) { c.EnableFaults = true })
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	n1, n2, n3 := tc.Nodes[0], tc.Nodes[1], tc.Nodes[2]
+	f := newFeedCopy()
+	f.cur = "now"
+	done := f.follow(ctx, client.New([]string{testcluster.BaseURL(n3), testcluster.BaseURL(n1)}, client.WithRetryDeadline(time.Minute)))
+	c := client.New([]string{testcluster.BaseURL(n1), testcluster.BaseURL(n2)})
+	if _, err := c.Incr(ctx, "cut", 1); err != nil {
+		t.Fatal(err)
+	}
+	matches(t, ctx, c, f, []string{"cut"})
+	n3.Faults().Block(n1.RaftAddr(), n2.RaftAddr())
+	n1.Faults().Block(n3.RaftAddr())
+	n2.Faults().Block(n3.RaftAddr())
+	for i := 0; i < 50; i++ {
+		if _, err := c.Incr(ctx, "cut", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	matches(t, ctx, c, f, []string{"cut"})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

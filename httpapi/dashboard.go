@@ -32,13 +32,16 @@ func (d *dashboard) scheme() string {
 func (d *dashboard) Members(ctx context.Context) []ui.Member {
 	st := d.core.ClusterDetail(ctx)
 	scheme := d.scheme()
+	// With TLS, a member is listed only once it proved itself with the
+	// cluster's CA; without, any gossip peer may be listed.
+	tls := d.core.Config().TLS != nil
 	out := make([]ui.Member, 0, len(st.Members))
 	for _, m := range st.Members {
 		u := ""
 		if m.HTTP != "" {
 			u = scheme + "://" + m.HTTP
 		}
-		out = append(out, ui.Member{ID: m.ID, URL: u, State: m.Node, Health: m.State})
+		out = append(out, ui.Member{ID: m.ID, URL: u, State: m.Node, Health: m.State, Verified: tls || m.ID == d.core.ID()})
 	}
 	return out
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"tally/forward"
 	"tally/placement"
@@ -83,6 +84,11 @@ type ChangeEvent struct {
 
 // changesPerShard bounds what one read of a shard returns.
 const changesPerShard = 4096
+
+// feedContact is how recently a local replica must have heard from its
+// leader to serve a feed: a node cut off from the others must not go on
+// sending a stale feed as if nothing had happened.
+const feedContact = 2 * time.Second
 
 // ReadChanges returns the changes after cursor, shard by shard in raft
 // order, and the cursor they bring the consumer to (which moves past
@@ -186,7 +192,7 @@ func (n *Node) WaitChanges(ctx context.Context, cursor Cursor) bool {
 
 // changesPage reads one page of shard s after index after.
 func (n *Node) changesPage(ctx context.Context, s uint32, after uint64) (shard.ChangesPage, error) {
-	if sh := n.shard(s); sh != nil {
+	if sh := n.shard(s); sh != nil && sh.InContact(feedContact) {
 		if p, err := sh.Changes(after, changesPerShard); err == nil {
 			return p, nil
 		}

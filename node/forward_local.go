@@ -3,10 +3,14 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"tally/forward"
 	"tally/shard"
 )
+
+// maxDumpFrame bounds a forwarded dump (the frame limit is 64 MiB).
+const maxDumpFrame = 48 << 20
 
 // forwardLocal is the node as forward.Serve sees it: it serves requests
 // other nodes forwarded here on this node's own replicas.
@@ -69,5 +73,15 @@ func (l forwardLocal) Dump(ctx context.Context, req forward.DumpRequest) (forwar
 		return forward.DumpResponse{}, forward.ErrNoShard
 	}
 	vals, idx := sh.Dump()
+	// The answer is one forwarding frame: past the frame limit it would
+	// break the connection every other forwarded request shares. Refuse
+	// it instead; a node holding a replica dumps the shard itself.
+	size := 0
+	for _, v := range vals {
+		size += len(v.Name) + 12
+	}
+	if size > maxDumpFrame {
+		return forward.DumpResponse{}, fmt.Errorf("shard %d holds too many counters (%d) to dump through another node: dump from a node with a replica of it", req.Shard, len(vals))
+	}
 	return forward.DumpResponse{Index: idx, Counters: vals}, nil
 }

@@ -67,7 +67,10 @@ func (l *changeLog) record(index uint64, time int64, changes []fsm.Change) {
 	if len(changes) > 0 {
 		l.batches = append(l.batches, ChangeBatch{Index: index, Time: time, Changes: append([]fsm.Change(nil), changes...)})
 		l.held += len(changes)
-		for l.held > l.limit && l.head < len(l.batches) {
+		// The newest batch stays even if it alone is over the limit (an
+		// entry that expired many counters at once): a consumer that is
+		// caught up must not be sent to a dump by it.
+		for l.held > l.limit && l.head < len(l.batches)-1 {
 			b := &l.batches[l.head]
 			l.held -= len(b.Changes)
 			l.floor = b.Index

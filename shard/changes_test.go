@@ -92,6 +92,16 @@ func TestChangeLogPagesEvictsAndExpires(t *testing.T) {
 	if p, err := other.changes.page(7, 14, 10); err != nil || len(p.Batches) != 0 || p.Through != 14 {
 		t.Fatalf("after restore, from 14: %+v %v", p, err)
 	}
+	// An entry with more changes than the retention is kept whole (alone):
+	// a consumer that is caught up is not sent to a dump by it.
+	big := make([]fsm.Op, 12)
+	for i := range big {
+		big[i] = add(fmt.Sprint("big", i), 1)
+	}
+	sm.ApplyBatch([]*raft.Log{cmdLog(15, big...)})
+	if p, err := page(14, 100); err != nil || len(p.Batches) != 1 || len(p.Batches[0].Changes) != 12 {
+		t.Fatalf("after an entry of 12 changes (retention 10): %+v %v", p, err)
+	}
 	off := newStateMachine(fsm.Config{})
 	if _, err := off.changes.page(7, 0, 10); !errors.Is(err, ErrChangesOff) {
 		t.Fatalf("retention 0: %v", err)

@@ -412,6 +412,18 @@ func (s *Shard) IsLeader() bool {
 	return s.r.State() == raft.Leader && s.readyTerm.Load() == s.r.CurrentTerm()
 }
 
+// InContact reports whether this replica leads the shard or heard from
+// its leader within d: what it has applied is then at most about d behind
+// the commit. A replica cut off from the others reports false once d has
+// passed.
+func (s *Shard) InContact(d time.Duration) bool {
+	if s.r.State() == raft.Leader {
+		return true
+	}
+	lc := s.r.LastContact()
+	return !lc.IsZero() && time.Since(lc) < d
+}
+
 // Leader returns the leader's node id and cluster address as this replica
 // knows them (empty when unknown).
 func (s *Shard) Leader() (id, addr string) {

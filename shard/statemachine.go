@@ -272,6 +272,11 @@ func (s *stateMachine) Restore(rc io.ReadCloser) error {
 	s.entries.Store(0)
 	if err == nil {
 		s.changes.reset(applied)
+		// A restore replaces state wholesale, and the index with it, under
+		// the lock: a reader never sees the new state at the old index.
+		// (The index may go backwards only when raft restores at startup,
+		// before anyone reads.)
+		s.applied.Store(applied)
 	}
 	s.mu.Unlock()
 	if err != nil {
@@ -280,9 +285,6 @@ func (s *stateMachine) Restore(rc io.ReadCloser) error {
 	if s.log != nil {
 		s.log.Info("snapshot restored", "index", applied, "ms", time.Since(start).Milliseconds())
 	}
-	// A restore replaces state wholesale; the index may go backwards only
-	// when raft restores at startup, before anyone reads.
-	s.applied.Store(applied)
 	s.nmu.Lock()
 	close(s.notify)
 	s.notify = make(chan struct{})

@@ -169,20 +169,30 @@ func (s *scraper) handleNodes(w http.ResponseWriter, r *http.Request) {
 	var wg sync.WaitGroup
 	for i, m := range members {
 		stats[i] = nodeStats{ID: m.ID, URL: m.URL, State: m.State, Health: m.Health}
-		if m.URL == "" {
+		switch {
+		case m.URL == "":
 			stats[i].Error = "no HTTP address known"
 			continue
+		case m.Health != "alive" || (m.State != "active" && m.State != "leaving"):
+			// Only members that serve are asked: not the dead, not those
+			// that left or were removed (whose addresses may be anyone's now).
+			stats[i].Error = "not asked: the member is " + m.State + " and " + m.Health
+			continue
+		}
+		authz := authz
+		if !m.Verified {
+			authz = "" // the token goes only to members that proved who they are
 		}
 		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+			defer cancel()
 			select {
 			case s.slots <- struct{}{}:
 				defer func() { <-s.slots }()
-			case <-r.Context().Done():
-				stats[i].Error = "not scraped: " + r.Context().Err().Error()
+			case <-ctx.Done():
+				stats[i].Error = "not scraped: " + ctx.Err().Error()
 				return
 			}
-			ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
-			defer cancel()
 			var inner sync.WaitGroup
 			inner.Go(func() {
 				if err := scrapeMetrics(ctx, client, m.URL, authz, &stats[i]); err != nil {

@@ -43,6 +43,10 @@ type Member struct {
 	// State is its place in the cluster (active, leaving, left,
 	// removed), Health what gossip says of it (alive, dead).
 	State, Health string
+	// Verified says the member proved it belongs to the cluster (mutual
+	// TLS with the cluster's CA), or is the serving node itself: only
+	// then is the viewer's token sent to it.
+	Verified bool
 }
 
 //go:embed static

@@ -142,7 +142,7 @@ func TestNodesScrapesEveryMember(t *testing.T) {
 	var members []Member
 	for i, id := range []string{"n1", "n2", "n3"} {
 		m := newMember(t, id, i+1, "")
-		members = append(members, Member{ID: id, URL: m.srv.URL, State: "active", Health: "alive"})
+		members = append(members, Member{ID: id, URL: m.srv.URL, State: "active", Health: "alive", Verified: true})
 	}
 	h := Handler(fakeCluster{members: members, client: http.DefaultClient}, slog.New(slog.DiscardHandler))
 	ans := getNodes(t, h, "")
@@ -194,7 +194,7 @@ func TestNodesScrapesEveryMember(t *testing.T) {
 func TestNodesForwardsAuthorization(t *testing.T) {
 	const authz = "Bearer read-token-0123456789"
 	a, b := newMember(t, "n1", 1, authz), newMember(t, "n2", 2, authz)
-	h := Handler(fakeCluster{members: []Member{{ID: "n1", URL: a.srv.URL}, {ID: "n2", URL: b.srv.URL}}, client: http.DefaultClient}, nil)
+	h := Handler(fakeCluster{members: []Member{{ID: "n1", URL: a.srv.URL, State: "active", Health: "alive", Verified: true}, {ID: "n2", URL: b.srv.URL, State: "active", Health: "alive", Verified: true}}, client: http.DefaultClient}, nil)
 	ans := getNodes(t, h, authz)
 	for _, n := range ans.Nodes {
 		if n.Error != "" || n.HotError != "" || n.Requests != 7 {
@@ -240,10 +240,10 @@ func TestNodesMemberDown(t *testing.T) {
 
 	const timeout = 300 * time.Millisecond
 	h := newHandler(fakeCluster{members: []Member{
-		{ID: "n1", URL: up.srv.URL, Health: "alive"},
-		{ID: "n2", URL: down, Health: "dead"},
-		{ID: "n3", URL: hang.URL, Health: "alive"},
-		{ID: "n4", Health: "alive"},
+		{ID: "n1", URL: up.srv.URL, State: "active", Health: "alive"},
+		{ID: "n2", URL: down, State: "active", Health: "alive"},
+		{ID: "n3", URL: hang.URL, State: "active", Health: "alive"},
+		{ID: "n4", State: "active", Health: "alive"},
 	}, client: http.DefaultClient}, nil, timeout)
 	start := time.Now()
 	ans := getNodes(t, h, "")
@@ -256,7 +256,7 @@ func TestNodesMemberDown(t *testing.T) {
 	if n := ans.Nodes[0]; n.Error != "" || n.Requests != 7 {
 		t.Errorf("n1 is up: %+v", n)
 	}
-	if n := ans.Nodes[1]; !strings.Contains(n.Error, "refused") || n.HotError == "" || n.Health != "dead" || n.At != 0 {
+	if n := ans.Nodes[1]; !strings.Contains(n.Error, "refused") || n.HotError == "" || n.At != 0 {
 		t.Errorf("n2 is down: %+v", n)
 	}
 	if n := ans.Nodes[2]; !strings.Contains(n.Error, "deadline") || n.At != 0 {
@@ -293,7 +293,7 @@ func TestNodesReadsARealRegistry(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 
-	h := Handler(fakeCluster{members: []Member{{ID: "n1", URL: srv.URL}}, client: http.DefaultClient}, nil)
+	h := Handler(fakeCluster{members: []Member{{ID: "n1", URL: srv.URL, State: "active", Health: "alive", Verified: true}}, client: http.DefaultClient}, nil)
 	n := getNodes(t, h, "").Nodes[0]
 	if n.Error != "" || n.Requests != 3 || n.RaftOps != 6 || n.RaftEntries != 2 {
 		t.Fatalf("%+v", n)
@@ -372,7 +372,7 @@ func TestNodesBoundsScrapesInFlight(t *testing.T) {
 	t.Cleanup(srv.Close)
 	var members []Member
 	for i := 0; i < 3*maxParallel; i++ {
-		members = append(members, Member{ID: fmt.Sprintf("n%d", i), URL: srv.URL})
+		members = append(members, Member{ID: fmt.Sprintf("n%d", i), URL: srv.URL, State: "active", Health: "alive", Verified: true})
 	}
 	tr := &http.Transport{MaxIdleConnsPerHost: 4 * maxParallel}
 	t.Cleanup(tr.CloseIdleConnections)
@@ -400,4 +400,35 @@ func TestNodesBoundsScrapesInFlight(t *testing.T) {
 		t.Errorf("%d requests in flight at once, want at most %d", peak, 2*maxParallel)
 	}
 	t.Logf("peak %d requests in flight", peak)
+}
+
+// TestNodesAsksOnlyServingVerifiedMembers: a dead, left or removed member
+// is not asked at all (its address may be anyone's by now), and a member
+// that has not proved itself with the cluster's CA is asked without the
+// viewer's token.
+func TestNodesAsksOnlyServingVerifiedMembers(t *testing.T) {
+	const authz = "Bearer read-token-0123456789"
+	ok, unproved := newMember(t, "n1", 1, ""), newMember(t, "n2", 2, "")
+	dead, left := newMember(t, "n3", 3, ""), newMember(t, "n4", 4, "")
+	h := Handler(fakeCluster{members: []Member{
+		{ID: "n1", URL: ok.srv.URL, State: "active", Health: "alive", Verified: true},
+		{ID: "n2", URL: unproved.srv.URL, State: "active", Health: "alive"},
+		{ID: "n3", URL: dead.srv.URL, State: "active", Health: "dead", Verified: true},
+		{ID: "n4", URL: left.srv.URL, State: "left", Health: "alive", Verified: true},
+	}, client: http.DefaultClient}, nil)
+	ans := getNodes(t, h, authz)
+	if s := ok.seen(); len(s) != 2 || s[0] != authz {
+		t.Errorf("the verified member got Authorization %q", s)
+	}
+	if s := unproved.seen(); len(s) != 2 || s[0] != "" || s[1] != "" {
+		t.Errorf("an unverified member got Authorization %q, want none", s)
+	}
+	for i, m := range []*member{dead, left} {
+		if s := m.seen(); len(s) != 0 {
+			t.Errorf("%s was asked (%d requests)", m.id, len(s))
+		}
+		if e := ans.Nodes[2+i].Error; !strings.Contains(e, "not asked") {
+			t.Errorf("%s: error %q", m.id, e)
+		}
+	}
 }

@@ -14,7 +14,7 @@ func init() {
 	register(&command{
 		name: "changes",
 		args: "[--cursor C] [--count N]",
-		summary: "print every committed counter change from --cursor (default: from now; \"\" for the beginning), then the cursor to resume from; " +
+		summary: "print every committed counter change from --cursor (default: from now), and with --count the cursor to resume from; " +
 			"a dropped connection is resumed on the next --addr node",
 		run: runChanges,
 	})
@@ -25,7 +25,7 @@ var errEnough = errors.New("enough")
 
 func runChanges(e *env, args []string) error {
 	fs := e.flagSet()
-	cursor := fs.String("cursor", client.CursorNow, "where to start: a cursor printed before, \"\" for the beginning of what the nodes keep, now for changes still to come")
+	cursor := fs.String("cursor", client.CursorNow, "where to start: a cursor printed before, now for changes still to come, \"\" for index 0 (only a young cluster still holds it)")
 	count := fs.Int("count", 0, "stop once this many changes were printed, at the end of a step, and print the cursor that resumes after them (0: run until interrupted)")
 	pos, err := e.parse(fs, args)
 	if err != nil {

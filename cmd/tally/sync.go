@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -41,9 +42,23 @@ func runSync(e *env, args []string) error {
 		}
 		path = p
 	}
-	env := append(os.Environ(), "TALLY_ADDR="+e.addr, "TALLY_TOKEN="+e.token, "TALLY_CACERT="+e.cacert)
+	env := syncEnv(os.Environ(), e.addr, e.token, e.cacert)
 	// exec, not a child: signals and the exit status are the sink's own.
 	return syscall.Exec(path, append([]string{prog}, args[1:]...), env)
+}
+
+// syncEnv is environ with the global flags' values as TALLY_ADDR,
+// TALLY_TOKEN and TALLY_CACERT. The flags win over the environment they
+// may have come from: its own values are dropped (with two, a program
+// reads the first).
+func syncEnv(environ []string, addr, token, cacert string) []string {
+	var env []string
+	for _, kv := range environ {
+		if !strings.HasPrefix(kv, "TALLY_ADDR=") && !strings.HasPrefix(kv, "TALLY_TOKEN=") && !strings.HasPrefix(kv, "TALLY_CACERT=") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "TALLY_ADDR="+addr, "TALLY_TOKEN="+token, "TALLY_CACERT="+cacert)
 }
 
 func isExecutable(p string) bool {

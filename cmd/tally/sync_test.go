@@ -21,3 +21,17 @@ func TestSyncNamesWhatIsMissing(t *testing.T) {
 		t.Fatal("sync to an unknown sink succeeded")
 	}
 }
+
+// TestSyncEnvFlagsWin: --addr given on the command line reaches the sink
+// even when TALLY_ADDR is set to another cluster.
+func TestSyncEnvFlagsWin(t *testing.T) {
+	env := syncEnv([]string{"PATH=/bin", "TALLY_ADDR=staging:7070", "TALLY_TOKEN=old"}, "prod:7070", "tok", "")
+	seen := map[string][]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		seen[k] = append(seen[k], v)
+	}
+	if len(seen["TALLY_ADDR"]) != 1 || seen["TALLY_ADDR"][0] != "prod:7070" || len(seen["TALLY_TOKEN"]) != 1 || seen["TALLY_TOKEN"][0] != "tok" || seen["PATH"][0] != "/bin" {
+		t.Fatalf("environment %q", env)
+	}
+}

@@ -62,7 +62,7 @@ func run(args []string) int {
 		tlsKey    = fs.String("tls-key", "", "PEM private key of --tls-cert")
 		tlsCA     = fs.String("tls-ca", "", "PEM CA certificate every node's certificate is signed by; node-to-node traffic is mutual TLS verified against it")
 		gossipKey = fs.String("gossip-key-file", "", "file of base64 gossip encryption keys (16, 24 or 32 bytes), one a line, the first primary; reloaded on SIGHUP")
-		tokenFile = fs.String("auth-token-file", "", "file of access tokens, lines \"TOKEN ROLE\" (read, write, admin); every request but /healthz and /readyz then needs one; reloaded on SIGHUP")
+		tokenFile = fs.String("auth-token-file", "", "file of access tokens, lines \"TOKEN ROLE\" (read, write, admin); every request but /healthz, /readyz and the dashboard page's own files then needs one; reloaded on SIGHUP")
 		retention = fs.Int("changes-retention", node.DefaultChangeRetention, "recent counter changes each shard replica keeps for the changefeed (GET /v1/changes); a consumer further behind resyncs from a dump; 0: no changefeed")
 		maxConns  = fs.Int("max-conns", 10000, "open client connections at most on each of HTTP and RESP; more are closed at once")
 	)

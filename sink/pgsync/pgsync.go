@@ -133,12 +133,24 @@ func (s *Syncer) runOnce(ctx context.Context) error {
 			if err := s.resync(ctx); err != nil {
 				return err
 			}
+		case isBadCursor(err):
+			// The table's cursor is not this cluster's (another shard
+			// count): its contents are not this cluster's either.
+			s.log.Warn("the cluster refuses the table's cursor; reloading from a dump", "cursor", cur, "err", err)
+			if err := s.resync(ctx); err != nil {
+				return err
+			}
 		case err == nil:
 			return errors.New("the changefeed ended")
 		default:
 			return err
 		}
 	}
+}
+
+func isBadCursor(err error) bool {
+	var ae *client.APIError
+	return errors.As(err, &ae) && ae.Code == "bad_cursor"
 }
 
 // resync replaces the tables' contents with a dump, and its cursor, in
