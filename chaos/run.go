@@ -118,25 +118,25 @@ type Summary struct {
 	Unknown       int `json:"unknown"`
 	// UnsettledChecked counts unknown writes also checked as unknown (in
 	// the history before settling: may have happened or not).
-	UnsettledChecked int                        `json:"unsettled_checked"`
-	Failed           int                        `json:"failed"`    // writes and reads that definitely did not happen
-	KeysFull         int                        `json:"keys_full"` // of the failed writes, those refused because a node's key table was full
-	Reads            int                        `json:"reads"`
-	Lost             int64                      `json:"lost"`
-	Duplicated       int64                      `json:"duplicated"`
-	Backwards        int                        `json:"backwards"`
-	Linearizable     bool                       `json:"linearizable"`
-	ReplicasAgree    bool                       `json:"replicas_agree"`
+	UnsettledChecked int   `json:"unsettled_checked"`
+	Failed           int   `json:"failed"`    // writes and reads that definitely did not happen
+	KeysFull         int   `json:"keys_full"` // of the failed writes, those refused because a node's key table was full
+	Reads            int   `json:"reads"`
+	Lost             int64 `json:"lost"`
+	Duplicated       int64 `json:"duplicated"`
+	Backwards        int   `json:"backwards"`
+	Linearizable     bool  `json:"linearizable"`
+	ReplicasAgree    bool  `json:"replicas_agree"`
 	// FeedAgrees: a changefeed consumer that followed the whole campaign
 	// held exactly the final values after every round; FeedResyncs is how
 	// often its cursor expired and it reloaded from a dump.
-	FeedAgrees  bool `json:"feed_agrees"`
-	FeedResyncs int  `json:"feed_resyncs"`
-	Problems         []string                   `json:"problems,omitempty"`
-	Dir              string                     `json:"dir"`
-	Elapsed          time.Duration              `json:"elapsed_ns"`
-	Failover         map[string][]time.Duration `json:"failover_ns"`
-	Skipped          map[string]string          `json:"skipped,omitempty"` // fault kind -> why it could not be injected
+	FeedAgrees  bool                       `json:"feed_agrees"`
+	FeedResyncs int                        `json:"feed_resyncs"`
+	Problems    []string                   `json:"problems,omitempty"`
+	Dir         string                     `json:"dir"`
+	Elapsed     time.Duration              `json:"elapsed_ns"`
+	Failover    map[string][]time.Duration `json:"failover_ns"`
+	Skipped     map[string]string          `json:"skipped,omitempty"` // fault kind -> why it could not be injected
 }
 
 // OK reports whether the campaign passed every check.
