@@ -24,13 +24,10 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"tally/client"
+	"tally/tlsconf"
 )
 
-const (
-	readToken  = "ui-read-token-0123456789"
-	writeToken = "ui-write-token-0123456789"
-	watched    = "ui:test:likes"
-)
+const watched = "ui:test:likes"
 
 // chromium finds the browser: TALLY_CHROMIUM, else the usual names.
 func chromium() string {
@@ -50,11 +47,14 @@ func chromium() string {
 type cluster struct {
 	addrs             []string
 	pageToken, writer string
+	// ca is the cluster's CA certificate when it runs TLS (the page is
+	// then on https, and tokens go to the members verified by it).
+	ca string
 	// own: started by this test, so its shape is known (3 members).
 	own bool
 }
 
-// TestDashboard opens /ui on a 3-node cluster with tokens, under load:
+// TestDashboard opens /ui on a secure 3-node cluster (TLS, tokens), under load:
 // the page asks for a token, then shows the 3 members and every shard,
 // per-node request rates for each member, and a watched counter that is
 // being incremented rises on screen. It saves a screenshot to
@@ -70,6 +70,9 @@ func TestDashboard(t *testing.T) {
 	}
 	browser := chromium()
 	if browser == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no Chromium found (.ci/run installs Debian's chromium)")
+		}
 		t.Skip("no Chromium found (apt-get install -y chromium, or set TALLY_CHROMIUM): the dashboard's browser test did not run")
 	}
 	var c cluster
@@ -85,6 +88,15 @@ func TestDashboard(t *testing.T) {
 	opts := []client.Option{client.WithRetryDeadline(30 * time.Second), client.WithoutRouting()}
 	if c.writer != "" {
 		opts = append(opts, client.WithToken(c.writer))
+	}
+	scheme := "http"
+	if c.ca != "" {
+		cfg, err := tlsconf.ClientConfig(c.ca)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts = append(opts, client.WithTLS(cfg))
+		scheme = "https"
 	}
 	info, err := client.New(c.addrs, opts...).Cluster(ctx)
 	if err != nil {
@@ -114,6 +126,11 @@ func TestDashboard(t *testing.T) {
 		chromedp.WindowSize(1400, 1500),
 		chromedp.UserDataDir(t.TempDir()),
 	)
+	if c.ca != "" {
+		// The test's own CA, which this throwaway browser profile does
+		// not know; the nodes verify each other against it.
+		allocOpts = append(allocOpts, chromedp.Flag("ignore-certificate-errors", true))
+	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, allocOpts...)
 	defer cancelAlloc()
 	bctx, cancelBrowser := chromedp.NewContext(actx)
@@ -171,7 +188,7 @@ func TestDashboard(t *testing.T) {
 	}()
 
 	// /ui redirects to /ui/, whose relative URLs the page uses.
-	if err := chromedp.Do(bctx, chromedp.Navigate("http://"+c.addrs[0]+"/ui")); err != nil {
+	if err := chromedp.Do(bctx, chromedp.Navigate(scheme+"://"+c.addrs[0]+"/ui")); err != nil {
 		t.Fatalf("open the dashboard: %v", err)
 	}
 	if c.pageToken != "" {
@@ -350,8 +367,10 @@ func repoRoot() string {
 }
 
 // startCluster builds tallyd and tally and starts a 3-node, 4-shard
-// cluster with tokens through scripts/cluster.sh, as the e2e tests do;
-// every node is SIGKILLed when the test ends.
+// secure cluster (TLS, tokens, encrypted gossip: scripts/cluster.sh up
+// --secure, as the e2e tests drive it); every node is SIGKILLed when the
+// test ends. With TLS every member is verified by the cluster's CA, so
+// the dashboard forwards the viewer's token to all of them.
 func startCluster(t *testing.T) cluster {
 	repo := repoRoot()
 	bin := t.TempDir()
@@ -363,18 +382,14 @@ func startCluster(t *testing.T) cluster {
 		}
 	}
 	dir := t.TempDir()
-	tokens := filepath.Join(dir, "tokens")
-	if err := os.WriteFile(tokens, []byte(readToken+" read\n"+writeToken+" write\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	run := filepath.Join(dir, "run")
 	base := freeBase(t, 3)
 	vars := []string{
-		"TALLY_RUN_DIR=" + filepath.Join(dir, "run"),
+		"TALLY_RUN_DIR=" + run,
 		"TALLY_BIN=" + bin,
 		fmt.Sprintf("TALLY_BASE_PORT=%d", base),
 		"TALLY_SHARDS=4",
 		"TALLY_WAIT=180",
-		"TALLY_EXTRA_FLAGS=--auth-token-file " + tokens,
 	}
 	script := func(args ...string) (string, error) {
 		cmd := exec.Command("bash", append([]string{filepath.Join(repo, "scripts", "cluster.sh")}, args...)...)
@@ -393,10 +408,25 @@ func startCluster(t *testing.T) cluster {
 			}
 		}
 	})
-	if out, err := script("up", "3"); err != nil {
-		t.Fatalf("cluster.sh up 3: %v\n%s", err, out)
+	if out, err := script("up", "3", "--secure"); err != nil {
+		t.Fatalf("cluster.sh up 3 --secure: %v\n%s", err, out)
 	}
-	c := cluster{pageToken: readToken, writer: writeToken, own: true}
+	c := cluster{own: true, ca: filepath.Join(run, "certs", "ca.crt")}
+	tokens, err := os.ReadFile(filepath.Join(run, "certs", "tokens"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(tokens), "\n") {
+		switch f := strings.Fields(line); {
+		case len(f) == 2 && f[1] == "read":
+			c.pageToken = f[0]
+		case len(f) == 2 && f[1] == "write":
+			c.writer = f[0]
+		}
+	}
+	if c.pageToken == "" || c.writer == "" {
+		t.Fatalf("no read and write tokens in %s", filepath.Join(run, "certs", "tokens"))
+	}
 	for i := 0; i < 3; i++ {
 		c.addrs = append(c.addrs, fmt.Sprintf("127.0.0.1:%d", base+10*i))
 	}
