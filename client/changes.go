@@ -2,6 +2,7 @@ package client
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -38,9 +39,9 @@ var ErrCursorExpired = errors.New("changefeed cursor expired")
 // CursorNow starts a changefeed at the changes still to come.
 const CursorNow = "now"
 
-// feedLine is any line of the changefeed or dump stream.
+// feedLine is a line of a dump (or the data of a feed's error event).
 type feedLine struct {
-	ChangeEvent
+	Shard  int     `json:"shard"`
 	Cursor *string `json:"cursor"`
 	Error  *struct {
 		Code    string `json:"code"`
@@ -124,28 +125,57 @@ func (c *Client) followFeed(ctx context.Context, hc *http.Client, u string, step
 		return err
 	}
 	defer body.Close()
-	var events []ChangeEvent
-	err = scanLines(body, func(l *feedLine) error {
+	sc := bufio.NewScanner(body)
+	// An event is a step's entries: an entry that expired very many
+	// counters at once makes a long one.
+	sc.Buffer(make([]byte, 64<<10), 256<<20)
+	var data []byte
+	event := ""
+	for sc.Scan() {
 		idle.Reset(feedIdle)
+		line := sc.Bytes()
 		switch {
-		case l.Error != nil:
-			if l.Error.Code == "cursor_expired" {
-				return fmt.Errorf("%w: %s", ErrCursorExpired, l.Error.Message)
+		case len(line) == 0:
+			if data != nil {
+				if err := feedEvent(event, data, step); err != nil {
+					return err
+				}
 			}
-			return &APIError{Status: http.StatusServiceUnavailable, Code: l.Error.Code, Message: l.Error.Message}
-		case l.Cursor != nil:
-			err := step(events, *l.Cursor)
-			events = nil
-			return err
-		default:
-			events = append(events, l.ChangeEvent)
+			data, event = nil, ""
+		case bytes.HasPrefix(line, []byte("data: ")):
+			data = append(data, line[len("data: "):]...)
+		case bytes.HasPrefix(line, []byte("event: ")):
+			event = string(line[len("event: "):])
 		}
-		return nil
-	})
-	if err != nil {
+		// id: repeats the cursor the data holds; retry: and comments
+		// (keep-alives) need nothing.
+	}
+	if err := sc.Err(); err != nil {
 		return err
 	}
 	return io.ErrUnexpectedEOF // the node ended the stream
+}
+
+// feedEvent hands one server-sent event of the feed to step.
+func feedEvent(event string, data []byte, step func([]ChangeEvent, string) error) error {
+	if event == "error" {
+		var l feedLine
+		if err := json.Unmarshal(data, &l); err != nil || l.Error == nil {
+			return fmt.Errorf("changefeed: bad error event %q", data)
+		}
+		if l.Error.Code == "cursor_expired" {
+			return fmt.Errorf("%w: %s", ErrCursorExpired, l.Error.Message)
+		}
+		return &APIError{Status: http.StatusServiceUnavailable, Code: l.Error.Code, Message: l.Error.Message}
+	}
+	var st struct {
+		Cursor  string        `json:"cursor"`
+		Entries []ChangeEvent `json:"entries"`
+	}
+	if err := json.Unmarshal(data, &st); err != nil || st.Cursor == "" {
+		return fmt.Errorf("changefeed: bad event %q", data)
+	}
+	return step(st.Entries, st.Cursor)
 }
 
 // openStream GETs u and returns the body of a 200 answer.
@@ -171,10 +201,10 @@ func (c *Client) openStream(ctx context.Context, hc *http.Client, u string) (io.
 	return resp.Body, nil
 }
 
-// scanLines decodes newline-delimited JSON lines from r into fn.
+// scanLines decodes newline-delimited JSON lines (a dump) from r into fn.
 func scanLines(r io.Reader, fn func(*feedLine) error) error {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 256<<20) // a line is an entry's changes: an entry that expired very many counters is one line
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		var l feedLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {

@@ -44,12 +44,22 @@ func (a *api) feedCursor(ctx context.Context, s string) (node.Cursor, error) {
 	return node.ParseCursor(s, a.core.ShardCount())
 }
 
-// handleChanges streams every committed change after ?cursor= as
-// newline-delimited JSON: a line per entry that changed counters (in raft
-// order per shard), then a {"cursor":…} line saying how far those lines
-// bring a consumer. A consumer applies what comes before a cursor line
-// together with that cursor, and resumes from the last one it applied.
-// ?follow=false ends the answer after the changes there are now.
+// stepJSON is one event of the feed: the entries that changed counters
+// since the last one, and the cursor they bring a consumer to (also the
+// event's id).
+type stepJSON struct {
+	Cursor  string            `json:"cursor"`
+	Entries []changeEventJSON `json:"entries"`
+}
+
+// handleChanges streams every committed change after ?cursor= (or the
+// Last-Event-ID a reconnecting client sends, which wins) as server-sent
+// events, one per step: the entries that changed counters since the last
+// step, in raft order per shard, with the cursor they reach as the
+// event's id. A consumer applies a step's entries together with its
+// cursor, and resumes from the last cursor it applied. A step with no
+// entries only moves the cursor; a quiet feed sends a keep-alive comment
+// every 15 s. ?follow=false ends the answer after the first step.
 func (a *api) handleChanges(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	follow := true
@@ -62,7 +72,11 @@ func (a *api) handleChanges(w http.ResponseWriter, r *http.Request) {
 		follow = v
 	}
 	ctx := r.Context()
-	cursor, err := a.feedCursor(ctx, q.Get("cursor"))
+	from := q.Get("cursor")
+	if id := r.Header.Get("Last-Event-ID"); id != "" {
+		from = id
+	}
+	cursor, err := a.feedCursor(ctx, from)
 	if err != nil {
 		writeCoreError(w, err)
 		return
@@ -77,36 +91,54 @@ func (a *api) handleChanges(w http.ResponseWriter, r *http.Request) {
 		rc.SetReadDeadline(time.Time{})
 	}
 	h := w.Header()
-	h.Set("Content-Type", "application/x-ndjson")
+	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	enc := json.NewEncoder(w)
-	send := func(v any) bool {
-		rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		return enc.Encode(v) == nil
+	const writeWithin = 30 * time.Second
+	var deadline time.Time
+	var buf []byte
+	send := func(parts ...[]byte) bool {
+		if now := time.Now(); deadline.Sub(now) < writeWithin/2 {
+			deadline = now.Add(writeWithin)
+			rc.SetWriteDeadline(deadline)
+		}
+		for _, p := range parts {
+			if _, err := w.Write(p); err != nil {
+				return false
+			}
+		}
+		return rc.Flush() == nil
 	}
-	var lastSent time.Time // the first round always says where it is
+	if !send([]byte("retry: 1000\n\n")) {
+		return
+	}
+	first := true // the first step always says where the feed is
+	lastSent := time.Now()
 	poll := changesPoll
 	pace := time.NewTimer(0)
 	defer pace.Stop()
 	for {
 		round := time.Now()
-		for _, ev := range events {
-			if !send(eventJSON(ev)) {
+		switch {
+		case first || len(events) > 0 || next.String() != cursor.String():
+			st := stepJSON{Cursor: next.String(), Entries: make([]changeEventJSON, len(events))}
+			for i, ev := range events {
+				st.Entries[i] = eventJSON(ev)
+			}
+			data, _ := json.Marshal(st)
+			buf = append(append(append(append(buf[:0], "id: "...), st.Cursor...), "\ndata: "...), data...)
+			if !send(buf, eventEnd) {
 				return
 			}
-		}
-		if len(events) > 0 || next.String() != cursor.String() || time.Since(lastSent) >= keepAlive {
-			// The cursor line; idle, it doubles as the keep-alive.
-			if !send(struct {
-				Cursor string `json:"cursor"`
-			}{next.String()}) {
+			first, lastSent = false, time.Now()
+		case time.Since(lastSent) >= keepAlive:
+			if !send(keepAliveLine) {
 				return
 			}
 			lastSent = time.Now()
 		}
-		if rc.Flush() != nil || !follow {
+		if !follow {
 			return
 		}
 		if len(events) > 0 {
@@ -133,8 +165,8 @@ func (a *api) handleChanges(w http.ResponseWriter, r *http.Request) {
 		}
 		events, next, err = a.core.ReadChanges(ctx, cursor)
 		if err != nil {
-			send(errorLine{Error: toAPIError(asCoreError(err))})
-			rc.Flush()
+			data, _ := json.Marshal(errorLine{Error: toAPIError(asCoreError(err))})
+			send([]byte("event: error\ndata: "), data, eventEnd)
 			return
 		}
 	}

@@ -11,7 +11,7 @@ import (
 )
 
 // TestChangesResumeFromTheLastCursor: a step is printed only once its
-// cursor line arrived, and a dropped stream resumes at the next --addr
+// event is complete, and a dropped stream resumes at the next --addr
 // node from that cursor, so the change cut off with the stream comes once.
 func TestChangesResumeFromTheLastCursor(t *testing.T) {
 	var mu sync.Mutex
@@ -25,21 +25,26 @@ func TestChangesResumeFromTheLastCursor(t *testing.T) {
 				w.WriteHeader(404)
 				return
 			}
-			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.Header().Set("Content-Type", "text/event-stream")
 			for _, l := range lines {
 				fmt.Fprintln(w, l)
 			}
 		}
 	}
 	a := httptest.NewServer(feed(
-		`{"shard":0,"index":5,"time":"2026-12-04T10:00:00Z","changes":[{"name":"likes","part":0,"value":3,"delta":1}]}`,
-		`{"cursor":"0:5,1:2"}`,
-		`{"shard":1,"index":3,"time":"2026-12-04T10:00:00Z","changes":[{"name":"views","part":2,"value":9,"delta":9}]}`, // its cursor line never comes
+		"retry: 1000\n",
+		`id: 0:5,1:2`,
+		`data: {"cursor":"0:5,1:2","entries":[{"shard":0,"index":5,"time":"2026-12-04T10:00:00Z","changes":[{"name":"likes","part":0,"value":3,"delta":1}]}]}`,
+		"",
+		": keep-alive\n",
+		`id: 0:5,1:3`,
+		`data: {"cursor":"0:5,1:3","entries":[{"shard":1,"index":3,"time":"2026-12-04T10:00:00Z","changes":[{"name":"views","part":2,"value":9,"delta":9}]}]}`, // the stream ends before the event does
 	))
 	defer a.Close()
 	b := httptest.NewServer(feed(
-		`{"shard":1,"index":3,"time":"2026-12-04T10:00:00Z","changes":[{"name":"views","part":2,"value":9,"delta":9}]}`,
-		`{"cursor":"0:5,1:3"}`,
+		`id: 0:5,1:3`,
+		`data: {"cursor":"0:5,1:3","entries":[{"shard":1,"index":3,"time":"2026-12-04T10:00:00Z","changes":[{"name":"views","part":2,"value":9,"delta":9}]}]}`,
+		"",
 	))
 	defer b.Close()
 	var out, errOut bytes.Buffer
