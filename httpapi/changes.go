@@ -86,30 +86,10 @@ func (a *api) handleChanges(w http.ResponseWriter, r *http.Request) {
 		writeCoreError(w, err) // before the stream: a plain error answer, 410 for an expired cursor
 		return
 	}
-	rc := http.NewResponseController(w)
-	if follow {
-		rc.SetReadDeadline(time.Time{})
-	}
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
+	st := startStream(w, "text/event-stream", follow)
 	w.WriteHeader(http.StatusOK)
-	const writeWithin = 30 * time.Second
-	var deadline time.Time
+	send := st.send
 	var buf []byte
-	send := func(parts ...[]byte) bool {
-		if now := time.Now(); deadline.Sub(now) < writeWithin/2 {
-			deadline = now.Add(writeWithin)
-			rc.SetWriteDeadline(deadline)
-		}
-		for _, p := range parts {
-			if _, err := w.Write(p); err != nil {
-				return false
-			}
-		}
-		return rc.Flush() == nil
-	}
 	if !send([]byte("retry: 1000\n\n")) {
 		return
 	}
@@ -196,23 +176,14 @@ func (a *api) handleDump(w http.ResponseWriter, r *http.Request) {
 		Part  int    `json:"part"`
 		Value int64  `json:"value"`
 	}
-	rc := http.NewResponseController(w)
-	rc.SetReadDeadline(time.Time{})
-	h := w.Header()
-	h.Set("Content-Type", "application/x-ndjson")
-	h.Set("Cache-Control", "no-cache")
-	enc := json.NewEncoder(w)
-	started := false
 	// A dump may take longer than the server's write timeout, but a
 	// client that stops reading must not hold it: the deadline moves on
 	// with the writes.
-	const writeWithin = 30 * time.Second
-	var deadline time.Time
+	st := startStream(w, "application/x-ndjson", true)
+	enc := json.NewEncoder(w)
+	started := false
 	cursor, err := a.core.Dump(r.Context(), func(s int, c node.DumpedCounter) error {
-		if now := time.Now(); deadline.Sub(now) < writeWithin/2 {
-			deadline = now.Add(writeWithin)
-			rc.SetWriteDeadline(deadline)
-		}
+		st.extend()
 		if !started {
 			w.WriteHeader(http.StatusOK)
 			started = true

@@ -62,32 +62,9 @@ func (a *api) handleWatch(w http.ResponseWriter, r *http.Request) {
 	}
 	defer watch.Close()
 
-	// A stream outlives the server's read and write timeouts: lift them,
-	// and bound each write on its own instead.
-	rc := http.NewResponseController(w)
-	rc.SetReadDeadline(time.Time{})
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
+	st := startStream(w, "text/event-stream", true)
 	w.WriteHeader(http.StatusOK)
-	// Each write must finish within writeWithin; the deadline is moved
-	// only once half of it is used, not on every event (it costs more than
-	// the write on a busy stream).
-	const writeWithin = 30 * time.Second
-	var deadline time.Time
-	send := func(parts ...[]byte) bool {
-		if now := time.Now(); deadline.Sub(now) < writeWithin/2 {
-			deadline = now.Add(writeWithin)
-			rc.SetWriteDeadline(deadline)
-		}
-		for _, p := range parts {
-			if _, err := w.Write(p); err != nil {
-				return false
-			}
-		}
-		return rc.Flush() == nil
-	}
+	send := st.send
 	if !send([]byte("retry: 1000\n\n")) {
 		return
 	}
