@@ -103,7 +103,7 @@ func runBench(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	w.report(e.stdout, final[name], e.timeout)
+	w.report(e.stdout, final[name], e.timeout, e.json)
 	return nil
 }
 

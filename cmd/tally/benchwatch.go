@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -81,9 +82,40 @@ func (a ackClock) Incr(ctx context.Context, counter string, delta int64) error {
 	return err
 }
 
+// watchReport is what report found: how many watchers showed the final
+// value, and how soon after the last acknowledged write.
+type watchReport struct {
+	Watchers int     `json:"watchers"`
+	Final    int64   `json:"final"`
+	Behind   int     `json:"behind"` // watchers that did not show it within the timeout
+	MedianMS float64 `json:"median_ms,omitempty"`
+	MaxMS    float64 `json:"max_ms,omitempty"`
+}
+
 // report waits (up to timeout) until every watcher shows final, and
-// prints how long after the last acknowledged write they did.
-func (w *benchWatchers) report(out io.Writer, final int64, timeout time.Duration) {
+// prints how long after the last acknowledged write they did: a line of
+// text, or with asJSON a JSON object on its own line (after the bench's).
+func (w *benchWatchers) report(out io.Writer, final int64, timeout time.Duration, asJSON bool) {
+	r := w.wait(final, timeout)
+	switch {
+	case asJSON:
+		b, _ := json.Marshal(struct {
+			W watchReport `json:"watch"`
+		}{r})
+		fmt.Fprintf(out, "%s\n", b)
+	case r.Behind == 0:
+		fmt.Fprintf(out, "watchers: %d saw the final value %d, median %v and at most %v after the last acknowledged write\n",
+			r.Watchers, final, msDuration(r.MedianMS), msDuration(r.MaxMS))
+	default:
+		fmt.Fprintf(out, "watchers: %d of %d did not show the final value %d within %v\n", r.Behind, r.Watchers, final, timeout)
+	}
+}
+
+func msDuration(ms float64) time.Duration {
+	return (time.Duration(ms * float64(time.Millisecond))).Round(time.Millisecond)
+}
+
+func (w *benchWatchers) wait(final int64, timeout time.Duration) watchReport {
 	deadline := time.Now().Add(timeout)
 	for {
 		w.mu.Lock()
@@ -103,13 +135,11 @@ func (w *benchWatchers) report(out io.Writer, final int64, timeout time.Duration
 		w.mu.Unlock()
 		if behind == 0 {
 			slices.Sort(lags)
-			fmt.Fprintf(out, "watchers: %d saw the final value %d, median %v and at most %v after the last acknowledged write\n",
-				len(lags), final, lags[len(lags)/2].Round(time.Millisecond), lags[len(lags)-1].Round(time.Millisecond))
-			return
+			ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+			return watchReport{Watchers: len(lags), Final: final, MedianMS: ms(lags[len(lags)/2]), MaxMS: ms(lags[len(lags)-1])}
 		}
 		if time.Now().After(deadline) {
-			fmt.Fprintf(out, "watchers: %d of %d did not show the final value %d within %v\n", behind, len(w.value), final, timeout)
-			return
+			return watchReport{Watchers: len(w.value), Final: final, Behind: behind}
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
