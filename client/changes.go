@@ -62,15 +62,8 @@ type feedLine struct {
 // the retry deadline. It returns fn's error, ctx's end (nil), or an error
 // wrapping ErrCursorExpired when the history is gone.
 func (c *Client) Changes(ctx context.Context, cursor string, fn func(events []ChangeEvent, cursor string) error) error {
-	hc := *c.hc
-	hc.Timeout = 0
-	var failingSince time.Time
-	backoff := c.minBackoff
-	start := c.next.Add(1) - 1
-	for n := uint64(0); ; n++ {
-		base := c.bases[(start+n)%uint64(len(c.bases))]
-		got := false
-		err := c.followFeed(ctx, &hc, base+"/v1/changes?cursor="+url.QueryEscape(cursor), func(evs []ChangeEvent, next string) error {
+	return c.follow(ctx, func(hc *http.Client, base string) (got, done bool, err error) {
+		err = c.followFeed(ctx, hc, base+"/v1/changes?cursor="+url.QueryEscape(cursor), func(evs []ChangeEvent, next string) error {
 			got = true
 			if err := fn(evs, next); err != nil {
 				return &fnError{err}
@@ -79,30 +72,14 @@ func (c *Client) Changes(ctx context.Context, cursor string, fn func(events []Ch
 			return nil
 		})
 		var fe *fnError
-		var apiErr *APIError
 		switch {
-		case ctx.Err() != nil:
-			return nil
 		case errors.As(err, &fe):
-			return fe.err
+			return got, true, fe.err
 		case errors.Is(err, ErrCursorExpired):
-			return err
-		case errors.As(err, &apiErr) && apiErr.Status != http.StatusServiceUnavailable:
-			return apiErr
-		case got:
-			failingSince, backoff = time.Time{}, c.minBackoff
-		case failingSince.IsZero():
-			failingSince = time.Now()
-		case time.Since(failingSince) > c.retryDeadline:
-			return err
+			return got, true, err
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, c.maxBackoff)
-	}
+		return got, false, err
+	})
 }
 
 type fnError struct{ err error }

@@ -51,32 +51,45 @@ func (c *Client) Watch(ctx context.Context, name string, opts WatchOptions, fn f
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
+	var last uint64
+	return c.follow(ctx, func(hc *http.Client, base string) (got, done bool, err error) {
+		done, err = c.stream(ctx, hc, base+path, &last, func(ev WatchEvent) bool {
+			got = true
+			return fn(ev)
+		})
+		return got, done, err
+	})
+}
+
+// follow runs one stream after another until one ends the follow:
+// attempt reads a stream from base, saying whether it delivered anything
+// (which restarts the retry deadline) and whether its end is final (done:
+// follow returns its err). Each attempt goes to the client's next address,
+// with backoff between them; an error answer other than a 503 is final at
+// once; the follow gives up once no node has delivered for the retry
+// deadline, and returns nil when ctx ends.
+func (c *Client) follow(ctx context.Context, attempt func(hc *http.Client, base string) (got, done bool, err error)) error {
 	hc := *c.hc
 	hc.Timeout = 0 // a stream has no end to wait for
-	var last uint64
 	var failingSince time.Time
 	backoff := c.minBackoff
 	start := c.next.Add(1) - 1
 	for n := uint64(0); ; n++ {
-		base := c.bases[(start+n)%uint64(len(c.bases))]
-		got := false
-		done, err := c.stream(ctx, &hc, base+path, &last, func(ev WatchEvent) bool {
-			got = true
-			return fn(ev)
-		})
+		got, done, err := attempt(&hc, c.bases[(start+n)%uint64(len(c.bases))])
+		var apiErr *APIError
 		switch {
-		case done || ctx.Err() != nil:
+		case ctx.Err() != nil:
 			return nil
+		case done:
+			return err
+		case errors.As(err, &apiErr) && apiErr.Status != http.StatusServiceUnavailable:
+			return apiErr
 		case got:
 			failingSince, backoff = time.Time{}, c.minBackoff
 		case failingSince.IsZero():
 			failingSince = time.Now()
 		case time.Since(failingSince) > c.retryDeadline:
 			return err
-		}
-		var apiErr *APIError
-		if errors.As(err, &apiErr) && apiErr.Status != http.StatusServiceUnavailable {
-			return apiErr
 		}
 		select {
 		case <-ctx.Done():

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -101,7 +102,7 @@ func (a *api) handleChanges(w http.ResponseWriter, r *http.Request) {
 	for {
 		round := time.Now()
 		switch {
-		case first || len(events) > 0 || next.String() != cursor.String():
+		case first || len(events) > 0 || !slices.Equal(next, cursor):
 			st := stepJSON{Cursor: next.String(), Entries: make([]changeEventJSON, len(events))}
 			for i, ev := range events {
 				st.Entries[i] = eventJSON(ev)
